@@ -1,0 +1,25 @@
+// table.cpp: this ISA level's table of kernel entry points (see seqkern/kernels.h).
+#include "kernels/ops.h"
+
+namespace seqkern {
+namespace SEQKERN_ISA_NS {
+
+namespace {
+
+template <typename T>
+Ops<T> make_ops() {
+  Ops<T> o;
+  o.softmax_forward = &softmax_forward<T>;
+  o.softmax_backward = &softmax_backward<T>;
+  return o;
+}
+
+}  // namespace
+
+const KernelTable& kernel_table() {
+  static const KernelTable table{make_ops<float>(), make_ops<double>()};
+  return table;
+}
+
+}  // namespace SEQKERN_ISA_NS
+}  // namespace seqkern

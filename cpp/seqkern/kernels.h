@@ -1,0 +1,35 @@
+// kernels.h: the table of kernel entry points, one per instruction-set level.
+//
+// Each level (scalar, avx2, avx512) compiles every file in cpp/kernels/ into its own namespace
+// and exposes `const KernelTable& seqkern::<level>::kernel_table()`. dispatch.cpp picks one.
+// Entries are plain function pointers taking raw pointers and a shape struct; inputs first,
+// then saved state, then outputs (non-const).
+#pragma once
+
+#include <cstdint>
+
+#include "seqkern/shapes.h"
+
+namespace seqkern {
+
+template <typename T>
+struct Ops {
+  // softmax.cpp. mask: nullptr or a dense uint8 array shaped like x (nonzero = keep).
+  void (*softmax_forward)(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) = nullptr;
+  void (*softmax_backward)(const SoftmaxShape& s, const T* y, const T* dy, T* dx) = nullptr;
+};
+
+struct KernelTable {
+  Ops<float> f32;
+  Ops<double> f64;
+
+  template <typename T>
+  const Ops<T>& ops() const;
+};
+
+template <>
+inline const Ops<float>& KernelTable::ops<float>() const { return f32; }
+template <>
+inline const Ops<double>& KernelTable::ops<double>() const { return f64; }
+
+}  // namespace seqkern

@@ -1,0 +1,34 @@
+"""seqkern: fast, exact CPU kernels for LSTM and softmax attention, with a NumPy API.
+
+The kernels are C++17, compiled once per instruction-set level (portable scalar, AVX2+FMA,
+AVX-512) and chosen at import; ``SEQKERN_ISA`` caps the choice. ``seqkern.reference`` holds
+plain-NumPy versions of every function with the same signatures: it is the specification.
+"""
+
+from __future__ import annotations
+
+from ._runtime import (
+    available_isas,
+    get_isa,
+    get_num_threads,
+    isa_info,
+    set_isa,
+    set_num_threads,
+    use_isa,
+)
+from ._softmax import softmax, softmax_backward, softmax_forward
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_isas",
+    "get_isa",
+    "set_isa",
+    "use_isa",
+    "isa_info",
+    "get_num_threads",
+    "set_num_threads",
+    "softmax",
+    "softmax_forward",
+    "softmax_backward",
+]

@@ -1,0 +1,83 @@
+"""Instruction-set level and thread-count controls (thin wrappers over the compiled module)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from typing import Iterator
+
+from . import _core
+
+__all__ = [
+    "available_isas",
+    "get_isa",
+    "set_isa",
+    "use_isa",
+    "isa_info",
+    "get_num_threads",
+    "set_num_threads",
+]
+
+
+def available_isas() -> list[str]:
+    """Instruction-set levels compiled in and supported by this CPU and OS, lowest first."""
+    return list(_core.available_isas())
+
+
+def get_isa() -> str:
+    """The level the kernels run at now: ``"scalar"``, ``"avx2"`` or ``"avx512"``."""
+    return str(_core.get_isa())
+
+
+def set_isa(name: str) -> None:
+    """Run every kernel at level ``name`` from now on (process-wide).
+
+    Raises ``ValueError`` naming the available levels when ``name`` is not one of them.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"set_isa: name must be a str, got {type(name).__name__}")
+    _core.set_isa(name)
+
+
+@contextlib.contextmanager
+def use_isa(name: str) -> Iterator[str]:
+    """Context manager: run the kernels at level ``name`` inside the block, then restore."""
+    previous = get_isa()
+    set_isa(name)
+    try:
+        yield name
+    finally:
+        set_isa(previous)
+
+
+def isa_info() -> dict:
+    """``{"current", "available", "compiled", "env", "openmp", "threads", "machine"}``."""
+    return {
+        "current": get_isa(),
+        "available": available_isas(),
+        "compiled": list(_core.compiled_isas()),
+        "env": os.environ.get("SEQKERN_ISA"),
+        "openmp": bool(_core.have_openmp()),
+        "threads": get_num_threads(),
+        "machine": platform.machine(),
+    }
+
+
+def get_num_threads() -> int:
+    """Threads the kernels may use when called from this thread (OpenMP's max threads)."""
+    return int(_core.get_num_threads())
+
+
+def set_num_threads(n: int) -> None:
+    """Limit the kernels to ``n`` threads when called from this thread.
+
+    This is OpenMP's ``omp_set_num_threads``: ``OMP_NUM_THREADS`` sets the default, and
+    ``threadpoolctl.threadpool_limits`` reaches the same setting. Without OpenMP the kernels are
+    single-threaded and this only validates ``n``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    _core.set_num_threads(n)
