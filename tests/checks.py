@@ -1,0 +1,83 @@
+"""Accuracy checks shared by the tests.
+
+``assert_close``: a kernel's output against the float64 reference. For float32 kernels the
+tolerance calibrates itself: the kernel may be at most ``factor`` times as far from the float64
+reference as the same reference computed in float32, plus a floor of ``floor * max|expected|``.
+That scales with the shape, the recurrence length and FMA vs non-FMA arithmetic without a
+hand-tuned number per test. For float64 kernels the bound is ``1e-9 * max|expected|`` plus 1e-12.
+
+``check_grad``: a reference backward against a central finite difference along a random
+direction, in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _describe(actual, expected):
+    diff = np.abs(actual.astype(np.float64) - expected)
+    idx = np.unravel_index(np.argmax(diff), diff.shape) if diff.size else ()
+    rel = diff / np.maximum(np.abs(expected), 1e-30)
+    return (
+        f"max abs err {diff.max() if diff.size else 0:.3e} at {idx} "
+        f"(got {actual[idx] if diff.size else None}, expected {expected[idx] if diff.size else None}), "
+        f"max rel err {rel.max() if diff.size else 0:.3e}"
+    )
+
+
+def assert_close(actual, expected64, expected32=None, *, factor=4.0, floor=1e-6, name="output"):
+    """Compare ``actual`` with the float64 reference ``expected64`` (see module docstring).
+
+    ``expected32`` is the reference computed in float32 on the same inputs; required when
+    ``actual`` is float32.
+    """
+    actual = np.asarray(actual)
+    expected64 = np.asarray(expected64, dtype=np.float64)
+    assert actual.shape == expected64.shape, f"{name}: shape {actual.shape} != {expected64.shape}"
+    if actual.size == 0:
+        return
+    scale = float(np.max(np.abs(expected64))) if np.all(np.isfinite(expected64)) else 1.0
+    assert np.array_equal(np.isfinite(actual), np.isfinite(expected64)), f"{name}: finiteness differs"
+    finite = np.isfinite(expected64)
+    err = float(np.max(np.abs(actual[finite].astype(np.float64) - expected64[finite]), initial=0.0))
+    if actual.dtype == np.float64:
+        tol = 1e-9 * scale + 1e-12
+    else:
+        assert expected32 is not None, f"{name}: float32 check needs the float32 reference"
+        e32 = np.asarray(expected32, dtype=np.float64)
+        ref_err = float(np.max(np.abs(e32[finite] - expected64[finite]), initial=0.0))
+        tol = factor * ref_err + floor * max(scale, 1e-30)
+    assert err <= tol, f"{name}: error {err:.3e} > tolerance {tol:.3e}; {_describe(actual, expected64)}"
+
+
+def check_grad(f, inputs, grads, *, eps=1e-6, rtol=1e-6, rng=None, name=""):
+    """Directional finite-difference check of one backward, in float64.
+
+    ``f(**inputs)`` returns an array or a tuple of arrays; ``grads["__g__"]`` is a tuple of
+    upstream gradients g_i, one per output (None skips an output), defining
+    L = sum_i <g_i, out_i>; every other key of ``grads`` names an input and holds the analytic
+    dL/d(input). For each, with a random direction u, <dL/dx, u> must match
+    (L(x + eps u) - L(x - eps u)) / (2 eps) within rtol relative, plus the difference's own
+    rounding error, about 1e-16 |L| / eps.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    g = grads["__g__"]
+
+    def loss(kw):
+        out = f(**kw)
+        out = out if isinstance(out, tuple) else (out,)
+        return sum(float(np.sum(gi * oi)) for gi, oi in zip(g, out) if gi is not None)
+
+    l0 = abs(loss(inputs))
+    for key, analytic in grads.items():
+        if key == "__g__" or analytic is None:
+            continue
+        x0 = np.asarray(inputs[key], dtype=np.float64)
+        u = rng.standard_normal(x0.shape)
+        numeric = (loss(dict(inputs, **{key: x0 + eps * u})) - loss(dict(inputs, **{key: x0 - eps * u}))) / (2 * eps)
+        exact = float(np.sum(np.asarray(analytic) * u))
+        tol = rtol * max(abs(numeric), abs(exact)) + 1e-9 * (l0 + 1.0)
+        assert abs(numeric - exact) <= tol, (
+            f"{name} d/d{key}: analytic {exact!r} vs finite difference {numeric!r} (tol {tol:.2e})"
+        )
