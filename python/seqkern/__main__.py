@@ -1,4 +1,5 @@
-"""``python -m seqkern bench ...`` (see ``seqkern.bench``)."""
+"""``python -m seqkern bench ...`` (see ``seqkern.bench``), ``python -m seqkern demo ...`` (see
+``seqkern.demo``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"bench": "seqkern.bench"}
+    commands = {"bench": "seqkern.bench", "demo": "seqkern.demo"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: python -m seqkern {" + ",".join(commands) + "} [options]")
         print("  bench   time every kernel against NumPy (and PyTorch / ONNX Runtime if installed)")
+        print("  demo    train an LSTM + attention text classifier (--train/--test for your own TSV files)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
 

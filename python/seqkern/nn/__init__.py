@@ -1,0 +1,27 @@
+"""Neural-network layers, losses, optimizers and a Keras-like model on the seqkern kernels.
+
+NumPy parameters, explicit forward and backward (see ``layers``); sequence tensors between layers
+are time-major (T, B, F). A text classifier::
+
+    from seqkern import nn
+    model = nn.Sequential([
+        nn.Embedding(vocab_size, 64),
+        nn.LSTM(64, 64, return_sequences=True),
+        nn.AttentionPool(64),
+        nn.Dense(64, n_classes, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(X, y, epochs=10, batch_size=64)
+"""
+
+from .layers import LSTM, AttentionPool, Dense, Dropout, Embedding, Layer, MeanPool, layer_from_config
+from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, get_loss
+from .model import EarlyStopping, Sequential, load_model
+from .optim import SGD, Adam, Optimizer, get_optimizer, global_norm
+
+__all__ = [
+    "Layer", "Embedding", "Dense", "Dropout", "LSTM", "AttentionPool", "MeanPool", "layer_from_config",
+    "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get_loss",
+    "Optimizer", "SGD", "Adam", "get_optimizer", "global_norm",
+    "Sequential", "EarlyStopping", "load_model",
+]

@@ -1,0 +1,458 @@
+"""Layers with NumPy parameters and explicit forward/backward.
+
+Layout: sequence tensors between layers are time-major, ``(T, B, F)``, the layout of the LSTM and
+attention kernels. :class:`Embedding` takes batch-major ids ``(B, T)`` (the way data is stored)
+and emits time-major vectors, so no transpose is ever made in between. Every layer's
+``forward(x, lengths=None, training=False)`` keeps what its ``backward(grad)`` needs;
+``backward`` returns the gradient for the input (``None`` for integer inputs) and *adds* the
+parameter gradients into ``grads()``, which :meth:`Layer.zero_grad` clears.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import seqkern
+
+__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "AttentionPool", "layer_from_config"]
+
+
+def _rng(seed):
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def glorot_uniform(rng, fan_in: int, fan_out: int, shape, dtype) -> np.ndarray:
+    limit = np.sqrt(6.0 / max(1, fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def orthogonal(rng, rows: int, cols: int, dtype) -> np.ndarray:
+    """A (rows, cols) matrix with orthonormal rows or columns (QR of a Gaussian, signs fixed)."""
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))
+    q = q if rows >= cols else q.T
+    return q[:rows, :cols].astype(dtype)
+
+
+class Layer:
+    """Base class: a dict of parameters, a dict of gradients with the same keys and shapes."""
+
+    input_layout = "time"
+
+    def __init__(self, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{type(self).__name__}: dtype must be float32 or float64, got {self.dtype}")
+        self._p: dict[str, np.ndarray] = {}
+        self._g: dict[str, np.ndarray] = {}
+
+    def _add(self, name: str, value: np.ndarray) -> None:
+        self._p[name] = np.ascontiguousarray(value, dtype=self.dtype)
+        self._g[name] = np.zeros_like(self._p[name])
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self._p
+
+    def grads(self) -> dict[str, np.ndarray]:
+        return self._g
+
+    def zero_grad(self) -> None:
+        for g in self._g.values():
+            g.fill(0)
+
+    def set_params(self, values: dict) -> None:
+        """Copy arrays into the parameters (shapes must match; dtype converted to the layer's)."""
+        for k, v in values.items():
+            if k not in self._p:
+                raise KeyError(f"{type(self).__name__}: no parameter {k!r}; has {list(self._p)}")
+            v = np.asarray(v)
+            if v.shape != self._p[k].shape:
+                raise ValueError(f"{type(self).__name__}: {k} must have shape {self._p[k].shape}, got {v.shape}")
+            self._p[k][...] = v
+
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    def forward(self, x, lengths=None, training=False):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    def __call__(self, x, lengths=None, training=False):
+        return self.forward(x, lengths=lengths, training=training)
+
+
+class Embedding(Layer):
+    """Token ids (B, T) -> vectors (T, B, dim), time-major.
+
+    Row ``padding_idx`` starts at zero and never receives a gradient, so padding stays zero.
+    Init: uniform(-0.05, 0.05), as Keras (``scale`` changes the bound).
+    """
+
+    input_layout = "batch"
+
+    def __init__(self, num_embeddings, dim, padding_idx=0, *, scale=0.05, dtype=np.float32, seed=None):
+        super().__init__(dtype)
+        self.num_embeddings, self.dim = int(num_embeddings), int(dim)
+        self.padding_idx = None if padding_idx is None else int(padding_idx)
+        self.scale = float(scale)
+        w = _rng(seed).uniform(-scale, scale, size=(self.num_embeddings, self.dim))
+        if self.padding_idx is not None:
+            w[self.padding_idx] = 0
+        self._add("weight", w)
+
+    def get_config(self):
+        return {"class": "Embedding", "num_embeddings": self.num_embeddings, "dim": self.dim,
+                "padding_idx": self.padding_idx, "scale": self.scale, "dtype": self.dtype.name}
+
+    def forward(self, ids, lengths=None, training=False):
+        ids = np.asarray(ids)
+        if ids.ndim != 2 or ids.dtype.kind not in "iu":
+            raise TypeError(f"Embedding: ids must be a 2-D integer array (B, T), got {ids.dtype} {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise ValueError(f"Embedding: ids must be in [0, {self.num_embeddings}), got [{ids.min()}, {ids.max()}]")
+        self._ids = np.ascontiguousarray(ids.T)
+        return self._p["weight"][self._ids]
+
+    def backward(self, grad):
+        g = self._g["weight"]
+        flat = self._ids.reshape(-1)
+        rows = grad.reshape(-1, self.dim)
+        # Sum rows that share an id with one sort + reduceat (faster than np.add.at).
+        order = np.argsort(flat, kind="stable")
+        ids_sorted = flat[order]
+        if ids_sorted.size:
+            starts = np.flatnonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])
+            g[ids_sorted[starts]] += np.add.reduceat(rows[order], starts, axis=0)
+        if self.padding_idx is not None:
+            g[self.padding_idx] = 0
+        return None
+
+    def load_torch(self, state_dict):
+        """Copy ``nn.Embedding``'s ``weight`` (tensor or array) into this layer."""
+        self.set_params({"weight": _np(state_dict["weight"])})
+
+
+_ACTIVATIONS = (None, "linear", "relu", "tanh", "sigmoid", "softmax")
+
+
+class Dense(Layer):
+    """y = act(x W^T + b) over the last axis; W (units, in_features) as PyTorch's nn.Linear.
+
+    ``activation``: None/'linear', 'relu', 'tanh', 'sigmoid' or 'softmax'. With ``logits=True``
+    forward returns the pre-activation and backward takes its gradient: the model uses this to
+    fuse a final softmax or sigmoid with the cross-entropy loss. Init: Glorot uniform, zero bias.
+    """
+
+    def __init__(self, in_features, units, activation=None, use_bias=True, *, dtype=np.float32, seed=None):
+        super().__init__(dtype)
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"Dense: activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        self.in_features, self.units = int(in_features), int(units)
+        self.activation = None if activation == "linear" else activation
+        self.use_bias = bool(use_bias)
+        self._add("weight", glorot_uniform(_rng(seed), self.in_features, self.units,
+                                           (self.units, self.in_features), self.dtype))
+        if self.use_bias:
+            self._add("bias", np.zeros(self.units))
+
+    def get_config(self):
+        return {"class": "Dense", "in_features": self.in_features, "units": self.units,
+                "activation": self.activation, "use_bias": self.use_bias, "dtype": self.dtype.name}
+
+    def forward(self, x, lengths=None, training=False, logits=False):
+        x = np.asarray(x)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Dense: x must have {self.in_features} features in its last axis, got shape {x.shape}")
+        self._x = x
+        z = x @ self._p["weight"].T
+        if self.use_bias:
+            z += self._p["bias"]
+        a = self.activation
+        if logits or a is None:
+            self._y = None
+            return z
+        if a == "relu":
+            y = np.maximum(z, 0)
+        elif a == "tanh":
+            y = np.tanh(z)
+        elif a == "sigmoid":
+            y = 1.0 / (1.0 + np.exp(-z))
+        else:
+            y = seqkern.softmax(np.ascontiguousarray(z), axis=-1)
+        self._y = y
+        return y
+
+    def backward(self, grad, logits=False):
+        a, y = self.activation, self._y
+        if not logits and a is not None:
+            if a == "relu":
+                grad = grad * (y > 0)
+            elif a == "tanh":
+                grad = grad * (1 - y * y)
+            elif a == "sigmoid":
+                grad = grad * y * (1 - y)
+            else:
+                grad = seqkern.softmax_backward(np.ascontiguousarray(y), np.ascontiguousarray(grad, dtype=y.dtype))
+        x2 = self._x.reshape(-1, self.in_features)
+        g2 = grad.reshape(-1, self.units)
+        self._g["weight"] += g2.T @ x2
+        if self.use_bias:
+            self._g["bias"] += g2.sum(axis=0)
+        return (g2 @ self._p["weight"]).reshape(self._x.shape)
+
+    def load_torch(self, state_dict):
+        """Copy ``nn.Linear``'s ``weight`` and ``bias`` into this layer."""
+        vals = {"weight": _np(state_dict["weight"])}
+        if self.use_bias:
+            vals["bias"] = _np(state_dict["bias"])
+        self.set_params(vals)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each entry with probability ``rate`` and scale the rest
+    by 1/(1-rate); identity otherwise."""
+
+    def __init__(self, rate, *, dtype=np.float32, seed=None):
+        super().__init__(dtype)
+        if not 0 <= rate < 1:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self._gen = _rng(seed)
+
+    def get_config(self):
+        return {"class": "Dropout", "rate": self.rate, "dtype": self.dtype.name}
+
+    def forward(self, x, lengths=None, training=False):
+        if not training or self.rate == 0:
+            self._mask = None
+            return x
+        keep = 1.0 - self.rate
+        self._mask = (self._gen.random(x.shape, dtype=np.float32) < keep).astype(x.dtype) / x.dtype.type(keep)
+        return x * self._mask
+
+    def backward(self, grad):
+        return grad if self._mask is None else grad * self._mask
+
+
+def _np(t):
+    """A torch tensor or array-like as a NumPy array."""
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().numpy()
+    return np.asarray(t)
+
+
+def _reverse_index(T: int, lengths: np.ndarray | None, B: int):
+    """Row index that reverses every column's first lengths[b] steps and leaves the padding in
+    place. The permutation is its own inverse, so the same index maps back."""
+    t = np.arange(T)[:, None]
+    if lengths is None:
+        return np.broadcast_to(T - 1 - t, (T, B))
+    L = np.asarray(lengths)[None, :]
+    return np.where(t < L, L - 1 - t, t)
+
+
+class LSTM(Layer):
+    """Stacked, optionally bidirectional LSTM over time-major input (T, B, input_size), on
+    ``seqkern.lstm_forward`` / ``seqkern.lstm_backward``.
+
+    Output: with ``return_sequences`` the last layer's outputs (T, B, D*H) (zeros at t >= length),
+    else its final states (B, D*H) (D = 2 if bidirectional: forward state after the last valid
+    step, then reverse state after reaching step 0), as PyTorch's ``h_n``.
+
+    Parameters per layer k and direction (suffix ``_reverse``): ``w_ih_l{k}`` (4H, in),
+    ``w_hh_l{k}`` (4H, H), ``bias_l{k}`` (4H,), gate rows i, f, g, o, and with ``peephole`` also
+    ``peephole_l{k}`` (3, H). The reverse direction runs the same kernel on every sequence reversed
+    within its length. ``dropout`` is applied to the inputs of layers 1.. in training only.
+    Init (Keras' unit-forget-bias): Glorot-uniform w_ih, orthogonal w_hh, bias 0 except the forget
+    gate at 1, peepholes 0.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, peephole=False,
+                 dropout=0.0, return_sequences=False, dtype=np.float32, seed=None):
+        super().__init__(dtype)
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.num_layers, self.bidirectional = int(num_layers), bool(bidirectional)
+        self.peephole, self.dropout = bool(peephole), float(dropout)
+        self.return_sequences = bool(return_sequences)
+        self._gen = _rng(seed)
+        H = self.hidden_size
+        self.dirs = ("", "_reverse") if self.bidirectional else ("",)
+        for k in range(self.num_layers):
+            d_in = self.input_size if k == 0 else H * len(self.dirs)
+            for s in self.dirs:
+                self._add(f"w_ih_l{k}{s}", glorot_uniform(self._gen, d_in, 4 * H, (4 * H, d_in), self.dtype))
+                self._add(f"w_hh_l{k}{s}", orthogonal(self._gen, H, 4 * H, self.dtype).T)
+                b = np.zeros(4 * H)
+                b[H : 2 * H] = 1.0
+                self._add(f"bias_l{k}{s}", b)
+                if self.peephole:
+                    self._add(f"peephole_l{k}{s}", np.zeros((3, H)))
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * len(self.dirs)
+
+    def get_config(self):
+        return {"class": "LSTM", "input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bidirectional": self.bidirectional,
+                "peephole": self.peephole, "dropout": self.dropout,
+                "return_sequences": self.return_sequences, "dtype": self.dtype.name}
+
+    def _run(self, k, s, x, lengths):
+        p = self._p
+        return seqkern.lstm_forward(
+            x, p[f"w_ih_l{k}{s}"], p[f"w_hh_l{k}{s}"], p[f"bias_l{k}{s}"],
+            peephole=p.get(f"peephole_l{k}{s}"), lengths=lengths)
+
+    def forward(self, x, lengths=None, training=False):
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"LSTM: x must have shape (T, B, {self.input_size}), got {x.shape}")
+        T, B, _ = x.shape
+        self._T, self._B = T, B
+        self._lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
+        rev = _reverse_index(T, self._lengths, B) if self.bidirectional else None
+        self._rev, self._cols = rev, np.arange(B)[None, :]
+        self._caches, self._masks = [], []
+        h_last = []
+        for k in range(self.num_layers):
+            mask = None
+            if k > 0 and training and self.dropout > 0:
+                keep = 1.0 - self.dropout
+                mask = (self._gen.random(x.shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(keep)
+                x = x * mask
+            self._masks.append(mask)
+            outs, caches, h_last = [], [], []
+            for s in self.dirs:
+                xs = x if s == "" else x[rev, self._cols]
+                y, h_n, _c_n, cache = self._run(k, s, xs, self._lengths)
+                outs.append(y if s == "" else y[rev, self._cols])
+                caches.append(cache)
+                h_last.append(h_n)
+            self._caches.append(caches)
+            x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+        if self.return_sequences:
+            return x
+        return h_last[0] if len(h_last) == 1 else np.concatenate(h_last, axis=1)
+
+    def backward(self, grad):
+        H, rev, cols = self.hidden_size, self._rev, self._cols
+        grad = np.asarray(grad, dtype=self.dtype)
+        dx = None
+        for k in reversed(range(self.num_layers)):
+            parts = []
+            for j, s in enumerate(self.dirs):
+                dy = dh_n = None
+                if k == self.num_layers - 1 and not self.return_sequences:
+                    dh_n = np.ascontiguousarray(grad[:, j * H : (j + 1) * H])
+                else:
+                    dy = grad[..., j * H : (j + 1) * H]
+                    dy = np.ascontiguousarray(dy if s == "" else dy[rev, cols])
+                d_x, dw_ih, dw_hh, dbias, _dh0, _dc0, dpeep = seqkern.lstm_backward(
+                    self._caches[k][j], dy=dy, dh_n=dh_n)
+                self._g[f"w_ih_l{k}{s}"] += dw_ih
+                self._g[f"w_hh_l{k}{s}"] += dw_hh
+                self._g[f"bias_l{k}{s}"] += dbias
+                if self.peephole:
+                    self._g[f"peephole_l{k}{s}"] += dpeep
+                parts.append(d_x if s == "" else d_x[rev, cols])
+            dx = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+            if self._masks[k] is not None:
+                dx = dx * self._masks[k]
+            grad = dx
+        self._caches = []
+        return dx
+
+    def load_torch(self, state_dict):
+        """Copy an ``nn.LSTM`` state dict (``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}``,
+        ``bias_ih_l{k}``, ``bias_hh_l{k}``; tensors or arrays) into this layer; the two biases are
+        summed. The torch module must have the same sizes and ``batch_first`` does not matter."""
+        vals = {}
+        for k in range(self.num_layers):
+            for s in self.dirs:
+                vals[f"w_ih_l{k}{s}"] = _np(state_dict[f"weight_ih_l{k}{s}"])
+                vals[f"w_hh_l{k}{s}"] = _np(state_dict[f"weight_hh_l{k}{s}"])
+                b = np.zeros(4 * self.hidden_size)
+                for name in (f"bias_ih_l{k}{s}", f"bias_hh_l{k}{s}"):
+                    if name in state_dict:
+                        b = b + _np(state_dict[name]).astype(np.float64)
+                vals[f"bias_l{k}{s}"] = b
+        self.set_params(vals)
+
+
+class AttentionPool(Layer):
+    """Additive attention pooling over time-major h (T, B, H), on
+    ``seqkern.attention_pool_forward`` / ``attention_pool_backward``:
+    u_t = tanh(h_t w^T + b), score_t = u_t . w_s, alpha = softmax over valid t,
+    context = sum_t alpha_t h_t  -> (B, H). The last weights are kept in ``self.alpha`` (T, B).
+    Parameters: ``w`` (A, H), ``b`` (A,), ``w_s`` (A,). Init: Glorot-uniform w and w_s, zero b.
+    """
+
+    def __init__(self, input_size, attn_size=None, *, dtype=np.float32, seed=None):
+        super().__init__(dtype)
+        self.input_size = int(input_size)
+        self.attn_size = int(attn_size) if attn_size is not None else self.input_size
+        gen = _rng(seed)
+        A, H = self.attn_size, self.input_size
+        self._add("w", glorot_uniform(gen, H, A, (A, H), self.dtype))
+        self._add("b", np.zeros(A))
+        self._add("w_s", glorot_uniform(gen, A, 1, (A,), self.dtype))
+        self.alpha = None
+
+    def get_config(self):
+        return {"class": "AttentionPool", "input_size": self.input_size, "attn_size": self.attn_size,
+                "dtype": self.dtype.name}
+
+    def forward(self, h, lengths=None, training=False):
+        h = np.asarray(h)
+        if h.ndim != 3 or h.shape[2] != self.input_size:
+            raise ValueError(f"AttentionPool: h must have shape (T, B, {self.input_size}), got {h.shape}")
+        lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
+        p = self._p
+        context, alpha, self._cache = seqkern.attention_pool_forward(h, p["w"], p["b"], p["w_s"], lengths=lengths)
+        self.alpha = alpha
+        return context
+
+    def backward(self, grad):
+        dh, dw, db, dws = seqkern.attention_pool_backward(self._cache, np.ascontiguousarray(grad, dtype=self.dtype))
+        self._g["w"] += dw
+        self._g["b"] += db
+        self._g["w_s"] += dws
+        self._cache = None
+        return dh
+
+
+class MeanPool(Layer):
+    """Mean over the valid steps of time-major x (T, B, F) -> (B, F). No parameters."""
+
+    def __init__(self, *, dtype=np.float32):
+        super().__init__(dtype)
+
+    def get_config(self):
+        return {"class": "MeanPool", "dtype": self.dtype.name}
+
+    def forward(self, x, lengths=None, training=False):
+        T, B = x.shape[:2]
+        if lengths is None:
+            w = np.full((T, B), 1.0 / max(T, 1), dtype=x.dtype)
+        else:
+            L = np.asarray(lengths)
+            w = ((np.arange(T)[:, None] < L[None, :]) / np.maximum(L, 1)[None, :]).astype(x.dtype)
+        self._w = w
+        return np.einsum("tbf,tb->bf", x, w)
+
+    def backward(self, grad):
+        return self._w[:, :, None] * grad[None, :, :]
+
+
+_CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, AttentionPool, MeanPool)}
+
+
+def layer_from_config(config: dict) -> Layer:
+    """Build a layer (with fresh parameters) from ``layer.get_config()``."""
+    cfg = dict(config)
+    cls = _CLASSES[cfg.pop("class")]
+    return cls(**cfg)
