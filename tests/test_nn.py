@@ -417,3 +417,38 @@ def test_sst2_smoke():
     y = np.array([int(v) for v in labels[:256]])
     hist = model.fit(x, y, epochs=2, batch_size=64, verbose=0)
     assert np.all(np.isfinite(hist["loss"]))
+
+
+def _example(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_adding_problem_data():
+    mod = _example("adding_problem")
+    x, y = mod.adding_batch(np.random.default_rng(0), 64, 10)
+    assert x.shape == (64, 10, 2) and y.shape == (64, 1)
+    marks = x[:, :, 1]
+    assert np.all(marks.sum(axis=1) == 2)
+    assert np.all(marks[:, :5].sum(axis=1) == 1), "one marker in each half"
+    np.testing.assert_allclose(y[:, 0], (x[:, :, 0] * marks).sum(axis=1), rtol=1e-6)
+
+
+@kernels
+def test_training_speed_entry():
+    from seqkern.nn import speed
+
+    rows = speed.train_speed(batch=4, steps=2, repeats=1, vocab=50, embed=8, hidden=8, attn=8)
+    assert rows[0]["impl"] == "seqkern.nn" and rows[0]["seqkern_speedup"] == 1.0
+    assert all(r["tokens_per_s"] > 0 for r in rows)
+    try:
+        import torch  # noqa: F401
+
+        assert {r["impl"] for r in rows} == {"seqkern.nn", "torch", "torch (no packing)"}
+    except ImportError:
+        assert len(rows) == 1
