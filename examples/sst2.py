@@ -92,13 +92,15 @@ def main(argv=None) -> int:
     print(f"BiLSTM + attention: embedding {args.embed}, hidden {args.hidden} x 2, attention {args.attn}, "
           f"{sum(v.size for v in model.params().values()):,d} parameters")
     t0 = time.perf_counter()
+
+    def report(model, epoch, logs):
+        print(f"epoch {epoch + 1}: train loss {logs['loss']:.4f}  dev accuracy {logs['val_accuracy']:.4f}  "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+
     hist = model.fit(x_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size, validation_data=(x_dv, y_dv),
                      early_stopping=nn.EarlyStopping("val_accuracy", patience=args.patience),
-                     verbose=0 if args.quiet else 1, seed=args.seed)
+                     verbose=0 if args.quiet else 1, seed=args.seed, callbacks=[report] if args.quiet else ())
     elapsed = time.perf_counter() - t0
-    if args.quiet:
-        for e, (lo, va) in enumerate(zip(hist["loss"], hist["val_accuracy"])):
-            print(f"epoch {e + 1}: train loss {lo:.4f}  dev accuracy {va:.4f}  {hist['time'][e]:.1f} s")
     res = model.evaluate(x_te, y_te)
     best = hist["best_epoch"][0] + 1
     print(f"trained {len(hist['loss'])} epochs in {elapsed:.1f} s "
