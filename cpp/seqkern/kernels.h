@@ -19,6 +19,11 @@ struct Ops {
   void (*softmax_backward)(const SoftmaxShape& s, const T* y, const T* dy, T* dx) = nullptr;
 };
 
+// Threads a kernel may use when called from this thread: OpenMP's max threads, or 1 in a child
+// process forked after the parent ran OpenMP threads (GNU OpenMP's pool does not survive fork;
+// using it there would hang). Defined in dispatch.cpp, outside the per-ISA code.
+int max_threads();
+
 struct KernelTable {
   Ops<float> f32;
   Ops<double> f64;
