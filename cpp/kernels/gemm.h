@@ -51,6 +51,15 @@ void scale_rows(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
 }
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Packing scratch kept per thread across calls (slot 0: A blocks, slot 1: B blocks): a fresh
+// allocation of this size is a fresh mmap, and its page faults cost as much as the packing.
+template <typename T>
+T* scratch(int slot, int64_t n) {
+  static thread_local simd::Buffer<T> bufs[2];
+  if (bufs[slot].size() < n) bufs[slot].reset(n);
+  return bufs[slot].data();
+}
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 // One kc x nc block of op(B) as the micro-kernels see it: panel p (NR columns) at p + p*bp,
@@ -74,38 +83,37 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const T* ap, const BView<T
   const int64_t npan = (nc + NR - 1) / NR;
   auto panel = [&](int64_t q) { return q == bv.full && bv.tail ? bv.tail : bv.p + q * bv.bp; };
   auto stride = [&](int64_t q) { return q == bv.full && bv.tail ? int64_t(NR) : bv.bk; };
-  if (mc <= MR) {
-    // One short row panel (small M): span several B panels per call to keep FMAs in flight.
-    const int mr = static_cast<int>(mc);
-    const int np = Tiles<T>::panels_for(mr);
-    int64_t q = 0;
-    if (np > 1) {
-      const MicroKernel<T> wide = kernel_for<T>(mr, true);
-      const int64_t full = bv.tail ? bv.full : npan;
-      for (; q + np <= full; q += np) {
-        wide(kc, ap, panel(q), bv.bk, bv.bp, C + q * NR, ldc, min64(nc - q * NR, int64_t(np) * NR), mode, beta);
+  // Full MR-row panels: the kc x NR B micro-panel stays in L1 while A row panels stream from L2.
+  const int64_t mfull = mc / MR * MR;
+  if (mfull > 0) {
+    const MicroKernel<T> full_rows = kernel_for<T>(MR, false);
+    for (int64_t q = 0; q < npan; ++q) {
+      const T* b = panel(q);
+      const int64_t bk = stride(q);
+      const int64_t ncols = min64(nc - q * NR, NR);
+      for (int64_t i = 0; i < mfull; i += MR) {
+        full_rows(kc, ap + i * kc, b, bk, 0, C + i * ldc + q * NR, ldc, ncols, mode, beta);
       }
     }
-    const MicroKernel<T> narrow = kernel_for<T>(mr, false);
-    for (; q < npan; ++q) {
-      narrow(kc, ap, panel(q), stride(q), 0, C + q * NR, ldc, min64(nc - q * NR, NR), mode, beta);
-    }
-    return;
   }
-  // The kc x NR B micro-panel stays in L1 while the A row panels stream from L2.
-  const MicroKernel<T> full_rows = kernel_for<T>(MR, false);
-  const int64_t mfull = mc / MR * MR;
-  const int rtail = static_cast<int>(mc - mfull);
-  const MicroKernel<T> tail_rows = rtail ? kernel_for<T>(rtail, false) : nullptr;
-  for (int64_t q = 0; q < npan; ++q) {
-    const T* b = panel(q);
-    const int64_t bk = stride(q);
-    const int64_t ncols = min64(nc - q * NR, NR);
-    T* c = C + q * NR;
-    for (int64_t i = 0; i < mfull; i += MR) {
-      full_rows(kc, ap + i * kc, b, bk, 0, c + i * ldc, ldc, ncols, mode, beta);
+  if (mfull == mc) return;
+  // A short row panel (small M, or the last rows): span several B panels per call so that
+  // enough independent FMA chains are in flight.
+  const int mr = static_cast<int>(mc - mfull);
+  const T* a = ap + mfull * kc;
+  T* c = C + mfull * ldc;
+  const int np = Tiles<T>::panels_for(mr);
+  int64_t q = 0;
+  if (np > 1) {
+    const MicroKernel<T> wide = kernel_for<T>(mr, true);
+    const int64_t full = bv.tail ? bv.full : npan;
+    for (; q + np <= full; q += np) {
+      wide(kc, a, panel(q), bv.bk, bv.bp, c + q * NR, ldc, min64(nc - q * NR, int64_t(np) * NR), mode, beta);
     }
-    if (rtail) tail_rows(kc, ap + mfull * kc, b, bk, 0, c + mfull * ldc, ldc, ncols, mode, beta);
+  }
+  const MicroKernel<T> narrow = kernel_for<T>(mr, false);
+  for (; q < npan; ++q) {
+    narrow(kc, a, panel(q), stride(q), 0, c + q * NR, ldc, min64(nc - q * NR, NR), mode, beta);
   }
 }
 
@@ -117,7 +125,7 @@ void blocked(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
   constexpr int MC = Tiles<T>::MC;
   constexpr int NC = Tiles<T>::NC;
   const int64_t kcap = min64(K, KC);
-  simd::Buffer<T> abuf(min64(M, MC) * kcap);
+  T* abuf = scratch<T>(0, min64(M, MC) * kcap);
   const int first_mode = beta == T(0) ? kStartZero : (beta == T(1) ? kStartC : kStartBetaC);
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = min64(N - jc, NC);
@@ -128,8 +136,8 @@ void blocked(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = min64(M - ic, MC);
         const T* a = trans_a ? A + pc * lda + ic : A + ic * lda + pc;
-        pack_a(trans_a, mc, kc, a, lda, alpha, abuf.data());
-        macro_kernel(mc, nc, kc, abuf.data(), bv, C + ic * ldc + jc, ldc, mode, beta);
+        pack_a(trans_a, mc, kc, a, lda, alpha, abuf);
+        macro_kernel(mc, nc, kc, abuf, bv, C + ic * ldc + jc, ldc, mode, beta);
       }
     }
   }
@@ -141,14 +149,14 @@ struct PackingSource {
   bool trans_b;
   const T* B;
   int64_t ldb;
-  simd::Buffer<T> buf;
+  T* buf;
   PackingSource(bool tb, int64_t N, int64_t K, const T* b, int64_t ld) : trans_b(tb), B(b), ldb(ld) {
-    buf.reset(min64(K, Tiles<T>::KC) * round_up(min64(N, Tiles<T>::NC), Tiles<T>::NR));
+    buf = scratch<T>(1, min64(K, Tiles<T>::KC) * round_up(min64(N, Tiles<T>::NC), Tiles<T>::NR));
   }
   BView<T> block(int64_t jc, int64_t nc, int64_t pc, int64_t kc) {
     constexpr int NR = Tiles<T>::NR;
-    pack_b(trans_b, kc, nc, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, buf.data(), kc * NR);
-    return {buf.data(), NR, kc * NR, (nc + NR - 1) / NR, nullptr};
+    pack_b(trans_b, kc, nc, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, buf, kc * NR);
+    return {buf, NR, kc * NR, (nc + NR - 1) / NR, nullptr};
   }
 };
 
@@ -158,17 +166,17 @@ template <typename T>
 struct DirectSource {
   const T* B;
   int64_t ldb;
-  simd::Buffer<T> tail;
+  T* tail = nullptr;
   DirectSource(int64_t N, int64_t K, const T* b, int64_t ld) : B(b), ldb(ld) {
-    if (N % Tiles<T>::NR) tail.reset(min64(K, Tiles<T>::KC) * Tiles<T>::NR);
+    if (N % Tiles<T>::NR) tail = scratch<T>(1, min64(K, Tiles<T>::KC) * Tiles<T>::NR);
   }
   BView<T> block(int64_t jc, int64_t nc, int64_t pc, int64_t kc) {
     constexpr int NR = Tiles<T>::NR;
     const int64_t full = nc / NR;
     const T* b = B + pc * ldb + jc;
     if (full * NR < nc) {
-      pack_b(false, kc, nc - full * NR, b + full * NR, ldb, tail.data(), 0);
-      return {b, ldb, NR, full, tail.data()};
+      pack_b(false, kc, nc - full * NR, b + full * NR, ldb, tail, 0);
+      return {b, ldb, NR, full, tail};
     }
     return {b, ldb, NR, full, nullptr};
   }

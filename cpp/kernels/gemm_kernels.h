@@ -136,6 +136,53 @@ MicroKernel<T> kernel_for(int mr, bool wide) {
   return kernel_from<T>(mr, wide, std::make_integer_sequence<int, Tiles<T>::MR>{});
 }
 
+// dst[r * ldd + c] = src[c * lds + r] for a size x size block (size 1: no vector transpose).
+template <typename T>
+struct TransposeBlock {
+  static constexpr int size = 1;
+  static void run(const T*, int64_t, T*, int64_t) {}
+};
+
+#if defined(__AVX2__)
+template <>
+struct TransposeBlock<float> {
+  static constexpr int size = 8;
+  static void run(const float* src, int64_t lds, float* dst, int64_t ldd) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+      _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+      _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+  }
+};
+
+template <>
+struct TransposeBlock<double> {
+  static constexpr int size = 4;
+  static void run(const double* src, int64_t lds, double* dst, int64_t ldd) {
+    const __m256d r0 = _mm256_loadu_pd(src), r1 = _mm256_loadu_pd(src + lds);
+    const __m256d r2 = _mm256_loadu_pd(src + 2 * lds), r3 = _mm256_loadu_pd(src + 3 * lds);
+    const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(dst + ldd, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(dst + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(dst + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
+  }
+};
+#endif
+
 // Packs rows [0, mc) and columns [0, kc) of op(A) (already offset to the block) into row
 // panels of MR (the last one mr rows), scaled by alpha.
 template <typename T>
@@ -182,11 +229,24 @@ void pack_b(bool trans_b, int64_t kc, int64_t nc, const T* B, int64_t ldb, T* ou
           for (int j = nr; j < NR; ++j) o[k * NR + j] = T(0);
         }
       }
-      // Rows of op(B)^T are contiguous: read them in order, scatter into the panel, which
+      // Rows of op(B)^T are contiguous: transpose TB x TB blocks in registers; the panel
       // (kc * NR elements) stays in L1/L2 while it fills.
-      for (int j = 0; j < nr; ++j) {
-        const T* col = B + (j0 + j) * ldb;
-        for (int64_t k = 0; k < kc; ++k) o[k * NR + j] = col[k];
+      constexpr int TB = TransposeBlock<T>::size;
+      const T* b = B + j0 * ldb;
+      int j = 0;
+      int64_t k0 = 0;
+      if (TB > 1) {
+        for (; j + TB <= nr; j += TB) {
+          for (k0 = 0; k0 + TB <= kc; k0 += TB) {
+            TransposeBlock<T>::run(b + j * ldb + k0, ldb, o + k0 * NR + j, NR);
+          }
+          for (int64_t k = k0; k < kc; ++k) {
+            for (int jj = j; jj < j + TB; ++jj) o[k * NR + jj] = b[jj * ldb + k];
+          }
+        }
+      }
+      for (; j < nr; ++j) {
+        for (int64_t k = 0; k < kc; ++k) o[k * NR + j] = b[j * ldb + k];
       }
     }
   }
