@@ -12,7 +12,7 @@ from seqkern import _core
 
 SIZES = [1, 3, 15, 16, 17, 33, 100, 257]
 # Every (M, N) pair from SIZES with K cycling through SIZES, plus products that cross the cache
-# blocks (K > 192 and 256, M > 240, N > 4096) and the small-M paths.
+# blocks (K > 256 and 512, M > 96 and 144, N > 4096) and the small-M paths.
 SHAPES = [(m, n, SIZES[(i + j) % len(SIZES)]) for i, m in enumerate(SIZES) for j, n in enumerate(SIZES)] + [
     (300, 520, 700),
     (1000, 40, 300),
