@@ -10,7 +10,10 @@ OpenMP threads keep spinning for a while after a call.
 
 The machine's float32 matmul rate (``numpy.matmul``) is measured first in the same run; every row
 reports its GFLOP/s as a fraction of it. Ratios are ``peer_ms / seqkern_ms``: above 1 means
-seqkern is faster.
+seqkern is faster. The single LSTM step has no reference twin (it is the streaming API), so its
+``numpy`` baseline is the step as a NumPy user writes it. On the GEMM-bound shapes seqkern is
+timed at one thread too: an extra row, and ``x1thr`` (the speed-up of all threads) on the main one.
+An entry whose seqkern function is not in the installed build is reported and skipped.
 
 Usage::
 
@@ -689,13 +692,14 @@ def format_table(rows: list[dict]) -> list[str]:
     return [join(head)] + [join(b) for b in body]
 
 
-def plot_ratios(rows: list[dict], path: str) -> None:
+def plot_ratios(rows: list[dict], path: str, title: str = "") -> None:
     """Horizontal bars of every row's ratios, log scale, with the break-even line at 1."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r["ratios"]]
     keys = ratio_keys(rows)
     labels = [f"{r['op']} {r['shape']} ({r['threads']}t)" for r in rows]
     height = 0.8 / max(1, len(keys))
@@ -710,6 +714,7 @@ def plot_ratios(rows: list[dict], path: str) -> None:
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("baseline time / seqkern time (> 1: seqkern faster)")
     ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -748,9 +753,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--op", action="append", metavar="NAME", default=[],
                    help="only these ops (repeatable): an op name such as lstm_forward, a family "
                         "such as lstm or attention, or lstm_backward for the forward+backward rows")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="threads for seqkern and every peer (default: seqkern.get_num_threads())")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per item (default 7)")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="timed repeats per item (default 7)")
     p.add_argument("--json", metavar="FILE", help="write rows, machine and version info as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (needs matplotlib)")
     p.add_argument("--no-peers", action="store_true", help="skip PyTorch and ONNX Runtime")
@@ -959,7 +965,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote {args.json}")
     if args.plot:
         if res.rows:
-            plot_ratios(res.rows, args.plot)
+            plot_ratios(res.rows, args.plot, f"seqkern {seqkern.__version__}, {isa}, {threads} "
+                        f"threads, {machine['cpu']}")
             log(f"wrote {args.plot}")
         else:
             log(f"bench: --plot {args.plot}: no rows to plot")
