@@ -11,6 +11,7 @@ Ops<T> make_ops() {
   Ops<T> o;
   o.softmax_forward = &softmax_forward<T>;
   o.softmax_backward = &softmax_backward<T>;
+  o.matmul = &matmul<T>;
   return o;
 }
 

@@ -17,7 +17,16 @@ struct Ops {
   // softmax.cpp. mask: nullptr or a dense uint8 array shaped like x (nonzero = keep).
   void (*softmax_forward)(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) = nullptr;
   void (*softmax_backward)(const SoftmaxShape& s, const T* y, const T* dy, T* dx) = nullptr;
+  // matmul.cpp. C (M, N) = beta C + alpha op(A) op(B); threads 0 = the caller's limit;
+  // packed_repeat > 0 packs B once and multiplies that many times (the pack-once path).
+  void (*matmul)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, const T* B,
+                 T beta, T* C, int threads, int64_t packed_repeat) = nullptr;
 };
+
+// Threads a kernel may use when called from this thread: OpenMP's max threads, or 1 in a child
+// process forked after the parent ran OpenMP threads (GNU OpenMP's pool does not survive fork;
+// using it there would hang). Defined in dispatch.cpp, outside the per-ISA code.
+int max_threads();
 
 struct KernelTable {
   Ops<float> f32;
