@@ -33,10 +33,10 @@ def default_data_dir() -> Path | None:
     return None
 
 
-def build(vocab_size, embed, hidden, attn, dropout, emb_dropout, seed):
+def build(vocab_size, embed, hidden, attn, dropout, emb_dropout, word_dropout, seed):
     rng = np.random.default_rng(seed)
     return nn.Sequential([
-        nn.Embedding(vocab_size, embed, padding_idx=0, scale=0.1, seed=rng),
+        nn.Embedding(vocab_size, embed, padding_idx=0, scale=0.1, word_dropout=word_dropout, seed=rng),
         nn.Dropout(emb_dropout, seed=rng),
         nn.LSTM(embed, hidden, bidirectional=True, return_sequences=True, seed=rng),
         nn.AttentionPool(2 * hidden, attn, seed=rng),
@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--attn", type=int, default=100, help="attention size")
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--emb-dropout", type=float, default=0.5)
+    p.add_argument("--word-dropout", type=float, default=0.25, help="replace words by <unk> in training")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--min-count", type=int, default=1)
@@ -86,7 +87,8 @@ def main(argv=None) -> int:
     y_tr, y_dv, y_te = (np.array([int(v) for v in ys]) for ys in (tr_y, dv_y, te_y))
     print(f"SST-2: {len(x_tr)} train / {len(x_dv)} dev / {len(x_te)} test sentences, vocabulary {len(vocab)}")
 
-    model = build(len(vocab), args.embed, args.hidden, args.attn, args.dropout, args.emb_dropout, args.seed)
+    model = build(len(vocab), args.embed, args.hidden, args.attn, args.dropout, args.emb_dropout,
+                  args.word_dropout, args.seed)
     model.compile(nn.Adam(lr=args.lr, clipnorm=5.0, weight_decay=args.weight_decay),
                   "sparse_categorical_crossentropy")
     print(f"BiLSTM + attention: embedding {args.embed}, hidden {args.hidden} x 2, attention {args.attn}, "

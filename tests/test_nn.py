@@ -69,6 +69,17 @@ def test_embedding_grad_and_padding(rng):
         emb.forward(np.array([[7]]))
 
 
+def test_embedding_word_dropout():
+    emb = nn.Embedding(50, 3, word_dropout=0.3, seed=0)
+    ids = np.tile(np.r_[np.arange(2, 50), [0, 0]], (40, 1))
+    w = emb.params()["weight"]
+    np.testing.assert_array_equal(emb.forward(ids, training=False), w[ids.T])
+    out = emb.forward(ids, training=True)
+    dropped = np.all(out == w[1], axis=2) & (ids.T != 1)
+    assert 0.2 < dropped[:-2].mean() < 0.4, "about 30% of the words become <unk>"
+    assert not dropped[-2:].any(), "padding stays padding"
+
+
 @pytest.mark.parametrize("activation", [None, "relu", "tanh", "sigmoid", "softmax"])
 def test_dense_grad(rng, activation):
     d = nn.Dense(6, 4, activation=activation, dtype=F64, seed=2)

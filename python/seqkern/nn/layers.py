@@ -88,24 +88,29 @@ class Embedding(Layer):
     """Token ids (B, T) -> vectors (T, B, dim), time-major.
 
     Row ``padding_idx`` starts at zero and never receives a gradient, so padding stays zero.
-    Init: uniform(-0.05, 0.05), as Keras (``scale`` changes the bound).
+    ``word_dropout``: in training, each non-padding id is replaced by ``unk_idx`` with this
+    probability (a regularizer for small text data sets). Init: uniform(-0.05, 0.05), as Keras
+    (``scale`` changes the bound).
     """
 
     input_layout = "batch"
 
-    def __init__(self, num_embeddings, dim, padding_idx=0, *, scale=0.05, dtype=np.float32, seed=None):
+    def __init__(self, num_embeddings, dim, padding_idx=0, *, scale=0.05, word_dropout=0.0, unk_idx=1,
+                 dtype=np.float32, seed=None):
         super().__init__(dtype)
         self.num_embeddings, self.dim = int(num_embeddings), int(dim)
         self.padding_idx = None if padding_idx is None else int(padding_idx)
-        self.scale = float(scale)
-        w = _rng(seed).uniform(-scale, scale, size=(self.num_embeddings, self.dim))
+        self.scale, self.word_dropout, self.unk_idx = float(scale), float(word_dropout), int(unk_idx)
+        self._gen = _rng(seed)
+        w = self._gen.uniform(-scale, scale, size=(self.num_embeddings, self.dim))
         if self.padding_idx is not None:
             w[self.padding_idx] = 0
         self._add("weight", w)
 
     def get_config(self):
         return {"class": "Embedding", "num_embeddings": self.num_embeddings, "dim": self.dim,
-                "padding_idx": self.padding_idx, "scale": self.scale, "dtype": self.dtype.name}
+                "padding_idx": self.padding_idx, "scale": self.scale, "word_dropout": self.word_dropout,
+                "unk_idx": self.unk_idx, "dtype": self.dtype.name}
 
     def forward(self, ids, lengths=None, training=False):
         ids = np.asarray(ids)
@@ -113,7 +118,13 @@ class Embedding(Layer):
             raise TypeError(f"Embedding: ids must be a 2-D integer array (B, T), got {ids.dtype} {ids.shape}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
             raise ValueError(f"Embedding: ids must be in [0, {self.num_embeddings}), got [{ids.min()}, {ids.max()}]")
-        self._ids = np.ascontiguousarray(ids.T)
+        ids = np.ascontiguousarray(ids.T)
+        if training and self.word_dropout > 0:
+            drop = self._gen.random(ids.shape) < self.word_dropout
+            if self.padding_idx is not None:
+                drop &= ids != self.padding_idx
+            ids = np.where(drop, self.unk_idx, ids)
+        self._ids = ids
         return self._p["weight"][self._ids]
 
     def backward(self, grad):
