@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--T", type=int, default=100, help="sequence length")
     p.add_argument("--hidden", type=int, default=128, help="LSTM units")
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
     p.add_argument("--clipnorm", type=float, default=1.0, help="clip gradients to this global norm")
     p.add_argument("--max-steps", type=int, default=20000)
     p.add_argument("--eval-every", type=int, default=100)

@@ -7,6 +7,7 @@ pretrained embeddings.
     python examples/sst2.py                      # data in ../shared/datasets/sst2 (from the repo)
     python examples/sst2.py --data /path/to/sst2
     python examples/sst2.py --train a.tsv --dev b.tsv --test c.tsv
+    python examples/sst2.py --runs 5             # five seeds: each model, and their average
 
 The data is read where it lies; nothing is copied.
 """
@@ -51,18 +52,20 @@ def main(argv=None) -> int:
     p.add_argument("--train"), p.add_argument("--dev"), p.add_argument("--test")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--embed", type=int, default=150)
+    p.add_argument("--embed", type=int, default=100)
     p.add_argument("--hidden", type=int, default=100)
     p.add_argument("--attn", type=int, default=100, help="attention size")
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--emb-dropout", type=float, default=0.5)
     p.add_argument("--word-dropout", type=float, default=0.25, help="replace words by <unk> in training")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--min-count", type=int, default=1)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", help="write the best model here (.npz)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="train this many models (seeds seed, seed+1, ...); report each and their ensemble")
+    p.add_argument("--save", help="write the (first) model here (.npz)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
@@ -87,33 +90,45 @@ def main(argv=None) -> int:
     y_tr, y_dv, y_te = (np.array([int(v) for v in ys]) for ys in (tr_y, dv_y, te_y))
     print(f"SST-2: {len(x_tr)} train / {len(x_dv)} dev / {len(x_te)} test sentences, vocabulary {len(vocab)}")
 
-    model = build(len(vocab), args.embed, args.hidden, args.attn, args.dropout, args.emb_dropout,
-                  args.word_dropout, args.seed)
-    model.compile(nn.Adam(lr=args.lr, clipnorm=5.0, weight_decay=args.weight_decay),
-                  "sparse_categorical_crossentropy")
-    print(f"BiLSTM + attention: embedding {args.embed}, hidden {args.hidden} x 2, attention {args.attn}, "
-          f"{sum(v.size for v in model.params().values()):,d} parameters")
-    t0 = time.perf_counter()
+    t_all = time.perf_counter()
+    probs, accs = [], []
+    for run in range(args.runs):
+        seed = args.seed + run
+        model = build(len(vocab), args.embed, args.hidden, args.attn, args.dropout, args.emb_dropout,
+                      args.word_dropout, seed)
+        model.compile(nn.Adam(lr=args.lr, clipnorm=5.0, weight_decay=args.weight_decay),
+                      "sparse_categorical_crossentropy")
+        if run == 0:
+            print(f"BiLSTM + attention: embedding {args.embed}, hidden {args.hidden} x 2, attention {args.attn}, "
+                  f"{sum(v.size for v in model.params().values()):,d} parameters")
+        t0 = time.perf_counter()
 
-    def report(model, epoch, logs):
-        print(f"epoch {epoch + 1}: train loss {logs['loss']:.4f}  dev accuracy {logs['val_accuracy']:.4f}  "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        def report(model, epoch, logs, t0=t0):
+            print(f"epoch {epoch + 1}: train loss {logs['loss']:.4f}  dev accuracy {logs['val_accuracy']:.4f}  "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
 
-    hist = model.fit(x_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size, validation_data=(x_dv, y_dv),
-                     early_stopping=nn.EarlyStopping("val_accuracy", patience=args.patience),
-                     verbose=0 if args.quiet else 1, seed=args.seed, callbacks=[report] if args.quiet else ())
-    elapsed = time.perf_counter() - t0
-    res = model.evaluate(x_te, y_te)
-    best = hist["best_epoch"][0] + 1
-    print(f"trained {len(hist['loss'])} epochs in {elapsed:.1f} s "
-          f"({np.median(hist['tokens_per_s']):,.0f} training tokens/s); best dev epoch {best} "
-          f"(dev accuracy {hist['val_accuracy'][best - 1]:.4f})")
-    print(f"test accuracy: {res['accuracy']:.4f} on {len(x_te)} sentences")
-    if args.save:
-        model.extra = {"vocab": vocab.to_json(), "classes": ["0", "1"]}
-        model.save(args.save)
+        hist = model.fit(x_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
+                         validation_data=(x_dv, y_dv),
+                         early_stopping=nn.EarlyStopping("val_accuracy", patience=args.patience),
+                         verbose=0 if args.quiet else 1, seed=seed, callbacks=[report] if args.quiet else ())
+        elapsed = time.perf_counter() - t0
+        res = model.evaluate(x_te, y_te)
+        best = hist["best_epoch"][0] + 1
+        print(f"seed {seed}: trained {len(hist['loss'])} epochs in {elapsed:.1f} s "
+              f"({np.median(hist['tokens_per_s']):,.0f} training tokens/s); best dev epoch {best} "
+              f"(dev accuracy {hist['val_accuracy'][best - 1]:.4f})")
+        print(f"seed {seed}: test accuracy: {res['accuracy']:.4f} on {len(x_te)} sentences", flush=True)
+        probs.append(model.predict(x_te))
+        accs.append(res["accuracy"])
+        if args.save and run == 0:
+            model.extra = {"vocab": vocab.to_json(), "classes": ["0", "1"]}
+            model.save(args.save)
+    if args.runs > 1:
+        ens = float(np.mean(np.mean(probs, axis=0).argmax(axis=1) == y_te))
+        print(f"{args.runs} runs in {time.perf_counter() - t_all:.1f} s: single-model test accuracy mean "
+              f"{np.mean(accs):.4f} (min {np.min(accs):.4f}, max {np.max(accs):.4f}); "
+              f"ensemble (mean probability) {ens:.4f}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
