@@ -12,6 +12,7 @@ from checks import assert_close, check_grad
 
 import seqkern
 from seqkern import nn
+from seqkern.text import pad_sequences
 
 F64 = np.float64
 # The LSTM and attention-pooling layers run on those kernels; until they are built in, skip.
@@ -306,7 +307,7 @@ def test_fit_with_validation_and_early_stopping(rng, capsys):
 def test_ragged_padded_and_lengths_inputs_agree(rng):
     model = _text_model(dtype=F64).compile("adam", "sparse_categorical_crossentropy")
     seqs = [list(rng.integers(1, 12, size=n)) for n in (5, 1, 7, 3)]
-    ids, lengths = seqkern.text.pad_sequences(seqs)
+    ids, lengths = pad_sequences(seqs)
     a = model.predict(seqs)
     b = model.predict(ids)
     c = model.predict(np.pad(ids, ((0, 0), (0, 4))), lengths=lengths)

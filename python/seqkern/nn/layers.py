@@ -256,13 +256,22 @@ def _np(t):
 
 
 def _reverse_index(T: int, lengths: np.ndarray | None, B: int):
-    """Row index that reverses every column's first lengths[b] steps and leaves the padding in
-    place. The permutation is its own inverse, so the same index maps back."""
-    t = np.arange(T)[:, None]
+    """Index into a (T, B, F) array viewed as (T*B, F) that reverses every column's first
+    lengths[b] steps and leaves the padding in place (None: no lengths, reverse everything). The
+    permutation is its own inverse, so the same index maps back."""
     if lengths is None:
-        return np.broadcast_to(T - 1 - t, (T, B))
+        return None
+    t = np.arange(T)[:, None]
     L = np.asarray(lengths)[None, :]
-    return np.where(t < L, L - 1 - t, t)
+    return (np.where(t < L, L - 1 - t, t) * B + np.arange(B)[None, :]).reshape(-1)
+
+
+def _reverse(a: np.ndarray, index) -> np.ndarray:
+    """``a`` (T, B, F) with each sequence reversed within its length (see _reverse_index)."""
+    if index is None:
+        return np.ascontiguousarray(a[::-1])
+    T, B, F = a.shape
+    return np.take(a.reshape(T * B, F), index, axis=0).reshape(T, B, F)
 
 
 class LSTM(Layer):
@@ -326,7 +335,7 @@ class LSTM(Layer):
         self._T, self._B = T, B
         self._lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
         rev = _reverse_index(T, self._lengths, B) if self.bidirectional else None
-        self._rev, self._cols = rev, np.arange(B)[None, :]
+        self._rev = rev
         self._caches, self._masks = [], []
         h_last = []
         for k in range(self.num_layers):
@@ -338,9 +347,9 @@ class LSTM(Layer):
             self._masks.append(mask)
             outs, caches, h_last = [], [], []
             for s in self.dirs:
-                xs = x if s == "" else x[rev, self._cols]
+                xs = x if s == "" else _reverse(x, rev)
                 y, h_n, _c_n, cache = self._run(k, s, xs, self._lengths)
-                outs.append(y if s == "" else y[rev, self._cols])
+                outs.append(y if s == "" else _reverse(y, rev))
                 caches.append(cache)
                 h_last.append(h_n)
             self._caches.append(caches)
@@ -350,7 +359,7 @@ class LSTM(Layer):
         return h_last[0] if len(h_last) == 1 else np.concatenate(h_last, axis=1)
 
     def backward(self, grad):
-        H, rev, cols = self.hidden_size, self._rev, self._cols
+        H, rev = self.hidden_size, self._rev
         grad = np.asarray(grad, dtype=self.dtype)
         dx = None
         for k in reversed(range(self.num_layers)):
@@ -361,7 +370,7 @@ class LSTM(Layer):
                     dh_n = np.ascontiguousarray(grad[:, j * H : (j + 1) * H])
                 else:
                     dy = grad[..., j * H : (j + 1) * H]
-                    dy = np.ascontiguousarray(dy if s == "" else dy[rev, cols])
+                    dy = np.ascontiguousarray(dy) if s == "" else _reverse(np.ascontiguousarray(dy), rev)
                 d_x, dw_ih, dw_hh, dbias, _dh0, _dc0, dpeep = seqkern.lstm_backward(
                     self._caches[k][j], dy=dy, dh_n=dh_n)
                 self._g[f"w_ih_l{k}{s}"] += dw_ih
@@ -369,7 +378,7 @@ class LSTM(Layer):
                 self._g[f"bias_l{k}{s}"] += dbias
                 if self.peephole:
                     self._g[f"peephole_l{k}{s}"] += dpeep
-                parts.append(d_x if s == "" else d_x[rev, cols])
+                parts.append(d_x if s == "" else _reverse(d_x, rev))
             dx = parts[0] if len(parts) == 1 else parts[0] + parts[1]
             if self._masks[k] is not None:
                 dx = dx * self._masks[k]
