@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--word-dropout", type=float, default=0.25, help="replace words by <unk> in training")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=None, help="evaluate with moving averages of the weights")
     p.add_argument("--min-count", type=int, default=1)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
         seed = args.seed + run
         model = build(len(vocab), args.embed, args.hidden, args.attn, args.dropout, args.emb_dropout,
                       args.word_dropout, seed)
-        model.compile(nn.Adam(lr=args.lr, clipnorm=5.0, weight_decay=args.weight_decay),
+        model.compile(nn.Adam(lr=args.lr, clipnorm=5.0, weight_decay=args.weight_decay, ema=args.ema),
                       "sparse_categorical_crossentropy")
         if run == 0:
             print(f"BiLSTM + attention: embedding {args.embed}, hidden {args.hidden} x 2, attention {args.attn}, "

@@ -292,6 +292,29 @@ def test_adam_matches_formula_and_clipping():
     np.testing.assert_allclose(q["w"], [[1.0 - 0.1 * 3.0, 2.0 - 0.1 * 4.0]])
 
 
+def test_optimizer_moving_average():
+    opt = nn.SGD(0.1, ema=0.5)
+    p = {"w": np.array([[4.0]])}
+    seen = []
+    for _ in range(3):
+        opt.step(p, {"w": np.array([[10.0]])})
+        seen.append(p["w"][0, 0])
+    # e starts at the first updated value, then e = 0.5 e + 0.5 p.
+    expected = 0.5 * (0.5 * seen[0] + 0.5 * seen[1]) + 0.5 * seen[2]
+    assert opt.ema_params["w"][0, 0] == pytest.approx(expected)
+
+
+@kernels
+def test_fit_with_moving_average_keeps_averaged_weights(rng):
+    x, y = _toy_task(rng, 96)
+    model = _text_model(dtype=np.float32, bidirectional=False).compile(nn.Adam(0.01, ema=0.9),
+                                                                        "sparse_categorical_crossentropy")
+    hist = model.fit(x, y, epochs=2, batch_size=32, validation_data=(x, y), verbose=0)
+    for k, v in model.params().items():
+        np.testing.assert_array_equal(v, model.optimizer.ema_params[k])
+    assert model.evaluate(x, y)["loss"] == pytest.approx(hist["val_loss"][-1])
+
+
 @kernels
 def test_fit_with_validation_and_early_stopping(rng, capsys):
     x, y = _toy_task(rng, 128)

@@ -221,6 +221,16 @@ class Sequential:
         self.optimizer.step(self.params(), self.grads())
         return loss, out
 
+    def _swap_ema(self):
+        """Exchange the parameters with the optimizer's moving averages (a no-op without them)."""
+        ema = getattr(self.optimizer, "ema_params", None)
+        if not ema:
+            return
+        for k, p in self.params().items():
+            tmp = p.copy()
+            p[...] = ema[k]
+            ema[k][...] = tmp
+
     # -- training and inference ---------------------------------------------------------------
 
     def _accuracy_hits(self, out, y):
@@ -282,6 +292,7 @@ class Sequential:
                 logs["accuracy"] = hits / max(seen, 1)
             logs["time"] = time.perf_counter() - t0
             logs["tokens_per_s"] = tokens / max(logs["time"], 1e-9)
+            self._swap_ema()  # evaluate (and keep as best) the averaged weights, if any
             if validation_data is not None:
                 v = self.evaluate(*validation_data[:2], lengths=validation_data[2] if len(validation_data) > 2 else None)
                 logs.update({f"val_{k}": val for k, val in v.items()})
@@ -303,8 +314,12 @@ class Sequential:
                     wait += 1
                     if wait >= early_stopping.patience:
                         self.stop_training = True
-            if self.stop_training:
+            if self.stop_training or epoch == epochs - 1:
+                # The model keeps the averaged weights, as Keras' use_ema does.
+                for k, e in getattr(self.optimizer, "ema_params", {}).items():
+                    e[...] = self.params()[k]
                 break
+            self._swap_ema()
         if early_stopping is not None and best_params is not None:
             for k, v in self.params().items():
                 v[...] = best_params[k]

@@ -4,7 +4,9 @@
 together when their global L2 norm exceeds it (Keras' ``global_clipnorm``, PyTorch's
 ``clip_grad_norm_``). ``weight_decay`` applies to parameters with two or more dimensions (weight
 matrices, embeddings), not to biases and vectors: L2 added to the gradient for SGD, decoupled
-(AdamW) for Adam.
+(AdamW) for Adam. ``ema``: also keep an exponential moving average of every parameter
+(e = ema * e + (1 - ema) * p after each step, starting from the first updated values), as Keras'
+``use_ema``; ``Sequential.fit`` evaluates with the averages and leaves them in the model.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ def global_norm(grads) -> float:
 
 
 class Optimizer:
-    def __init__(self, lr: float, clipnorm: float | None = None, weight_decay: float = 0.0):
+    def __init__(self, lr: float, clipnorm: float | None = None, weight_decay: float = 0.0,
+                 ema: float | None = None):
         if lr <= 0:
             raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
+        if ema is not None and not 0 <= ema < 1:
+            raise ValueError(f"{type(self).__name__}: ema must be in [0, 1), got {ema}")
         self.lr, self.clipnorm, self.weight_decay = float(lr), clipnorm, float(weight_decay)
+        self.ema = ema
+        self.ema_params: dict[str, np.ndarray] = {}
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.iterations = 0
 
@@ -37,6 +44,14 @@ class Optimizer:
         self.iterations += 1
         for k, p in params.items():
             self._update(k, p, grads[k], scale)
+            if self.ema is not None:
+                e = self.ema_params.get(k)
+                if e is None:
+                    self.ema_params[k] = p.copy()
+                else:
+                    d = p - e
+                    d *= p.dtype.type(1 - self.ema)
+                    e += d
         return norm
 
     def _decays(self, p) -> bool:
@@ -49,8 +64,8 @@ class Optimizer:
 class SGD(Optimizer):
     """v = momentum * v + g (+ weight_decay * p);  p -= lr * v  (Nesterov: p -= lr * (g + momentum * v))."""
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, *, clipnorm=None, weight_decay=0.0):
-        super().__init__(lr, clipnorm, weight_decay)
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, *, clipnorm=None, weight_decay=0.0, ema=None):
+        super().__init__(lr, clipnorm, weight_decay, ema)
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def _update(self, key, p, g, scale):
@@ -71,8 +86,8 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; ``weight_decay`` is decoupled: p -= lr * wd * p."""
 
-    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, *, clipnorm=None, weight_decay=0.0):
-        super().__init__(lr, clipnorm, weight_decay)
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, *, clipnorm=None, weight_decay=0.0, ema=None):
+        super().__init__(lr, clipnorm, weight_decay, ema)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def _update(self, key, p, g, scale):
