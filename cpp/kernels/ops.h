@@ -17,5 +17,18 @@ void softmax_forward(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* 
 template <typename T>
 void softmax_backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx);
 
+template <typename T>
+void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p);
+template <typename T>
+void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h0, const T* c0,
+                  const int64_t* lengths, T* y, T* h_n, T* c_n, T* gates, T* hs, T* cs);
+template <typename T>
+void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h, const T* c, T* h_out,
+               T* c_out);
+template <typename T>
+void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const int64_t* lengths,
+                   const T* gates, const T* hs, const T* cs, const T* dy, const T* dh_n, const T* dc_n, T* dx,
+                   T* dw_ih, T* dw_hh, T* dbias, T* dh0, T* dc0, T* dpeephole);
+
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

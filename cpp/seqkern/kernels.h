@@ -12,11 +12,39 @@
 
 namespace seqkern {
 
+// The weights of one LSTM layer as the kernels see them. w_ih (4H, D), w_hh (4H, H), bias (4H) and
+// peephole (3, H, rows i, f, o) are in PyTorch's layout; bias and peephole may be nullptr.
+// wih_p (D, 4H) and whh_p (H, 4H) are the transposes with gate-interleaved columns, made by
+// lstm_pack: for the block of units [j*U, j*U + w) (U = 64 bytes of T, w = U except for the last
+// block), the columns j*4U + q*w + r hold gate q of unit j*U + r.
+template <typename T>
+struct LstmParams {
+  const T* w_ih = nullptr;
+  const T* w_hh = nullptr;
+  const T* bias = nullptr;
+  const T* peephole = nullptr;
+  const T* wih_p = nullptr;
+  const T* whh_p = nullptr;
+};
+
 template <typename T>
 struct Ops {
   // softmax.cpp. mask: nullptr or a dense uint8 array shaped like x (nonzero = keep).
   void (*softmax_forward)(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) = nullptr;
   void (*softmax_backward)(const SoftmaxShape& s, const T* y, const T* dy, T* dx) = nullptr;
+
+  // lstm_forward.cpp. h0, c0, lengths may be nullptr (zeros, all T). gates (T, B, 4H) in the
+  // packed column order, hs and cs (T+1, B, H) form the cache; all three nullptr for no cache.
+  void (*lstm_pack)(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p) = nullptr;
+  void (*lstm_forward)(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h0, const T* c0,
+                       const int64_t* lengths, T* y, T* h_n, T* c_n, T* gates, T* hs, T* cs) = nullptr;
+  // One step (s.T ignored) for B rows; h_out/c_out must not overlap x, h or c.
+  void (*lstm_step)(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h, const T* c,
+                    T* h_out, T* c_out) = nullptr;
+  // lstm_backward.cpp. dy, dh_n, dc_n may be nullptr (zeros); dpeephole nullptr without peepholes.
+  void (*lstm_backward)(const LstmShape& s, const T* x, const LstmParams<T>& p, const int64_t* lengths,
+                        const T* gates, const T* hs, const T* cs, const T* dy, const T* dh_n, const T* dc_n,
+                        T* dx, T* dw_ih, T* dw_hh, T* dbias, T* dh0, T* dc0, T* dpeephole) = nullptr;
 };
 
 struct KernelTable {
