@@ -79,7 +79,9 @@ LSTMGrads = namedtuple("LSTMGrads", ["dx", "dw_ih", "dw_hh", "dbias", "dh0", "dc
 
 
 def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+    # exp of -|z| only, so large |z| never overflows: s(z) = 1/(1+e) for z >= 0, e/(1+e) below.
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _lstm_unpack_weights(w_ih, w_hh, bias, peephole):
