@@ -240,7 +240,7 @@ bool overlaps(const py::array& a, const py::array& b) {
 
 // One layer's weights, validated, C-contiguous and packed once (see LstmParams in kernels.h).
 struct LstmWeightsCore {
-  py::array w_ih, w_hh, wih_p, whh_p;
+  py::array w_ih, w_hh, wih_t, wih_p, whh_p, whh_bp;
   py::object bias = py::none(), peephole = py::none();
   int64_t D = 0, H = 0;
   bool f64 = false;
@@ -278,13 +278,17 @@ struct LstmWeightsCore {
 
   template <typename T>
   void pack() {
-    py::array_t<T> a(std::vector<py::ssize_t>{D, 4 * H});
-    py::array_t<T> b(std::vector<py::ssize_t>{H, 4 * H});
+    py::array_t<T> a(std::vector<py::ssize_t>{D * 4 * H});
+    py::array_t<T> b(std::vector<py::ssize_t>{D * 4 * H});
+    py::array_t<T> c(std::vector<py::ssize_t>{H * 4 * H});
+    py::array_t<T> d(std::vector<py::ssize_t>{H * 4 * H});
     const LstmShape s{0, 0, D, H};
     table().ops<T>().lstm_pack(s, static_cast<const T*>(w_ih.data()), static_cast<const T*>(w_hh.data()),
-                               a.mutable_data(), b.mutable_data());
-    wih_p = a;
-    whh_p = b;
+                               a.mutable_data(), b.mutable_data(), c.mutable_data(), d.mutable_data());
+    wih_t = a;
+    wih_p = b;
+    whh_p = c;
+    whh_bp = d;
   }
 
   template <typename T>
@@ -295,8 +299,10 @@ struct LstmWeightsCore {
     p.bias = bias.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(bias).data());
     p.peephole =
         peephole.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(peephole).data());
+    p.wih_t = static_cast<const T*>(wih_t.data());
     p.wih_p = static_cast<const T*>(wih_p.data());
     p.whh_p = static_cast<const T*>(whh_p.data());
+    p.whh_bp = static_cast<const T*>(whh_bp.data());
     return p;
   }
 

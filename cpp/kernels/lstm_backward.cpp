@@ -1,6 +1,6 @@
 // lstm_backward.cpp: exact LSTM backward (BPTT) over a full sequence, from lstm_forward's cache.
 //
-// Saved: gates i, f, g, o (T, B, 4H, packed column order), hs and cs (T+1, B, H); tanh(c_t) is
+// Saved: gates i, f, g, o (T, B, 4H), hs and cs (T+1, B, H); tanh(c_t) is
 // recomputed. For t = T-1 .. 0 and each row b with t < lengths[b], with dh = dy_t + dh_t and
 // dc = dc_t carried from step t+1 (rows past their length pass dh, dc through and get da = 0):
 //   da_o = dh⊙tanh(c_t)⊙o(1-o)
@@ -50,24 +50,34 @@ struct BwdStep {
 };
 
 // dh[m0..m0+R, n0..n0+ncols) = da[m0.., :]·w_hh[:, n0..] (K = 4H), rows past their length skipped.
+// n0 is a multiple of the unit block U and W divides U, so each vector lies in one block's panel.
 template <typename T, int R>
-void dh_tile(const BwdStep& st, const T* da, const T* w_hh, T* dh, int64_t m0, int64_t n0, int ncols) {
+void dh_tile(const BwdStep& st, const T* da, const T* whh_bp, T* dh, int64_t m0, int64_t n0, int ncols) {
   using V = Vec<T>;
   constexpr int W = V::W;
+  constexpr int U = lstm::kUnits<T>;
   const int64_t H = st.H, K = 4 * H;
   int cnt[kDhVecs];
+  const T* base[kDhVecs];
+  int64_t stride[kDhVecs];
   for (int v = 0; v < kDhVecs; ++v) {
     const int n = ncols - v * W;
     cnt[v] = n < 0 ? 0 : n > W ? W : n;
+    const int64_t u = n0 + v * W, j = u / U;
+    const int64_t jj = j < lstm::num_blocks(H, U) ? j : 0;  // vectors past H load nothing
+    stride[v] = lstm::block_width(jj, H, U);
+    base[v] = whh_bp + jj * U * K + (u - jj * U);
   }
   const bool full = ncols == kDhVecs * W;
   V acc[R][kDhVecs];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < kDhVecs; ++v) acc[r][v] = V::zero();
   for (int64_t k = 0; k < K; ++k) {
-    const T* wr = w_hh + k * H + n0;
     V wv[kDhVecs];
-    for (int v = 0; v < kDhVecs; ++v) wv[v] = full ? V::load(wr + v * W) : V::load_n(wr + v * W, cnt[v]);
+    for (int v = 0; v < kDhVecs; ++v) {
+      const T* wr = base[v] + k * stride[v];
+      wv[v] = full ? V::load(wr) : V::load_n(wr, cnt[v]);
+    }
     for (int r = 0; r < R; ++r) {
       const V b = V::set1(da[(m0 + r) * K + k]);
       for (int v = 0; v < kDhVecs; ++v) acc[r][v] = simd::fmadd(b, wv[v], acc[r][v]);
@@ -115,8 +125,8 @@ void gate_grads(const BwdStep& st, int64_t B, int64_t j, const T* gates, const T
   constexpr int U = lstm::kUnits<T>;
   constexpr int NV = lstm::kVecs<T>;
   const int64_t H = st.H, N4 = 4 * H;
-  const int64_t u0 = j * U, col0 = j * 4 * U;
-  const int w = static_cast<int>(H - u0 < U ? H - u0 : U);
+  const int64_t u0 = j * U;
+  const int w = lstm::block_width(j, H, U);
   const lstm::BlockLanes<T> lanes(w);
   const V one = V::set1(T(1));
   for (int64_t m = 0; m < B; ++m) {
@@ -128,13 +138,13 @@ void gate_grads(const BwdStep& st, int64_t B, int64_t j, const T* gates, const T
       }
       continue;
     }
-    const T* gm = gates + m * N4 + col0;
+    const T* gm = gates + m * N4 + u0;
     for (int v = 0; v < NV; ++v) {
       const int n = lanes.cnt[v];
       if (n == 0) break;
       const int64_t ov = o + v * W;
-      const V i = V::load_n(gm + v * W, n), f = V::load_n(gm + w + v * W, n);
-      const V g = V::load_n(gm + 2 * w + v * W, n), og = V::load_n(gm + 3 * w + v * W, n);
+      const V i = V::load_n(gm + v * W, n), f = V::load_n(gm + H + v * W, n);
+      const V g = V::load_n(gm + 2 * H + v * W, n), og = V::load_n(gm + 3 * H + v * W, n);
       const V cp = V::load_n(c_prev + ov, n), c = V::load_n(c_cur + ov, n);
       V dhv = V::load_n(dh + ov, n);
       if (dy) dhv = dhv + V::load_n(dy + ov, n);
@@ -233,7 +243,7 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
         // dh_{t-1} needs all of da_t; it then writes only this thread's units of dh, which only
         // this thread reads in step t-1, so one barrier per step suffices.
 #pragma omp barrier
-        if (u1 > u0) dh_units(st, B, da_t, p.w_hh, dh0, u0, u1);
+        if (u1 > u0) dh_units(st, B, da_t, p.whh_bp, dh0, u0, u1);
       }
     }
   }

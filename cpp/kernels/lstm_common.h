@@ -1,11 +1,15 @@
-// lstm_common.h: the packed gate layout and register-tile sizes shared by the LSTM kernels.
+// lstm_common.h: the packed weight layout and register-tile sizes shared by the LSTM kernels.
 //
 // Hidden units are grouped in blocks of kUnits<T> = 64 bytes of T (16 floats, 8 doubles), the
-// same for every ISA level so a packed weight works at any level. Block j covers units
-// [j*U, j*U + w) with w = min(U, H - j*U); its four gates sit side by side in the packed column
-// range [j*4U, j*4U + 4w): column j*4U + q*w + r is gate q (i, f, g, o) of unit j*U + r. One
-// register tile therefore produces i, f, g and o of the same units, and the cell update runs on
-// the accumulators. Threads own whole blocks.
+// same for every ISA level so packed weights work at any level. Block j covers units
+// [j*U, j*U + w) with w = min(U, H - j*U). Threads own whole blocks.
+// Forward panels (wih_p with K = D, whh_p with K = H): block j's panel starts at j*4U*K and holds
+// K rows of 4w values, row k = [i | f | g | o] weights of the block's units for input k. One
+// register tile streams one contiguous panel and produces i, f, g and o of the same units, so
+// the cell update runs on the accumulators.
+// Backward panels (whh_bp): block j's panel starts at j*U*4H and holds the 4H rows of w_hh
+// restricted to the block's w columns, for dh_{t-1} = da_t·w_hh.
+// Gate pre-activations, the saved gates and da use the natural (B, 4H) order i, f, g, o.
 #pragma once
 
 #include <cstdint>
@@ -37,11 +41,8 @@ constexpr int kCellRows = (kRegs - 4 * kVecs<T> - 1) / (4 * kVecs<T>) < 1 ? 1
 
 inline int64_t num_blocks(int64_t H, int64_t U) { return (H + U - 1) / U; }
 
-// Packed column of gate q (0..3) of unit u.
-inline int64_t packed_col(int64_t q, int64_t u, int64_t H, int64_t U) {
-  const int64_t j = u / U;
-  const int64_t w = H - j * U < U ? H - j * U : U;
-  return j * 4 * U + q * w + (u - j * U);
+inline int block_width(int64_t j, int64_t H, int64_t U) {
+  return static_cast<int>(H - j * U < U ? H - j * U : U);
 }
 
 // Lane counts of the NV vectors covering a block of width w.

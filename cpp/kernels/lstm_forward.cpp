@@ -6,11 +6,12 @@
 //   i = σ(a_i + p_i⊙c_{t-1})   f = σ(a_f + p_f⊙c_{t-1})   g = tanh(a_g)
 //   c_t = f⊙c_{t-1} + i⊙g      o = σ(a_o + p_o⊙c_t)       h_t = o⊙tanh(c_t),  y_t = h_t
 // Rows with t >= lengths[b] keep h and c and get y_t = 0.
-// Saves for lstm_backward (when asked): the post-activation gates (T, B, 4H, packed column order,
-// see lstm_common.h) and the states hs, cs (T+1, B, H) with hs[0] = h0, hs[t+1] = h after step t.
+// Saves for lstm_backward (when asked): the post-activation gates (T, B, 4H, order i, f, g, o) and
+// the states hs, cs (T+1, B, H) with hs[0] = h0, hs[t+1] = h after step t.
 // Numerics: accumulation in T. x·w_ihᵀ for all steps is one GEMM up front (into the gates
 // buffer, overwritten in place by the activations); each step then adds bias and h_{t-1}·w_hhᵀ
-// in registers, k in increasing order, and runs the cell update on the accumulators.
+// in registers (k increasing, streaming the block's gate-interleaved w_hh panel, see
+// lstm_common.h) and runs the cell update on the accumulators.
 // Threads: one parallel region for the whole sequence; each thread owns a fixed range of unit
 // blocks (its slice of w_hh stays in its cache) and the team meets at one barrier per step.
 // Every output element is computed by one thread in a fixed order, so results are bitwise
@@ -37,18 +38,18 @@ constexpr int64_t kGemmGrain = 1 << 18;
 template <typename T>
 struct CellStep {
   int64_t H = 0, D = 0;
-  const T* g_in = nullptr;   // (B, 4H) packed pre-activations x·w_ihᵀ, or nullptr
+  const T* g_in = nullptr;   // (B, 4H) pre-activations x·w_ihᵀ, or nullptr
   const T* x = nullptr;      // (B, D) input for a fused projection with wih_p, or nullptr
-  const T* wih_p = nullptr;  // (D, 4H) packed
+  const T* wih_p = nullptr;  // forward panels, K = D
   const T* h_prev = nullptr;
-  const T* whh_p = nullptr;  // (H, 4H) packed
+  const T* whh_p = nullptr;  // forward panels, K = H
   const T* bias = nullptr;   // (4H) natural order, or nullptr
   const T* peep = nullptr;   // (3, H), or nullptr
   const T* c_prev = nullptr;
   T* h_out = nullptr;
   T* c_out = nullptr;
   T* y_out = nullptr;        // (B, H), or nullptr
-  T* gates_out = nullptr;    // (B, 4H) packed, may equal g_in, or nullptr
+  T* gates_out = nullptr;    // (B, 4H), may equal g_in, or nullptr
   const int64_t* lengths = nullptr;
   int64_t t = 0;
 };
@@ -61,7 +62,7 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j) {
   constexpr int U = lstm::kUnits<T>;
   constexpr int NV = lstm::kVecs<T>;
   const int64_t H = a.H, N4 = 4 * H;
-  const int64_t u0 = j * U, col0 = j * 4 * U;
+  const int64_t u0 = j * U;
   const int w = kFull ? U : static_cast<int>(H - u0);
   const lstm::BlockLanes<T> lanes(w);
   auto ld = [&](const T* p, int v) { return kFull ? V::load(p + v * W) : V::load_n(p + v * W, lanes.cnt[v]); };
@@ -73,15 +74,16 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j) {
   for (int r = 0; r < R; ++r) {
     for (int q = 0; q < 4; ++q) {
       for (int v = 0; v < NV; ++v) {
-        V s = a.g_in ? ld(a.g_in + (m0 + r) * N4 + col0 + q * w, v) : V::zero();
+        V s = a.g_in ? ld(a.g_in + (m0 + r) * N4 + q * H + u0, v) : V::zero();
         if (a.bias) s = s + ld(a.bias + q * H + u0, v);
         acc[r][q][v] = s;
       }
     }
   }
   auto accumulate = [&](const T* in, int64_t K, const T* wp) {
+    const T* panel = wp + j * 4 * U * K;
     for (int64_t k = 0; k < K; ++k) {
-      const T* wr = wp + k * N4 + col0;
+      const T* wr = panel + k * 4 * w;
       V wv[4][NV];
       for (int q = 0; q < 4; ++q)
         for (int v = 0; v < NV; ++v) wv[q][v] = ld(wr + q * w, v);
@@ -123,11 +125,11 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j) {
       st(h, a.h_out + o, v);
       if (a.y_out) st(h, a.y_out + o, v);
       if (a.gates_out) {
-        T* gp = a.gates_out + m * N4 + col0;
+        T* gp = a.gates_out + m * N4 + u0;
         st(i, gp, v);
-        st(f, gp + w, v);
-        st(g, gp + 2 * w, v);
-        st(og, gp + 3 * w, v);
+        st(f, gp + H, v);
+        st(g, gp + 2 * H, v);
+        st(og, gp + 3 * H, v);
       }
     }
   }
@@ -170,12 +172,26 @@ void copy_or_zero(T* dst, const T* src, int64_t n) {
 }  // namespace
 
 template <typename T>
-void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p) {
+void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p, T* whh_bp) {
   const int64_t D = s.D, H = s.H, N4 = 4 * H, U = lstm::kUnits<T>;
   for (int64_t n = 0; n < N4; ++n) {
-    const int64_t col = lstm::packed_col(n / H, n % H, H, U);
-    for (int64_t k = 0; k < D; ++k) wih_p[k * N4 + col] = w_ih[n * D + k];
-    for (int64_t k = 0; k < H; ++k) whh_p[k * N4 + col] = w_hh[n * H + k];
+    for (int64_t k = 0; k < D; ++k) wih_t[k * N4 + n] = w_ih[n * D + k];
+  }
+  for (int64_t j = 0; j < lstm::num_blocks(H, U); ++j) {
+    const int64_t u0 = j * U, w = lstm::block_width(j, H, U);
+    T* pi = wih_p + j * 4 * U * D;
+    T* ph = whh_p + j * 4 * U * H;
+    T* pb = whh_bp + j * U * N4;
+    for (int64_t q = 0; q < 4; ++q) {
+      for (int64_t r = 0; r < w; ++r) {
+        const int64_t n = q * H + u0 + r;
+        for (int64_t k = 0; k < D; ++k) pi[k * 4 * w + q * w + r] = w_ih[n * D + k];
+        for (int64_t k = 0; k < H; ++k) ph[k * 4 * w + q * w + r] = w_hh[n * H + k];
+      }
+    }
+    for (int64_t k = 0; k < N4; ++k) {
+      for (int64_t r = 0; r < w; ++r) pb[k * w + r] = w_hh[k * H + u0 + r];
+    }
   }
 }
 
@@ -192,7 +208,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     G = scratch.data();
   }
   // The input projection of every step in one GEMM.
-  gemm::gemm_mt<T>(false, false, T_ * B, N4, D, T(1), x, D, p.wih_p, N4, T(0), G, N4,
+  gemm::gemm_mt<T>(false, false, T_ * B, N4, D, T(1), x, D, p.wih_t, N4, T(0), G, N4,
                    simd::threads_for(T_ * B * N4 * D, kGemmGrain));
 
   // States: the cache's (T+1, B, H) arrays, or two ping-pong buffers without a cache.
@@ -289,7 +305,7 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
 }
 
 #define SEQKERN_LSTM_FWD(T)                                                                             \
-  template void lstm_pack<T>(const LstmShape&, const T*, const T*, T*, T*);                             \
+  template void lstm_pack<T>(const LstmShape&, const T*, const T*, T*, T*, T*, T*);                     \
   template void lstm_forward<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*,   \
                                 const int64_t*, T*, T*, T*, T*, T*, T*);                                \
   template void lstm_step<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*, T*, \

@@ -18,7 +18,7 @@ template <typename T>
 void softmax_backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx);
 
 template <typename T>
-void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p);
+void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p, T* whh_bp);
 template <typename T>
 void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h0, const T* c0,
                   const int64_t* lengths, T* y, T* h_n, T* c_n, T* gates, T* hs, T* cs);

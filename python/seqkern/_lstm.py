@@ -78,8 +78,7 @@ class LSTMCache:
 
     It holds, as its own arrays, in the forward's dtype:
 
-    - ``gates`` (T, B, 4*H): the post-activation gates i, f, g, o of every step (in the
-      kernels' packed column order, see ``cpp/kernels/lstm_common.h``);
+    - ``gates`` (T, B, 4*H): the post-activation gates i, f, g, o of every step;
     - ``h`` and ``c`` (T+1, B, H): the hidden and cell states, ``h[0] = h0``, ``h[t+1]`` the state
       after step t (rows past their length repeat their last state);
 
