@@ -21,6 +21,7 @@ SHAPES = [
     (33, 1, 3, 8),
     (5, 1, 17, 64),
     (33, 8, 5, 40),
+    (5, 8, 7, 130),  # the recurrent sum in several k chunks
 ]
 FIELDS = ("dx", "dw_ih", "dw_hh", "dbias", "dh0", "dc0", "dpeephole")
 

@@ -35,7 +35,7 @@ constexpr int64_t kGemmGrain = 1 << 18;
 
 // Register tile of the recurrent product dh[m, u] = Σ_k da[m, k]·w_hh[k, u].
 #if defined(__AVX512F__)
-constexpr int kDhRows = 4;
+constexpr int kDhRows = 6;
 constexpr int kDhVecs = 4;
 #else
 constexpr int kDhRows = 2;
@@ -109,8 +109,10 @@ void dh_units(const BwdStep& st, int64_t B, const T* da, const T* w_hh, T* dh, i
   constexpr int NC = kDhVecs * Vec<T>::W;
   for (int64_t n0 = u0; n0 < u1; n0 += NC) {
     const int ncols = static_cast<int>(u1 - n0 < NC ? u1 - n0 : NC);
-    for (int64_t m0 = 0; m0 < B; m0 += kDhRows) {
-      const int rows = static_cast<int>(B - m0 < kDhRows ? B - m0 : kDhRows);
+    const int64_t tiles = (B + kDhRows - 1) / kDhRows;
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int64_t m0 = B * tile / tiles;
+      const int rows = static_cast<int>(B * (tile + 1) / tiles - m0);
       dh_rows<T, kDhRows>(st, da, w_hh, dh, m0, rows, n0, ncols);
     }
   }

@@ -33,15 +33,20 @@ using simd::Vec;
 // (the per-step barrier costs about a microsecond).
 constexpr int64_t kStepGrain = 1 << 16;
 constexpr int64_t kGemmGrain = 1 << 18;
+// Rows of a weight panel per k chunk: 64 rows of 4 gates x 64 bytes = 16 KiB, half of L1.
+constexpr int64_t kChunkRows = 64;
 
 // What one step of the cell reads and writes; rows are B, all arrays C-contiguous.
 template <typename T>
 struct CellStep {
   int64_t H = 0, D = 0;
   const T* g_in = nullptr;   // (B, 4H) pre-activations x·w_ihᵀ, or nullptr
+  T* part = nullptr;         // per-thread (B, 4U) partial sums between k chunks (nullptr: no chunks)
   const T* x = nullptr;      // (B, D) input for a fused projection with wih_p, or nullptr
   const T* wih_p = nullptr;  // forward panels, K = D
   const T* h_prev = nullptr;
+  const T* h_rows = nullptr;  // h_prev for the products: element (m, k) at h_rows[m*h_sm + k*h_sk]
+  int64_t h_sm = 0, h_sk = 1;
   const T* whh_p = nullptr;  // forward panels, K = H
   const T* bias = nullptr;   // (4H) natural order, or nullptr
   const T* peep = nullptr;   // (3, H), or nullptr
@@ -55,8 +60,12 @@ struct CellStep {
 };
 
 // Rows [m0, m0+R) of unit block j: pre-activations in registers, then the cell update.
+// With several row tiles the recurrent sum runs in chunks [kb, ke) of k, so the weight panel
+// chunk stays in L1 while every tile passes over it; between chunks the partial sums wait in a
+// dense per-thread buffer (exact: they are stored in T, so chunking never changes the result).
+// Dense matters: g_in's rows are 4H apart, often a power of two, and would share L1 sets.
 template <typename T, int R, bool kFull>
-void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j) {
+void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j, int64_t kb, int64_t ke, bool first, bool last) {
   using V = Vec<T>;
   constexpr int W = V::W;
   constexpr int U = lstm::kUnits<T>;
@@ -74,28 +83,38 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j) {
   for (int r = 0; r < R; ++r) {
     for (int q = 0; q < 4; ++q) {
       for (int v = 0; v < NV; ++v) {
+        if (!first) {
+          acc[r][q][v] = V::load(a.part + ((m0 + r) * 4 + q) * U + v * W);
+          continue;
+        }
         V s = a.g_in ? ld(a.g_in + (m0 + r) * N4 + q * H + u0, v) : V::zero();
         if (a.bias) s = s + ld(a.bias + q * H + u0, v);
         acc[r][q][v] = s;
       }
     }
   }
-  auto accumulate = [&](const T* in, int64_t K, const T* wp) {
+  auto accumulate = [&](const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, int64_t k0, int64_t k1) {
     const T* panel = wp + j * 4 * U * K;
-    for (int64_t k = 0; k < K; ++k) {
+    for (int64_t k = k0; k < k1; ++k) {
       const T* wr = panel + k * 4 * w;
       V wv[4][NV];
       for (int q = 0; q < 4; ++q)
         for (int v = 0; v < NV; ++v) wv[q][v] = ld(wr + q * w, v);
       for (int r = 0; r < R; ++r) {
-        const V b = V::set1(in[(m0 + r) * K + k]);
+        const V b = V::set1(in[(m0 + r) * sm + k * sk]);
         for (int q = 0; q < 4; ++q)
           for (int v = 0; v < NV; ++v) acc[r][q][v] = simd::fmadd(b, wv[q][v], acc[r][q][v]);
       }
     }
   };
-  if (a.x) accumulate(a.x, a.D, a.wih_p);
-  accumulate(a.h_prev, H, a.whh_p);
+  if (a.x && first) accumulate(a.x, a.D, 1, a.D, a.wih_p, 0, a.D);
+  accumulate(a.h_rows, a.h_sm, a.h_sk, H, a.whh_p, kb, ke);
+  if (!last) {
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 4; ++q)
+        for (int v = 0; v < NV; ++v) acc[r][q][v].store(a.part + ((m0 + r) * 4 + q) * U + v * W);
+    return;
+  }
 
   for (int r = 0; r < R; ++r) {
     const int64_t m = m0 + r;
@@ -136,12 +155,13 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j) {
 }
 
 template <typename T, int R, bool kFull>
-void cell_rows(const CellStep<T>& a, int64_t m0, int rows, int64_t j) {
+void cell_rows(const CellStep<T>& a, int64_t m0, int rows, int64_t j, int64_t kb, int64_t ke, bool first,
+               bool last) {
   if constexpr (R > 0) {
     if (rows == R) {
-      cell_tile<T, R, kFull>(a, m0, j);
+      cell_tile<T, R, kFull>(a, m0, j, kb, ke, first, last);
     } else {
-      cell_rows<T, R - 1, kFull>(a, m0, rows, j);
+      cell_rows<T, R - 1, kFull>(a, m0, rows, j, kb, ke, first, last);
     }
   }
 }
@@ -151,14 +171,23 @@ template <typename T>
 void cell_blocks(const CellStep<T>& a, int64_t B, int64_t j0, int64_t j1) {
   constexpr int U = lstm::kUnits<T>;
   constexpr int MR = lstm::kCellRows<T>;
+  // Rows in equal tiles (32 = 6+6+5+5+5+5, not 6*5+2): a thin last tile would waste its pass
+  // over the weight panel.
+  const int64_t tiles = (B + MR - 1) / MR;
+  const int64_t chunks = tiles > 1 && a.part ? (a.H + kChunkRows - 1) / kChunkRows : 1;
   for (int64_t j = j0; j < j1; ++j) {
     const bool full = (j + 1) * U <= a.H;
-    for (int64_t m0 = 0; m0 < B; m0 += MR) {
-      const int rows = static_cast<int>(B - m0 < MR ? B - m0 : MR);
-      if (full) {
-        cell_rows<T, MR, true>(a, m0, rows, j);
-      } else {
-        cell_rows<T, MR, false>(a, m0, rows, j);
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const int64_t kb = a.H * ch / chunks, ke = a.H * (ch + 1) / chunks;
+      const bool first = ch == 0, last = ch == chunks - 1;
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t m0 = B * tile / tiles;
+        const int rows = static_cast<int>(B * (tile + 1) / tiles - m0);
+        if (full) {
+          cell_rows<T, MR, true>(a, m0, rows, j, kb, ke, first, last);
+        } else {
+          cell_rows<T, MR, false>(a, m0, rows, j, kb, ke, first, last);
+        }
       }
     }
   }
@@ -238,6 +267,10 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
 #endif
     int64_t j0, j1;
     lstm::split_range(nb, team, tid, &j0, &j1);
+    // h_{t-1} transposed to (H, B): a tile's rows for one k then share a cache line, where rows
+    // H apart (a power of two, often) would fight over the same L1 sets.
+    simd::Buffer<T> h_t(B > 1 ? BH : 0);
+    simd::Buffer<T> part(B * 4 * lstm::kUnits<T>);
     CellStep<T> a;
     a.H = H;
     a.D = D;
@@ -245,11 +278,23 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     a.bias = p.bias;
     a.peep = p.peephole;
     a.lengths = lengths;
+    a.part = part.data();
     for (int64_t t = 0; t < T_; ++t) {
       a.t = t;
       a.g_in = G + t * B * N4;
       a.gates_out = gates ? gates + t * B * N4 : nullptr;
       a.h_prev = hbuf + slot(t);
+      if (B > 1) {
+        for (int64_t m = 0; m < B; ++m)
+          for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
+        a.h_rows = h_t.data();
+        a.h_sm = 1;
+        a.h_sk = B;
+      } else {
+        a.h_rows = a.h_prev;
+        a.h_sm = H;
+        a.h_sk = 1;
+      }
       a.c_prev = cbuf + slot(t);
       a.h_out = hbuf + slot(t + 1);
       a.c_out = cbuf + slot(t + 1);
@@ -275,6 +320,8 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
   a.x = x;
   a.wih_p = p.wih_p;
   a.h_prev = h;
+  a.h_rows = h;
+  a.h_sm = H;
   a.whh_p = p.whh_p;
   a.bias = p.bias;
   a.peep = p.peephole;
@@ -282,8 +329,8 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
   a.h_out = h_out;
   a.c_out = c_out;
   const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
-  // A team costs microseconds to wake: only large batches are worth it.
-  int nt = simd::threads_for(B * 4 * H * (D + H), 1 << 21);
+  // Waking a team costs about a microsecond: worth it once the weights outgrow one core's L2.
+  int nt = simd::threads_for(B * 4 * H * (D + H), 1 << 17);
   if (nt > nb) nt = static_cast<int>(nb);
   if (nt <= 1) {
     simd::DenormalGuard guard;
