@@ -16,8 +16,8 @@
 // dh_{t-1} (which only it reads next). Every sum runs in a fixed order (k increasing in the
 // products, t descending then b increasing for dpeephole, rows increasing for dbias), so
 // results are bitwise identical for any thread count.
-// Cost: 2·T·B·4H·(D+H) flops in the loop's products and 4·T·B·4H·(D+H)/2 after it, i.e. about
-// twice the forward; scratch T·B·4H values for da.
+// Cost: 2·T·B·4H·H flops in the loop, 2·T·B·4H·(2D+H) in the GEMMs after it (about twice the
+// forward); scratch T·B·4H values for da.
 #include "kernels/gemm.h"
 #include "kernels/lstm_common.h"
 #include "kernels/ops.h"

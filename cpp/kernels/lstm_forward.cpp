@@ -329,8 +329,9 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
   a.h_out = h_out;
   a.c_out = c_out;
   const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
-  // Waking a team costs about a microsecond: worth it once the weights outgrow one core's L2.
-  int nt = simd::threads_for(B * 4 * H * (D + H), 1 << 17);
+  // A second thread would halve the weight traffic, but waking a team costs microseconds on a
+  // quiet machine and far more on a busy one: only large batches use it.
+  int nt = simd::threads_for(B * 4 * H * (D + H), 1 << 21);
   if (nt > nb) nt = static_cast<int>(nb);
   if (nt <= 1) {
     simd::DenormalGuard guard;
