@@ -525,6 +525,57 @@ py::tuple lstm_backward(const py::object& x_obj, const LstmWeightsCore& w, const
 }
 
 // ---------------------------------------------------------------------------------------------
+// _matmul (private: tests and benchmarks of gemm.h)
+
+template <typename T>
+py::array matmul_impl(const Check& c, const py::array& a, const py::array& b, bool trans_a, bool trans_b,
+                      int threads, int64_t packed_repeat, double alpha, double beta, const py::object& c_obj) {
+  c.dtype_like<T>("b", b, "a");
+  const int64_t M = trans_a ? a.shape(1) : a.shape(0);
+  const int64_t K = trans_a ? a.shape(0) : a.shape(1);
+  const int64_t N = trans_b ? b.shape(0) : b.shape(1);
+  const int64_t Kb = trans_b ? b.shape(1) : b.shape(0);
+  if (Kb != K) {
+    c.value_error(std::string("b must have ") + (trans_b ? "shape (N, K)" : "shape (K, N)") + " with K = " +
+                  std::to_string(K) + " (from a), got " + shape_str(dims_of(b)));
+  }
+  py::array_t<T> out = empty_like_shape<T>({M, N});
+  if (!c_obj.is_none()) {
+    py::array c_in = c.array("c", c_obj);
+    c.dtype_like<T>("c", c_in, "a");
+    c.shape("c", c_in, {M, N}, "(M, N)");
+    out = py::array_t<T>(py::module_::import("numpy").attr("array")(c_in, py::arg("order") = "C"));
+  }
+  const T* ap = static_cast<const T*>(a.data());
+  const T* bp = static_cast<const T*>(b.data());
+  T* cp = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().matmul(trans_a, trans_b, M, N, K, static_cast<T>(alpha), ap, bp, static_cast<T>(beta), cp,
+                            threads, packed_repeat);
+  }
+  return out;
+}
+
+// beta * c + alpha * op(a) op(b) as a new array (c None: treated as uninitialised, beta ignored).
+py::array matmul(const py::object& a_obj, const py::object& b_obj, bool trans_a, bool trans_b, int threads,
+                 int64_t packed_repeat, double alpha, double beta, const py::object& c_obj) {
+  const Check c{"_matmul"};
+  py::array a = c.array("a", a_obj);
+  py::array b = c.array("b", b_obj);
+  c.floating("a", a);
+  c.contiguous("a", a);
+  c.contiguous("b", b);
+  c.ndim("a", a, 2, trans_a ? "(K, M)" : "(M, K)");
+  c.ndim("b", b, 2, trans_b ? "(N, K)" : "(K, N)");
+  if (threads < 0) c.value_error("threads must be >= 0, got " + std::to_string(threads));
+  if (packed_repeat < 0) c.value_error("packed_repeat must be >= 0, got " + std::to_string(packed_repeat));
+  if (c_obj.is_none()) beta = 0.0;
+  return c.is_f32(a) ? matmul_impl<float>(c, a, b, trans_a, trans_b, threads, packed_repeat, alpha, beta, c_obj)
+                     : matmul_impl<double>(c, a, b, trans_a, trans_b, threads, packed_repeat, alpha, beta, c_obj);
+}
+
+// ---------------------------------------------------------------------------------------------
 // runtime settings
 
 py::list isa_names(const std::vector<Isa>& v) {
@@ -587,4 +638,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("lengths"), py::arg("need_cache"));
   m.def("lstm_backward", &lstm_backward, py::arg("x"), py::arg("weights"), py::arg("lengths"), py::arg("gates"),
         py::arg("hs"), py::arg("cs"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"));
+  m.def("_matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
+        py::arg("threads") = 0, py::arg("packed_repeat") = 0, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
+        py::arg("c") = py::none());
 }

@@ -16,6 +16,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define SEQKERN_HAVE_ATFORK 1
+#endif
 
 namespace seqkern {
 
@@ -104,6 +108,13 @@ Isa initial_isa() {
   return best;
 }
 
+std::atomic<bool> g_forked_child{false};
+
+#ifdef SEQKERN_HAVE_ATFORK
+void on_fork_child() { g_forked_child.store(true); }
+const int g_atfork_registered = pthread_atfork(nullptr, nullptr, &on_fork_child);
+#endif
+
 std::atomic<int>& current() {
   static std::atomic<int> isa{static_cast<int>(initial_isa())};
   return isa;
@@ -161,13 +172,15 @@ void set_isa(const std::string& name) {
 
 const KernelTable& table() { return *table_of(current_isa()); }
 
-int get_num_threads() {
+int max_threads() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  return g_forked_child.load() ? 1 : omp_get_max_threads();
 #else
   return 1;
 #endif
 }
+
+int get_num_threads() { return max_threads(); }
 
 void set_num_threads(int n) {
 #ifdef _OPENMP

@@ -21,3 +21,14 @@ def isa(request):
 def rng(request):
     """A generator seeded from the test id: reproducible, and different for every test case."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Reports how many property-test cases each public function was given."""
+    from fuzz_support import CASES
+
+    if CASES:
+        terminalreporter.write_line(
+            "property-test cases: " + ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
+            + f" (total {sum(CASES.values())})"
+        )

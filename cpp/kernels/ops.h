@@ -16,6 +16,9 @@ template <typename T>
 void softmax_forward(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y);
 template <typename T>
 void softmax_backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx);
+template <typename T>
+void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, const T* B,
+            T beta, T* C, int threads, int64_t packed_repeat);
 
 template <typename T>
 void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p, T* whh_bp);

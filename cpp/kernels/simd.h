@@ -25,6 +25,8 @@
 #include <cstring>
 #include <new>
 
+#include "seqkern/kernels.h"
+
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 #include <immintrin.h>
 #define SEQKERN_X86 1
@@ -464,7 +466,7 @@ class Buffer {
 // waking a team costs more than it saves.
 inline int threads_for(int64_t work, int64_t min_per_thread) {
 #ifdef _OPENMP
-  int nt = omp_get_max_threads();
+  int nt = seqkern::max_threads();
   if (min_per_thread > 0) {
     int64_t cap = work / min_per_thread;
     if (cap < nt) nt = static_cast<int>(cap < 1 ? 1 : cap);

@@ -69,27 +69,44 @@ void softmax_row(int64_t n, const T* x, const uint8_t* mask, T* y) {
   }
 }
 
-// `cnt` interleaved rows (lanes) of length n, element j of lane l at x[j * stride + l].
+// kLanes interleaved rows: a softmax over a middle axis reads x as n rows of `stride`
+// contiguous elements; a group takes up to kLanes of those columns and walks the n rows in
+// order, so every load is a contiguous run instead of one cache line per row.
+constexpr int kLanes = 256;
+
+// `cnt` <= kLanes columns of length n, element j of column l at x[j * stride + l].
 template <typename T>
 void softmax_lanes(int64_t n, int64_t stride, int cnt, const T* x, const uint8_t* mask, T* y) {
   using V = Vec<T>;
+  constexpr int W = V::W;
   const V ninf = V::set1(-std::numeric_limits<T>::infinity());
-  V vmax = ninf;
-  for (int64_t j = 0; j < n; ++j) {
-    vmax = simd::max(vmax, kept_or(x + j * stride, mask ? mask + j * stride : nullptr, cnt, ninf));
-  }
-  const V shift = safe_shift(vmax);
-  V vsum = V::zero();
+  alignas(64) T acc[kLanes];
+  for (int l = 0; l < cnt; l += W) ninf.store_n(acc + l, cnt - l);
   for (int64_t j = 0; j < n; ++j) {
     const int64_t o = j * stride;
-    V e = simd::exp(kept_or(x + o, mask ? mask + o : nullptr, cnt, ninf) - shift);
-    e.store_n(y + o, cnt);
-    vsum = vsum + e;
+    for (int l = 0; l < cnt; l += W) {
+      const V v = kept_or(x + o + l, mask ? mask + o + l : nullptr, cnt - l, ninf);
+      simd::max(V::load_n(acc + l, cnt - l), v).store_n(acc + l, cnt - l);
+    }
   }
-  const V inv = safe_inverse(vsum);
+  alignas(64) T shift[kLanes];
+  for (int l = 0; l < cnt; l += W) {
+    safe_shift(V::load_n(acc + l, cnt - l)).store_n(shift + l, cnt - l);
+    V::zero().store_n(acc + l, cnt - l);
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t o = j * stride;
+    for (int l = 0; l < cnt; l += W) {
+      const V e = simd::exp(kept_or(x + o + l, mask ? mask + o + l : nullptr, cnt - l, ninf) -
+                            V::load_n(shift + l, cnt - l));
+      e.store_n(y + o + l, cnt - l);
+      (V::load_n(acc + l, cnt - l) + e).store_n(acc + l, cnt - l);
+    }
+  }
+  for (int l = 0; l < cnt; l += W) safe_inverse(V::load_n(acc + l, cnt - l)).store_n(acc + l, cnt - l);
   for (int64_t j = 0; j < n; ++j) {
     T* yj = y + j * stride;
-    (V::load_n(yj, cnt) * inv).store_n(yj, cnt);
+    for (int l = 0; l < cnt; l += W) (V::load_n(yj + l, cnt - l) * V::load_n(acc + l, cnt - l)).store_n(yj + l, cnt - l);
   }
 }
 
@@ -112,21 +129,30 @@ void softmax_backward_row(int64_t n, const T* y, const T* dy, T* dx) {
 template <typename T>
 void softmax_backward_lanes(int64_t n, int64_t stride, int cnt, const T* y, const T* dy, T* dx) {
   using V = Vec<T>;
-  V dot = V::zero();
+  constexpr int W = V::W;
+  alignas(64) T dot[kLanes];
+  for (int l = 0; l < cnt; l += W) V::zero().store_n(dot + l, cnt - l);
   for (int64_t j = 0; j < n; ++j) {
-    dot = simd::fmadd(V::load_n(y + j * stride, cnt), V::load_n(dy + j * stride, cnt), dot);
+    const int64_t o = j * stride;
+    for (int l = 0; l < cnt; l += W) {
+      simd::fmadd(V::load_n(y + o + l, cnt - l), V::load_n(dy + o + l, cnt - l), V::load_n(dot + l, cnt - l))
+          .store_n(dot + l, cnt - l);
+    }
   }
   for (int64_t j = 0; j < n; ++j) {
     const int64_t o = j * stride;
-    (V::load_n(y + o, cnt) * (V::load_n(dy + o, cnt) - dot)).store_n(dx + o, cnt);
+    for (int l = 0; l < cnt; l += W) {
+      (V::load_n(y + o + l, cnt - l) * (V::load_n(dy + o + l, cnt - l) - V::load_n(dot + l, cnt - l)))
+          .store_n(dx + o + l, cnt - l);
+    }
   }
 }
 
-// Calls fn(outer_index, lane_start, lane_count) for every row group, spread over threads.
+// Calls fn(outer_index, first_column, column_count) for every group (one row when inner == 1,
+// else up to kLanes columns), spread over threads in a fixed static partition.
 template <typename T, typename Fn>
 void for_each_group(const SoftmaxShape& s, Fn fn) {
-  constexpr int W = Vec<T>::W;
-  const int64_t lane_groups = s.inner == 1 ? 1 : (s.inner + W - 1) / W;
+  const int64_t lane_groups = s.inner == 1 ? 1 : (s.inner + kLanes - 1) / kLanes;
   const int64_t groups = s.outer * lane_groups;
   const int nt = simd::threads_for(s.outer * s.n * s.inner, 1 << 15);
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -135,8 +161,8 @@ void for_each_group(const SoftmaxShape& s, Fn fn) {
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t o = g / lane_groups;
-      const int64_t l0 = (g % lane_groups) * W;
-      fn(o, l0, static_cast<int>(s.inner - l0 < W ? s.inner - l0 : W));
+      const int64_t l0 = (g % lane_groups) * kLanes;
+      fn(o, l0, static_cast<int>(s.inner - l0 < kLanes ? s.inner - l0 : kLanes));
     }
   }
 }

@@ -15,6 +15,7 @@ Ops<T> make_ops() {
   o.lstm_forward = &lstm_forward<T>;
   o.lstm_step = &lstm_step<T>;
   o.lstm_backward = &lstm_backward<T>;
+  o.matmul = &matmul<T>;
   return o;
 }
 

@@ -48,7 +48,16 @@ struct Ops {
   void (*lstm_backward)(const LstmShape& s, const T* x, const LstmParams<T>& p, const int64_t* lengths,
                         const T* gates, const T* hs, const T* cs, const T* dy, const T* dh_n, const T* dc_n,
                         T* dx, T* dw_ih, T* dw_hh, T* dbias, T* dh0, T* dc0, T* dpeephole) = nullptr;
+  // matmul.cpp. C (M, N) = beta C + alpha op(A) op(B); threads 0 = the caller's limit;
+  // packed_repeat > 0 packs B once and multiplies that many times (the pack-once path).
+  void (*matmul)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, const T* B,
+                 T beta, T* C, int threads, int64_t packed_repeat) = nullptr;
 };
+
+// Threads a kernel may use when called from this thread: OpenMP's max threads, or 1 in a child
+// process forked after the parent ran OpenMP threads (GNU OpenMP's pool does not survive fork;
+// using it there would hang). Defined in dispatch.cpp, outside the per-ISA code.
+int max_threads();
 
 struct KernelTable {
   Ops<float> f32;

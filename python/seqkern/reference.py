@@ -34,7 +34,7 @@ def softmax(x: np.ndarray, axis: int = -1, mask: np.ndarray | None = None) -> np
     keep = np.ones(x.shape, dtype=bool) if mask is None else np.broadcast_to(mask, x.shape)
     neg_inf = np.array(-np.inf, dtype=x.dtype)
     scores = np.where(keep, x, neg_inf)
-    row_max = np.max(scores, axis=axis, keepdims=True)
+    row_max = np.max(scores, axis=axis, keepdims=True, initial=-np.inf)
     # Rows with nothing kept have max -inf; shift them by 0 so exp(-inf) gives 0, not NaN.
     shift = np.where(row_max == -np.inf, np.zeros_like(row_max), row_max)
     with np.errstate(invalid="ignore"):

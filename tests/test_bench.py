@@ -1,0 +1,178 @@
+"""The benchmark's machinery on tiny shapes: structure of the report and the JSON, never timings."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+import seqkern
+from seqkern import bench, reference
+
+ROW_KEYS = {"op", "shape", "dims", "isa", "threads", "ms", "flops", "gflops", "bytes", "gbps",
+            "pct_matmul", "impl_ms", "ratios", "repeats", "calls_per_repeat"}
+
+
+@pytest.fixture
+def kernels_or_reference(monkeypatch):
+    """Where a kernel is not in this build yet but its reference is, time the reference in its
+    place, so every entry's setup runs; once the kernels are in, this changes nothing."""
+    for entry in bench.build_entries(smoke=True):
+        for name in entry.needs:
+            if not hasattr(seqkern, name) and hasattr(reference, name):
+                monkeypatch.setattr(seqkern, name, getattr(reference, name), raising=False)
+
+
+def run_json(tmp_path, *args: str) -> dict:
+    path = tmp_path / "bench.json"
+    assert bench.main(["--smoke", "--threads", "2", "--json", str(path), *args]) == 0
+    return json.loads(path.read_text())
+
+
+def positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_smoke_json_covers_every_entry(tmp_path, capsys, kernels_or_reference):
+    doc = run_json(tmp_path, "--no-peers")
+    out = capsys.readouterr().out
+
+    assert {"machine", "versions", "isa_info", "threads", "matmul", "rows", "skipped",
+            "errors"} <= doc.keys()
+    assert doc["threads"] == 2
+    assert doc["isa_info"]["current"] == seqkern.get_isa()
+    assert {"cpu", "logical_cpus", "platform"} <= doc["machine"].keys()
+    assert {"numpy", "torch", "onnxruntime", "seqkern"} <= doc["versions"].keys()
+    assert positive(doc["matmul"]["gflops"]["2"]) and positive(doc["matmul"]["gflops"]["1"])
+    assert doc["errors"] == []
+
+    entries = bench.build_entries(smoke=True)
+    available = [e for e in entries if all(hasattr(seqkern, n) for n in e.needs)]
+    scaled = [e for e in available if e.scaling]
+    assert len(doc["rows"]) == len(available) + len(scaled)
+    assert len(doc["skipped"]) == len(entries) - len(available)
+    for s in doc["skipped"]:
+        assert "not available in this build" in s["reason"]
+        assert f"{s['op']} {s['shape']}: not available in this build" in out
+
+    for row in doc["rows"]:
+        assert ROW_KEYS <= row.keys()
+        assert row["isa"] == seqkern.get_isa()
+        assert positive(row["ms"]) and row["impl_ms"]["seqkern"] == row["ms"]
+        assert all(positive(r) for r in row["ratios"].values())
+        assert (row["gflops"] is None) != (row["gbps"] is None)
+        if row["threads"] == 2:
+            assert "numpy" in row["ratios"]  # every op has a NumPy baseline
+            assert "torch" not in row["ratios"] and "ort" not in row["ratios"]
+        assert row["op"] in out
+    for e in scaled:
+        rows = [r for r in doc["rows"] if (r["op"], r["shape"]) == (e.op, e.shape)]
+        assert sorted(r["threads"] for r in rows) == [1, 2]
+        assert positive(next(r for r in rows if r["threads"] == 2)["ratios"]["1thr"])
+
+
+def test_peers_columns(tmp_path, capsys):
+    pytest.importorskip("torch")
+    doc = run_json(tmp_path, "--op", "softmax")
+    assert doc["rows"] and doc["errors"] == []
+    ort = all(doc["versions"][k][0].isdigit() for k in ("onnxruntime", "onnx"))
+    for row in doc["rows"]:
+        assert positive(row["ratios"]["torch"])
+        if row["op"] == "softmax" and ort:
+            assert positive(row["ratios"]["ort"])
+    assert "xtorch" in capsys.readouterr().out
+
+
+def test_op_filter_and_all_isas(tmp_path):
+    doc = run_json(tmp_path, "--no-peers", "--op", "softmax_backward", "--all-isas")
+    assert {r["op"] for r in doc["rows"]} == {"softmax_backward"}
+    others = set(seqkern.available_isas()) - {seqkern.get_isa()}
+    for row in doc["rows"]:
+        assert others <= row["ratios"].keys()
+
+
+def test_op_matching():
+    assert bench.op_matches("lstm_forward", "lstm")
+    assert bench.op_matches("lstm_forward+backward", "lstm_forward")
+    assert bench.op_matches("lstm_forward+backward", "lstm_backward")
+    assert not bench.op_matches("lstm_forward", "lstm_backward")
+    assert not bench.op_matches("softmax_backward", "softmax_forward")
+    assert bench.op_matches("attention_pool_forward", "attention_pool")
+    assert not bench.op_matches("additive_attention_forward", "attention")
+
+
+def test_unknown_op_is_an_error(capsys):
+    assert bench.main(["--smoke", "--op", "nonesuch"]) == 2
+    assert "no op matches nonesuch" in capsys.readouterr().err
+
+
+def test_quick_is_a_subset():
+    full = {(e.op, e.shape) for e in bench.build_entries()}
+    quick = bench.build_entries(quick=True)
+    assert quick and {(e.op, e.shape) for e in quick} < full
+    assert all(e.quick for e in quick)
+
+
+def test_flop_formulas():
+    T, B, D, H = 128, 32, 128, 256
+    assert bench.lstm_flops(T, B, D, H) == 2 * T * B * (4 * H) * (D + H)
+    assert bench.attention_flops(8, 8, 512, 512, 64) == 4 * 8 * 8 * 512 * 512 * 64
+    entries = {(e.op, e.shape): e for e in bench.build_entries()}
+    fwd = entries[("lstm_forward", "T=128 B=32 D=128 H=256")]
+    train = entries[("lstm_forward+backward", "T=128 B=32 D=128 H=256")]
+    assert train.flops == 3 * fwd.flops
+
+
+def test_time_call_counts_calls():
+    calls = []
+    t = bench.time_call(lambda: calls.append(1), repeats=5, warmup=2, min_repeat_s=0.0)
+    assert (t.repeats, t.number, len(calls)) == (5, 1, 7)
+    calls.clear()
+    # Every call counts as slow here: at most 3 repeats, never more than asked.
+    t = bench.time_call(lambda: calls.append(1), repeats=7, warmup=2, min_repeat_s=0.0,
+                        slow_s=0.0)
+    assert (t.repeats, len(calls)) == (3, 5)
+    assert bench.time_call(lambda: None, repeats=2, warmup=1, slow_s=0.0).repeats == 2
+
+
+def test_format_table_columns():
+    row = {"op": "softmax", "shape": "(4, 8) axis=-1", "isa": "avx512", "threads": 2,
+           "ms": 0.5, "gflops": None, "gbps": 1.25, "pct_matmul": None,
+           "ratios": {"torch": 2.0, "numpy": 4.0}}
+    head, line = bench.format_table([row])
+    assert head.split()[-2:] == ["xnumpy", "xtorch"]  # NumPy first, then the peers
+    assert "500.0 us" in line and "1.2 GB/s" in line and line.split()[-2:] == ["4.00", "2.00"]
+
+
+def test_plot_needs_matplotlib(tmp_path, capsys):
+    path = tmp_path / "ratios.png"
+    assert bench.main(["--smoke", "--no-peers", "--op", "softmax", "--plot", str(path)]) == 0
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in capsys.readouterr().err
+        assert not path.exists()
+    else:
+        assert path.stat().st_size > 0
+
+
+def test_thread_settings_restored():
+    before = seqkern.get_num_threads()
+    bench.main(["--smoke", "--no-peers", "--op", "softmax", "--threads", "1"])
+    assert seqkern.get_num_threads() == before
+
+
+def test_module_entry_point():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(seqkern.__file__)), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqkern", "bench", "--smoke", "--no-peers", "--op", "softmax"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "softmax" in proc.stdout and "xnumpy" in proc.stdout
+    assert "[ 1/" in proc.stderr  # progress, one line per item

@@ -1,0 +1,89 @@
+"""Property tests: random, often invalid, arguments to every public function."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import seqkern
+from seqkern import reference as ref
+from fuzz_support import CASES, dtypes, layouts, names_an_argument, values
+
+FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def softmax_args(draw):
+    ndim = draw(st.integers(0, 4))
+    shape = tuple(draw(st.lists(st.integers(0, 9), min_size=ndim, max_size=ndim)))
+    dtype = draw(dtypes())
+    x = draw(layouts(values(draw, shape, dtype)))
+    axis = draw(st.integers(-ndim - 1, ndim))
+    mask = None
+    if draw(st.booleans()):
+        mdtype = draw(st.sampled_from([np.bool_] * 4 + [np.float32, np.int8]))
+        mshape = shape[draw(st.integers(0, ndim)):] if draw(st.integers(0, 3)) else (3,) * ndim
+        mshape = tuple(1 if draw(st.integers(0, 3)) == 0 else d for d in mshape)
+        mask = draw(layouts(values(draw, mshape, np.bool_, special=False).astype(mdtype)))
+    return x, axis, mask
+
+
+def _broadcastable(mshape, shape):
+    if len(mshape) > len(shape):
+        return False
+    return all(m in (1, s) for m, s in zip(mshape[::-1], shape[::-1]))
+
+
+@FUZZ
+@given(softmax_args())
+def test_softmax_fuzz(args):
+    x, axis, mask = args
+    CASES["softmax"] += 1
+    valid = (
+        x.dtype in (np.float32, np.float64)
+        and x.ndim >= 1
+        and -x.ndim <= axis < x.ndim
+        and (mask is None or (mask.dtype == np.bool_ and _broadcastable(mask.shape, x.shape)))
+    )
+    try:
+        y = seqkern.softmax(x, axis=axis, mask=mask)
+    except (TypeError, ValueError) as e:
+        assert not valid, f"valid input rejected: {e}"
+        assert names_an_argument(e, "softmax", ["x", "axis", "mask"]), str(e)
+        return
+    assert valid, "invalid input accepted"
+    assert y.shape == x.shape and y.dtype == x.dtype and y.flags.c_contiguous
+    expected = ref.softmax(x.astype(np.float64), axis=axis, mask=mask)
+    rows_finite = np.all(np.isfinite(np.where(mask, x, 0) if mask is not None else x), axis=axis, keepdims=True)
+    rows_finite = np.broadcast_to(rows_finite, x.shape)
+    tol = 3e-6 if x.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y[rows_finite], expected[rows_finite], rtol=tol, atol=tol)
+    # Rows holding NaN or +inf come out NaN; rows with -inf entries stay finite.
+    assert np.array_equal(np.isnan(y), np.isnan(expected))
+
+
+@FUZZ
+@given(st.data())
+def test_softmax_backward_fuzz(data):
+    CASES["softmax_backward"] += 1
+    ndim = data.draw(st.integers(1, 3))
+    shape = tuple(data.draw(st.lists(st.integers(0, 7), min_size=ndim, max_size=ndim)))
+    dtype = data.draw(dtypes())
+    y = data.draw(layouts(values(data.draw, shape, dtype, special=False)))
+    dshape = shape if data.draw(st.integers(0, 4)) else tuple(d + 1 for d in shape)
+    dy = data.draw(layouts(values(data.draw, dshape, data.draw(dtypes(valid_weight=8)), special=False)))
+    axis = data.draw(st.integers(-ndim - 1, ndim))
+    valid = (
+        y.dtype in (np.float32, np.float64) and dy.dtype == y.dtype and dy.shape == y.shape and -ndim <= axis < ndim
+    )
+    try:
+        dx = seqkern.softmax_backward(y, dy, axis=axis)
+    except (TypeError, ValueError) as e:
+        assert not valid, f"valid input rejected: {e}"
+        assert names_an_argument(e, "softmax_backward", ["y", "dy", "axis"]), str(e)
+        return
+    assert valid
+    expected = ref.softmax_backward(y.astype(np.float64), dy.astype(np.float64), axis=axis)
+    tol = 1e-4 if y.dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(dx, expected, rtol=tol, atol=tol * (1 + np.abs(expected).max(initial=0)))
