@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -220,6 +221,310 @@ py::array softmax_backward(const py::object& y_obj, const py::object& dy_obj, in
 }
 
 // ---------------------------------------------------------------------------------------------
+// LSTM
+
+py::module_ numpy() { return py::module_::import("numpy"); }
+
+// C-contiguous version of `a` (a copy when it is not, or when `copy` is set).
+py::array c_order(const py::array& a, bool copy = false) {
+  if (!copy && (a.flags() & py::array::c_style)) return a;
+  return py::array(numpy().attr("array")(a, py::arg("order") = "C", py::arg("copy") = true));
+}
+
+bool overlaps(const py::array& a, const py::array& b) {
+  if (a.nbytes() == 0 || b.nbytes() == 0) return false;
+  const char* a0 = static_cast<const char*>(a.data());
+  const char* b0 = static_cast<const char*>(b.data());
+  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+// One layer's weights, validated, C-contiguous and packed once (see LstmParams in kernels.h).
+struct LstmWeightsCore {
+  py::array w_ih, w_hh, wih_t, wih_p, whh_p, whh_bp;
+  py::object bias = py::none(), peephole = py::none();
+  int64_t D = 0, H = 0;
+  bool f64 = false;
+
+  LstmWeightsCore(const py::object& w_ih_obj, const py::object& w_hh_obj, const py::object& bias_obj,
+                  const py::object& peephole_obj, bool copy) {
+    const Check c{"LSTMWeights"};
+    w_ih = c.array("w_ih", w_ih_obj);
+    w_hh = c.array("w_hh", w_hh_obj);
+    c.floating("w_ih", w_ih);
+    f64 = c.is_f64(w_ih);
+    f64 ? c.dtype_like<double>("w_hh", w_hh, "w_ih") : c.dtype_like<float>("w_hh", w_hh, "w_ih");
+    c.ndim("w_ih", w_ih, 2, "(4*H, D)");
+    c.ndim("w_hh", w_hh, 2, "(4*H, H)");
+    H = w_hh.shape(1);
+    D = w_ih.shape(1);
+    c.shape("w_hh", w_hh, {4 * H, H}, "(4*H, H)");
+    c.shape("w_ih", w_ih, {4 * H, D}, "(4*H, D) with H = w_hh.shape[1]");
+    w_ih = c_order(w_ih, copy);
+    w_hh = c_order(w_hh, copy);
+    if (!bias_obj.is_none()) {
+      py::array b = c.array("bias", bias_obj);
+      f64 ? c.dtype_like<double>("bias", b, "w_ih") : c.dtype_like<float>("bias", b, "w_ih");
+      c.shape("bias", b, {4 * H}, "(4*H,)");
+      bias = c_order(b, copy);
+    }
+    if (!peephole_obj.is_none()) {
+      py::array pp = c.array("peephole", peephole_obj);
+      f64 ? c.dtype_like<double>("peephole", pp, "w_ih") : c.dtype_like<float>("peephole", pp, "w_ih");
+      c.shape("peephole", pp, {3, H}, "(3, H)");
+      peephole = c_order(pp, copy);
+    }
+    f64 ? pack<double>() : pack<float>();
+  }
+
+  template <typename T>
+  void pack() {
+    py::array_t<T> a(std::vector<py::ssize_t>{D * 4 * H});
+    py::array_t<T> b(std::vector<py::ssize_t>{D * 4 * H});
+    py::array_t<T> c(std::vector<py::ssize_t>{H * 4 * H});
+    py::array_t<T> d(std::vector<py::ssize_t>{H * 4 * H});
+    const LstmShape s{0, 0, D, H};
+    table().ops<T>().lstm_pack(s, static_cast<const T*>(w_ih.data()), static_cast<const T*>(w_hh.data()),
+                               a.mutable_data(), b.mutable_data(), c.mutable_data(), d.mutable_data());
+    wih_t = a;
+    wih_p = b;
+    whh_p = c;
+    whh_bp = d;
+  }
+
+  template <typename T>
+  LstmParams<T> params() const {
+    LstmParams<T> p;
+    p.w_ih = static_cast<const T*>(w_ih.data());
+    p.w_hh = static_cast<const T*>(w_hh.data());
+    p.bias = bias.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(bias).data());
+    p.peephole =
+        peephole.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(peephole).data());
+    p.wih_t = static_cast<const T*>(wih_t.data());
+    p.wih_p = static_cast<const T*>(wih_p.data());
+    p.whh_p = static_cast<const T*>(whh_p.data());
+    p.whh_bp = static_cast<const T*>(whh_bp.data());
+    return p;
+  }
+
+  const char* dtype() const { return f64 ? "float64" : "float32"; }
+
+  // Checks that `a` has this object's dtype (TypeError) and the given shape (ValueError).
+  template <typename T>
+  py::array operand(const Check& c, const char* name, const py::object& obj, const std::vector<int64_t>& dims,
+                    const char* formula) const {
+    py::array a = c.array(name, obj);
+    c.dtype_like<T>(name, a, "the weights");
+    c.shape(name, a, dims, formula);
+    return c_order(a);
+  }
+
+  template <typename T>
+  py::tuple step_impl(const py::object& x_obj, const py::object& h_obj, const py::object& c_obj,
+                      const py::object& out_h_obj, const py::object& out_c_obj) const {
+    const Check c{"LSTMWeights.step"};
+    py::array x = c.array("x", x_obj);
+    c.dtype_like<T>("x", x, "the weights");
+    c.ndim("x", x, 2, "(B, D)");
+    const int64_t B = x.shape(0);
+    c.shape("x", x, {B, D}, "(B, D)");
+    x = c_order(x);
+    py::array h = operand<T>(c, "h", h_obj, {B, H}, "(B, H)");
+    py::array cc = operand<T>(c, "c", c_obj, {B, H}, "(B, H)");
+    auto output = [&](const char* name, const py::object& obj) -> py::array {
+      if (obj.is_none()) return py::array_t<T>(std::vector<py::ssize_t>{B, H});
+      py::array o = c.array(name, obj);
+      c.dtype_like<T>(name, o, "the weights");
+      c.shape(name, o, {B, H}, "(B, H)");
+      c.contiguous(name, o);
+      if (!o.writeable()) c.value_error(std::string(name) + " must be writeable");
+      return o;
+    };
+    py::array out_h = output("out_h", out_h_obj);
+    py::array out_c = output("out_c", out_c_obj);
+    if (overlaps(out_h, out_c)) c.value_error("out_h and out_c must not overlap");
+    // The kernel reads all of h and x while writing out_h block by block; c is read and
+    // written element by element, so out_c may be c itself but must not overlap it otherwise.
+    const bool clash = overlaps(out_h, x) || overlaps(out_h, h) || overlaps(out_h, cc) || overlaps(out_c, x) ||
+                       overlaps(out_c, h) || (overlaps(out_c, cc) && out_c.data() != cc.data());
+    py::array_t<T> tmp_h, tmp_c;
+    T* hp = static_cast<T*>(out_h.mutable_data());
+    T* cp = static_cast<T*>(out_c.mutable_data());
+    if (clash) {
+      tmp_h = py::array_t<T>(std::vector<py::ssize_t>{B, H});
+      tmp_c = py::array_t<T>(std::vector<py::ssize_t>{B, H});
+      hp = tmp_h.mutable_data();
+      cp = tmp_c.mutable_data();
+    }
+    const LstmParams<T> p = params<T>();
+    const LstmShape s{1, B, D, H};
+    const T* xp = static_cast<const T*>(x.data());
+    const T* h_in = static_cast<const T*>(h.data());
+    const T* c_in = static_cast<const T*>(cc.data());
+    {
+      py::gil_scoped_release release;
+      table().ops<T>().lstm_step(s, xp, p, h_in, c_in, hp, cp);
+      if (clash) {
+        std::memcpy(out_h.mutable_data(), hp, sizeof(T) * B * H);
+        std::memcpy(out_c.mutable_data(), cp, sizeof(T) * B * H);
+      }
+    }
+    return py::make_tuple(out_h, out_c);
+  }
+
+  py::tuple step(const py::object& x, const py::object& h, const py::object& c, const py::object& out_h,
+                 const py::object& out_c) const {
+    return f64 ? step_impl<double>(x, h, c, out_h, out_c) : step_impl<float>(x, h, c, out_h, out_c);
+  }
+};
+
+// lengths: None, or integers (B,) in [0, T]; returned as a C-contiguous int64 array (or None).
+py::object lstm_lengths(const Check& c, const py::object& obj, int64_t T, int64_t B) {
+  if (obj.is_none()) return py::none();
+  py::array a = c.array("lengths", obj);
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u') c.type_error("lengths must be an integer array, got " + dtype_str(a));
+  c.shape("lengths", a, {B}, "(B,)");
+  py::array_t<int64_t> l(numpy().attr("ascontiguousarray")(a, py::arg("dtype") = "int64"));
+  const int64_t* lp = l.data();
+  for (int64_t b = 0; b < B; ++b) {
+    if (lp[b] < 0 || lp[b] > T) {
+      c.value_error("lengths must lie in [0, T] = [0, " + std::to_string(T) + "], got lengths[" +
+                    std::to_string(b) + "] = " + std::to_string(lp[b]));
+    }
+  }
+  return std::move(l);
+}
+
+const int64_t* lengths_ptr(const py::object& l) {
+  return l.is_none() ? nullptr : static_cast<const int64_t*>(py::reinterpret_borrow<py::array>(l).data());
+}
+
+template <typename T>
+const T* opt_ptr(const py::object& a) {
+  return a.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(a).data());
+}
+
+template <typename T>
+py::tuple lstm_forward_impl(const Check& c, const py::array& x, const LstmWeightsCore& w, const py::object& h0_obj,
+                            const py::object& c0_obj, const py::object& lengths_obj, bool need_cache) {
+  const int64_t T_ = x.shape(0), B = x.shape(1), D = w.D, H = w.H;
+  c.shape("x", x, {T_, B, D}, "(T, B, D) with D = w_ih.shape[1]");
+  py::object h0 = h0_obj.is_none() ? py::object(py::none()) : py::object(w.operand<T>(c, "h0", h0_obj, {B, H}, "(B, H)"));
+  py::object c0 = c0_obj.is_none() ? py::object(py::none()) : py::object(w.operand<T>(c, "c0", c0_obj, {B, H}, "(B, H)"));
+  py::object lengths = lstm_lengths(c, lengths_obj, T_, B);
+  py::array_t<T> y = empty_like_shape<T>({T_, B, H});
+  py::array_t<T> h_n = empty_like_shape<T>({B, H});
+  py::array_t<T> c_n = empty_like_shape<T>({B, H});
+  py::object gates = py::none(), hs = py::none(), cs = py::none();
+  T *gp = nullptr, *hsp = nullptr, *csp = nullptr;
+  if (need_cache) {
+    py::array_t<T> g = empty_like_shape<T>({T_, B, 4 * H});
+    py::array_t<T> hh = empty_like_shape<T>({T_ + 1, B, H});
+    py::array_t<T> ch = empty_like_shape<T>({T_ + 1, B, H});
+    gp = g.mutable_data();
+    hsp = hh.mutable_data();
+    csp = ch.mutable_data();
+    gates = g;
+    hs = hh;
+    cs = ch;
+  }
+  const LstmParams<T> p = w.params<T>();
+  const LstmShape s{T_, B, D, H};
+  const T* xp = static_cast<const T*>(x.data());
+  const T* h0p = opt_ptr<T>(h0);
+  const T* c0p = opt_ptr<T>(c0);
+  const int64_t* lp = lengths_ptr(lengths);
+  T* yp = y.mutable_data();
+  T* hnp = h_n.mutable_data();
+  T* cnp = c_n.mutable_data();
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().lstm_forward(s, xp, p, h0p, c0p, lp, yp, hnp, cnp, gp, hsp, csp);
+  }
+  return py::make_tuple(y, h_n, c_n, gates, hs, cs, lengths);
+}
+
+py::tuple lstm_forward(const py::object& x_obj, const LstmWeightsCore& w, const py::object& h0,
+                       const py::object& c0, const py::object& lengths, bool need_cache) {
+  const Check c{"lstm_forward"};
+  py::array x = c.array("x", x_obj);
+  c.floating("x", x);
+  if (c.is_f64(x) != w.f64) {
+    c.type_error(std::string("x must be ") + w.dtype() + ", like the weights, got " + dtype_str(x));
+  }
+  c.ndim("x", x, 3, "(T, B, D)");
+  c.contiguous("x", x);
+  return w.f64 ? lstm_forward_impl<double>(c, x, w, h0, c0, lengths, need_cache)
+               : lstm_forward_impl<float>(c, x, w, h0, c0, lengths, need_cache);
+}
+
+template <typename T>
+py::tuple lstm_backward_impl(const Check& c, const py::array& x, const LstmWeightsCore& w,
+                             const py::object& lengths, const py::array& gates, const py::array& hs,
+                             const py::array& cs, const py::object& dy_obj, const py::object& dh_obj,
+                             const py::object& dc_obj) {
+  const int64_t T_ = x.shape(0), B = x.shape(1), D = w.D, H = w.H;
+  c.shape("cache gates", gates, {T_, B, 4 * H}, "(T, B, 4*H)");
+  c.shape("cache h", hs, {T_ + 1, B, H}, "(T+1, B, H)");
+  c.shape("cache c", cs, {T_ + 1, B, H}, "(T+1, B, H)");
+  py::object dy = dy_obj.is_none() ? py::object(py::none())
+                                   : py::object(w.operand<T>(c, "dy", dy_obj, {T_, B, H}, "(T, B, H), like y"));
+  py::object dh = dh_obj.is_none() ? py::object(py::none())
+                                   : py::object(w.operand<T>(c, "dh_n", dh_obj, {B, H}, "(B, H), like h_n"));
+  py::object dc = dc_obj.is_none() ? py::object(py::none())
+                                   : py::object(w.operand<T>(c, "dc_n", dc_obj, {B, H}, "(B, H), like c_n"));
+  py::array_t<T> dx = empty_like_shape<T>({T_, B, D});
+  py::array_t<T> dw_ih = empty_like_shape<T>({4 * H, D});
+  py::array_t<T> dw_hh = empty_like_shape<T>({4 * H, H});
+  py::array_t<T> dbias = empty_like_shape<T>({4 * H});
+  py::array_t<T> dh0 = empty_like_shape<T>({B, H});
+  py::array_t<T> dc0 = empty_like_shape<T>({B, H});
+  py::object dpeep = py::none();
+  T* dpp = nullptr;
+  if (!w.peephole.is_none()) {
+    py::array_t<T> a = empty_like_shape<T>({3, H});
+    dpp = a.mutable_data();
+    dpeep = a;
+  }
+  const LstmParams<T> p = w.params<T>();
+  const LstmShape s{T_, B, D, H};
+  const T* xp = static_cast<const T*>(x.data());
+  const int64_t* lp = lengths_ptr(lengths);
+  const T* gp = static_cast<const T*>(gates.data());
+  const T* hsp = static_cast<const T*>(hs.data());
+  const T* csp = static_cast<const T*>(cs.data());
+  const T* dyp = opt_ptr<T>(dy);
+  const T* dhp = opt_ptr<T>(dh);
+  const T* dcp = opt_ptr<T>(dc);
+  T *dxp = dx.mutable_data(), *dwip = dw_ih.mutable_data(), *dwhp = dw_hh.mutable_data();
+  T *dbp = dbias.mutable_data(), *dh0p = dh0.mutable_data(), *dc0p = dc0.mutable_data();
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().lstm_backward(s, xp, p, lp, gp, hsp, csp, dyp, dhp, dcp, dxp, dwip, dwhp, dbp, dh0p, dc0p,
+                                   dpp);
+  }
+  return py::make_tuple(dx, dw_ih, dw_hh, dbias, dh0, dc0, dpeep);
+}
+
+py::tuple lstm_backward(const py::object& x_obj, const LstmWeightsCore& w, const py::object& lengths,
+                        const py::object& gates_obj, const py::object& hs_obj, const py::object& cs_obj,
+                        const py::object& dy, const py::object& dh_n, const py::object& dc_n) {
+  const Check c{"lstm_backward"};
+  py::array x = c.array("x", x_obj);
+  py::array gates = c.array("cache gates", gates_obj);
+  py::array hs = c.array("cache h", hs_obj);
+  py::array cs = c.array("cache c", cs_obj);
+  c.ndim("x", x, 3, "(T, B, D)");
+  for (auto* a : {&x, &gates, &hs, &cs}) c.contiguous("cache", *a);
+  if (w.f64) {
+    for (auto* a : {&x, &gates, &hs, &cs}) c.dtype_like<double>("cache", *a, "the weights");
+    return lstm_backward_impl<double>(c, x, w, lengths, gates, hs, cs, dy, dh_n, dc_n);
+  }
+  for (auto* a : {&x, &gates, &hs, &cs}) c.dtype_like<float>("cache", *a, "the weights");
+  return lstm_backward_impl<float>(c, x, w, lengths, gates, hs, cs, dy, dh_n, dc_n);
+}
+
+// ---------------------------------------------------------------------------------------------
 // _matmul (private: tests and benchmarks of gemm.h)
 
 template <typename T>
@@ -282,6 +587,24 @@ py::list isa_names(const std::vector<Isa>& v) {
 }  // namespace
 }  // namespace seqkern
 
+static const char* LSTM_STEP_DOC = R"doc(One LSTM time step for B rows: ``(h_new, c_new) = step(x, h, c)``.
+
+Parameters
+----------
+x : ndarray (B, D), the weights' dtype
+    Input of this step.
+h, c : ndarray (B, H), the weights' dtype
+    Hidden and cell state before the step.
+out_h, out_c : ndarray (B, H), C-contiguous, writeable, optional
+    Where to write the new state (fresh arrays when omitted). They may be ``h`` and ``c``
+    themselves (in-place update); other overlaps are handled with a temporary copy.
+
+Returns
+-------
+tuple ``(h_new, c_new)`` of ndarrays (B, H): ``out_h`` and ``out_c`` when given.
+No lengths here: every row takes the step.
+)doc";
+
 PYBIND11_MODULE(_core, m) {
   using namespace seqkern;
   m.doc() = "seqkern compiled kernels; use the functions in the seqkern package instead";
@@ -297,6 +620,24 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("softmax_forward", &softmax_forward, py::arg("x"), py::arg("axis"), py::arg("mask"));
   m.def("softmax_backward", &softmax_backward, py::arg("y"), py::arg("dy"), py::arg("axis"));
+
+  py::class_<LstmWeightsCore>(m, "LstmWeightsCore", py::dynamic_attr())
+      .def(py::init<const py::object&, const py::object&, const py::object&, const py::object&, bool>(),
+           py::arg("w_ih"), py::arg("w_hh"), py::arg("bias") = py::none(), py::arg("peephole") = py::none(),
+           py::arg("copy") = true)
+      .def_property_readonly("w_ih", [](const LstmWeightsCore& w) { return w.w_ih; })
+      .def_property_readonly("w_hh", [](const LstmWeightsCore& w) { return w.w_hh; })
+      .def_property_readonly("bias", [](const LstmWeightsCore& w) { return w.bias; })
+      .def_property_readonly("peephole", [](const LstmWeightsCore& w) { return w.peephole; })
+      .def_property_readonly("input_size", [](const LstmWeightsCore& w) { return w.D; })
+      .def_property_readonly("hidden_size", [](const LstmWeightsCore& w) { return w.H; })
+      .def_property_readonly("dtype", [](const LstmWeightsCore& w) { return py::dtype(w.dtype()); })
+      .def("step", &LstmWeightsCore::step, py::arg("x"), py::arg("h"), py::arg("c"),
+           py::arg("out_h") = py::none(), py::arg("out_c") = py::none(), LSTM_STEP_DOC);
+  m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"),
+        py::arg("lengths"), py::arg("need_cache"));
+  m.def("lstm_backward", &lstm_backward, py::arg("x"), py::arg("weights"), py::arg("lengths"), py::arg("gates"),
+        py::arg("hs"), py::arg("cs"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"));
   m.def("_matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         py::arg("threads") = 0, py::arg("packed_repeat") = 0, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
         py::arg("c") = py::none());

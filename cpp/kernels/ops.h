@@ -20,5 +20,18 @@ template <typename T>
 void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, const T* B,
             T beta, T* C, int threads, int64_t packed_repeat);
 
+template <typename T>
+void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p, T* whh_bp);
+template <typename T>
+void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h0, const T* c0,
+                  const int64_t* lengths, T* y, T* h_n, T* c_n, T* gates, T* hs, T* cs);
+template <typename T>
+void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h, const T* c, T* h_out,
+               T* c_out);
+template <typename T>
+void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const int64_t* lengths,
+                   const T* gates, const T* hs, const T* cs, const T* dy, const T* dh_n, const T* dc_n, T* dx,
+                   T* dw_ih, T* dw_hh, T* dbias, T* dh0, T* dc0, T* dpeephole);
+
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

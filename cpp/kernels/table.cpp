@@ -11,6 +11,10 @@ Ops<T> make_ops() {
   Ops<T> o;
   o.softmax_forward = &softmax_forward<T>;
   o.softmax_backward = &softmax_backward<T>;
+  o.lstm_pack = &lstm_pack<T>;
+  o.lstm_forward = &lstm_forward<T>;
+  o.lstm_step = &lstm_step<T>;
+  o.lstm_backward = &lstm_backward<T>;
   o.matmul = &matmul<T>;
   return o;
 }

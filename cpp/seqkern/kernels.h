@@ -12,11 +12,42 @@
 
 namespace seqkern {
 
+// The weights of one LSTM layer as the kernels see them. w_ih (4H, D), w_hh (4H, H), bias (4H) and
+// peephole (3, H, rows i, f, o) are in PyTorch's layout; bias and peephole may be nullptr.
+// lstm_pack derives the rest once: wih_t (D, 4H) = w_ihᵀ for the input-projection GEMM, and the
+// gate-interleaved panels of lstm_common.h: wih_p and whh_p (forward), whh_bp (backward).
+template <typename T>
+struct LstmParams {
+  const T* w_ih = nullptr;
+  const T* w_hh = nullptr;
+  const T* bias = nullptr;
+  const T* peephole = nullptr;
+  const T* wih_t = nullptr;
+  const T* wih_p = nullptr;
+  const T* whh_p = nullptr;
+  const T* whh_bp = nullptr;
+};
+
 template <typename T>
 struct Ops {
   // softmax.cpp. mask: nullptr or a dense uint8 array shaped like x (nonzero = keep).
   void (*softmax_forward)(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) = nullptr;
   void (*softmax_backward)(const SoftmaxShape& s, const T* y, const T* dy, T* dx) = nullptr;
+
+  // lstm_forward.cpp. lstm_pack fills wih_t (D*4H), wih_p (D*4H), whh_p and whh_bp (4H*H values).
+  // h0, c0, lengths may be nullptr (zeros, all T). gates (T, B, 4H), hs and cs (T+1, B, H) form
+  // the cache; all three nullptr for no cache.
+  void (*lstm_pack)(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p,
+                    T* whh_bp) = nullptr;
+  void (*lstm_forward)(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h0, const T* c0,
+                       const int64_t* lengths, T* y, T* h_n, T* c_n, T* gates, T* hs, T* cs) = nullptr;
+  // One step (s.T ignored) for B rows; h_out/c_out must not overlap x, h or c.
+  void (*lstm_step)(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h, const T* c,
+                    T* h_out, T* c_out) = nullptr;
+  // lstm_backward.cpp. dy, dh_n, dc_n may be nullptr (zeros); dpeephole nullptr without peepholes.
+  void (*lstm_backward)(const LstmShape& s, const T* x, const LstmParams<T>& p, const int64_t* lengths,
+                        const T* gates, const T* hs, const T* cs, const T* dy, const T* dh_n, const T* dc_n,
+                        T* dx, T* dw_ih, T* dw_hh, T* dbias, T* dh0, T* dc0, T* dpeephole) = nullptr;
   // matmul.cpp. C (M, N) = beta C + alpha op(A) op(B); threads 0 = the caller's limit;
   // packed_repeat > 0 packs B once and multiplies that many times (the pack-once path).
   void (*matmul)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, const T* B,

@@ -16,6 +16,7 @@ from ._runtime import (
     set_num_threads,
     use_isa,
 )
+from ._lstm import LSTMCache, LSTMGrads, LSTMOutput, LSTMWeights, lstm_backward, lstm_forward
 from ._softmax import softmax, softmax_backward, softmax_forward
 
 __version__ = "0.1.0"
@@ -31,4 +32,10 @@ __all__ = [
     "softmax",
     "softmax_forward",
     "softmax_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "LSTMWeights",
+    "LSTMCache",
+    "LSTMOutput",
+    "LSTMGrads",
 ]

@@ -1,0 +1,267 @@
+// lstm_backward.cpp: exact LSTM backward (BPTT) over a full sequence, from lstm_forward's cache.
+//
+// Saved: gates i, f, g, o (T, B, 4H), hs and cs (T+1, B, H); tanh(c_t) is
+// recomputed. For t = T-1 .. 0 and each row b with t < lengths[b], with dh = dy_t + dh_t and
+// dc = dc_t carried from step t+1 (rows past their length pass dh, dc through and get da = 0):
+//   da_o = dh⊙tanh(c_t)⊙o(1-o)
+//   dc  += dh⊙o⊙(1-tanh²(c_t)) + da_o⊙p_o
+//   da_i = dc⊙g⊙i(1-i)   da_f = dc⊙c_{t-1}⊙f(1-f)   da_g = dc⊙i⊙(1-g²)
+//   dc_{t-1} = dc⊙f + da_i⊙p_i + da_f⊙p_f           dh_{t-1} = da_t·w_hh
+//   dp_i = Σ da_i⊙c_{t-1}   dp_f = Σ da_f⊙c_{t-1}   dp_o = Σ da_o⊙c_t
+// Only the recurrent part stays in the time loop: the element-wise gate derivatives and
+// dh_{t-1} = da_t·w_hh. da for all steps is stored (T·B, 4H, natural gate order), and after the
+// loop dx = da·w_ih, dw_ih = daᵀ·x and dw_hh = daᵀ·h_{t-1} are single GEMMs; dbias is a column sum.
+// Threads: one parallel region for the loop; each thread owns the same unit blocks as in the
+// forward, computes da and dc for them, waits at the step's one barrier, then its units of
+// dh_{t-1} (which only it reads next). Every sum runs in a fixed order (k increasing in the
+// products, t descending then b increasing for dpeephole, rows increasing for dbias), so
+// results are bitwise identical for any thread count.
+// Cost: 2·T·B·4H·H flops in the loop, 2·T·B·4H·(2D+H) in the GEMMs after it (about twice the
+// forward); scratch T·B·4H values for da.
+#include "kernels/gemm.h"
+#include "kernels/lstm_common.h"
+#include "kernels/ops.h"
+#include "kernels/simd.h"
+
+namespace seqkern {
+namespace SEQKERN_ISA_NS {
+
+namespace {
+
+using simd::Vec;
+
+constexpr int64_t kStepGrain = 1 << 16;
+constexpr int64_t kGemmGrain = 1 << 18;
+
+// Register tile of the recurrent product dh[m, u] = Σ_k da[m, k]·w_hh[k, u].
+#if defined(__AVX512F__)
+constexpr int kDhRows = 6;
+constexpr int kDhVecs = 4;
+#else
+constexpr int kDhRows = 2;
+constexpr int kDhVecs = 4;
+#endif
+
+struct BwdStep {
+  int64_t H = 0;
+  int64_t t = 0;
+  const int64_t* lengths = nullptr;
+  bool active(int64_t m) const { return !lengths || t < lengths[m]; }
+};
+
+// dh[m0..m0+R, n0..n0+ncols) = da[m0.., :]·w_hh[:, n0..] (K = 4H), rows past their length skipped.
+// n0 is a multiple of the unit block U and W divides U, so each vector lies in one block's panel.
+template <typename T, int R>
+void dh_tile(const BwdStep& st, const T* da, const T* whh_bp, T* dh, int64_t m0, int64_t n0, int ncols) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  constexpr int U = lstm::kUnits<T>;
+  const int64_t H = st.H, K = 4 * H;
+  int cnt[kDhVecs];
+  const T* base[kDhVecs];
+  int64_t stride[kDhVecs];
+  for (int v = 0; v < kDhVecs; ++v) {
+    const int n = ncols - v * W;
+    cnt[v] = n < 0 ? 0 : n > W ? W : n;
+    const int64_t u = n0 + v * W, j = u / U;
+    const int64_t jj = j < lstm::num_blocks(H, U) ? j : 0;  // vectors past H load nothing
+    stride[v] = lstm::block_width(jj, H, U);
+    base[v] = whh_bp + jj * U * K + (u - jj * U);
+  }
+  const bool full = ncols == kDhVecs * W;
+  V acc[R][kDhVecs];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < kDhVecs; ++v) acc[r][v] = V::zero();
+  for (int64_t k = 0; k < K; ++k) {
+    V wv[kDhVecs];
+    for (int v = 0; v < kDhVecs; ++v) {
+      const T* wr = base[v] + k * stride[v];
+      wv[v] = full ? V::load(wr) : V::load_n(wr, cnt[v]);
+    }
+    for (int r = 0; r < R; ++r) {
+      const V b = V::set1(da[(m0 + r) * K + k]);
+      for (int v = 0; v < kDhVecs; ++v) acc[r][v] = simd::fmadd(b, wv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    if (!st.active(m0 + r)) continue;
+    T* out = dh + (m0 + r) * H + n0;
+    for (int v = 0; v < kDhVecs; ++v) {
+      if (full) acc[r][v].store(out + v * W); else acc[r][v].store_n(out + v * W, cnt[v]);
+    }
+  }
+}
+
+template <typename T, int R>
+void dh_rows(const BwdStep& st, const T* da, const T* w_hh, T* dh, int64_t m0, int rows, int64_t n0, int ncols) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      dh_tile<T, R>(st, da, w_hh, dh, m0, n0, ncols);
+    } else {
+      dh_rows<T, R - 1>(st, da, w_hh, dh, m0, rows, n0, ncols);
+    }
+  }
+}
+
+// Units [u0, u1) of dh_{t-1} for all B rows.
+template <typename T>
+void dh_units(const BwdStep& st, int64_t B, const T* da, const T* w_hh, T* dh, int64_t u0, int64_t u1) {
+  constexpr int NC = kDhVecs * Vec<T>::W;
+  for (int64_t n0 = u0; n0 < u1; n0 += NC) {
+    const int ncols = static_cast<int>(u1 - n0 < NC ? u1 - n0 : NC);
+    const int64_t tiles = (B + kDhRows - 1) / kDhRows;
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int64_t m0 = B * tile / tiles;
+      const int rows = static_cast<int>(B * (tile + 1) / tiles - m0);
+      dh_rows<T, kDhRows>(st, da, w_hh, dh, m0, rows, n0, ncols);
+    }
+  }
+}
+
+// The element-wise part of step t for unit block j, all rows: da (natural order) and dc_{t-1}.
+template <typename T>
+void gate_grads(const BwdStep& st, int64_t B, int64_t j, const T* gates, const T* c_prev, const T* c_cur,
+                const T* dy, const T* peep, const T* dh, T* dc, T* da, T* dp) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  constexpr int U = lstm::kUnits<T>;
+  constexpr int NV = lstm::kVecs<T>;
+  const int64_t H = st.H, N4 = 4 * H;
+  const int64_t u0 = j * U;
+  const int w = lstm::block_width(j, H, U);
+  const lstm::BlockLanes<T> lanes(w);
+  const V one = V::set1(T(1));
+  for (int64_t m = 0; m < B; ++m) {
+    const int64_t o = m * H + u0;
+    T* dam = da + m * N4 + u0;
+    if (!st.active(m)) {
+      for (int v = 0; v < NV; ++v) {
+        for (int q = 0; q < 4; ++q) V::zero().store_n(dam + q * H + v * W, lanes.cnt[v]);
+      }
+      continue;
+    }
+    const T* gm = gates + m * N4 + u0;
+    for (int v = 0; v < NV; ++v) {
+      const int n = lanes.cnt[v];
+      if (n == 0) break;
+      const int64_t ov = o + v * W;
+      const V i = V::load_n(gm + v * W, n), f = V::load_n(gm + H + v * W, n);
+      const V g = V::load_n(gm + 2 * H + v * W, n), og = V::load_n(gm + 3 * H + v * W, n);
+      const V cp = V::load_n(c_prev + ov, n), c = V::load_n(c_cur + ov, n);
+      V dhv = V::load_n(dh + ov, n);
+      if (dy) dhv = dhv + V::load_n(dy + ov, n);
+      const V tc = simd::tanh(c);
+      const V da_o = dhv * tc * og * (one - og);
+      V dcv = simd::fmadd(dhv * og, one - tc * tc, V::load_n(dc + ov, n));
+      if (peep) dcv = simd::fmadd(da_o, V::load_n(peep + 2 * H + u0 + v * W, n), dcv);
+      const V da_i = dcv * g * i * (one - i);
+      const V da_f = dcv * cp * f * (one - f);
+      const V da_g = dcv * i * (one - g * g);
+      V dc_prev = dcv * f;
+      if (peep) {
+        dc_prev = simd::fmadd(da_i, V::load_n(peep + u0 + v * W, n), dc_prev);
+        dc_prev = simd::fmadd(da_f, V::load_n(peep + H + u0 + v * W, n), dc_prev);
+      }
+      dc_prev.store_n(dc + ov, n);
+      da_i.store_n(dam + v * W, n);
+      da_f.store_n(dam + H + v * W, n);
+      da_g.store_n(dam + 2 * H + v * W, n);
+      da_o.store_n(dam + 3 * H + v * W, n);
+      if (dp) {
+        T* pv = dp + u0 + v * W;
+        simd::fmadd(da_i, cp, V::load_n(pv, n)).store_n(pv, n);
+        simd::fmadd(da_f, cp, V::load_n(pv + H, n)).store_n(pv + H, n);
+        simd::fmadd(da_o, c, V::load_n(pv + 2 * H, n)).store_n(pv + 2 * H, n);
+      }
+    }
+  }
+}
+
+template <typename T>
+void copy_or_zero(T* dst, const T* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src ? src[i] : T(0);
+}
+
+// out[n] = Σ_r a[r*N + n] over rows in increasing order; columns split over threads.
+template <typename T>
+void column_sums(int64_t R, int64_t N, const T* a, T* out) {
+  using V = Vec<T>;
+  constexpr int64_t kChunk = 8 * V::W;
+  const int64_t chunks = (N + kChunk - 1) / kChunk;
+  const int nt = simd::threads_for(R * N, kGemmGrain);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t n0 = ch * kChunk;
+    const int64_t n1 = n0 + kChunk < N ? n0 + kChunk : N;
+    for (int64_t n = n0; n < n1; n += V::W) {
+      const int cnt = static_cast<int>(n1 - n < V::W ? n1 - n : V::W);
+      V acc = V::zero();
+      for (int64_t r = 0; r < R; ++r) acc = acc + V::load_n(a + r * N + n, cnt);
+      acc.store_n(out + n, cnt);
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const int64_t* lengths,
+                   const T* gates, const T* hs, const T* cs, const T* dy, const T* dh_n, const T* dc_n, T* dx,
+                   T* dw_ih, T* dw_hh, T* dbias, T* dh0, T* dc0, T* dpeephole) {
+  const int64_t T_ = s.T, B = s.B, D = s.D, H = s.H, N4 = 4 * H, BH = B * H, R = T_ * B;
+  simd::DenormalGuard guard;
+  copy_or_zero(dh0, dh_n, BH);
+  copy_or_zero(dc0, dc_n, BH);
+  if (dpeephole) copy_or_zero<T>(dpeephole, nullptr, 3 * H);
+  simd::Buffer<T> da_buf(R * N4);
+  T* da = da_buf.data();
+
+  const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
+  int nt = simd::threads_for(B * N4 * H, kStepGrain);
+  if (nt > nb) nt = static_cast<int>(nb);
+  if (R > 0 && H > 0) {
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      simd::DenormalGuard thread_guard;
+      int tid = 0, team = 1;
+#ifdef _OPENMP
+      tid = omp_get_thread_num();
+      team = omp_get_num_threads();
+#endif
+      int64_t j0, j1;
+      lstm::split_range(nb, team, tid, &j0, &j1);
+      const int64_t U = lstm::kUnits<T>;
+      const int64_t u0 = j0 * U, u1 = j1 * U < H ? j1 * U : H;
+      BwdStep st;
+      st.H = H;
+      st.lengths = lengths;
+      for (int64_t t = T_ - 1; t >= 0; --t) {
+        st.t = t;
+        T* da_t = da + t * B * N4;
+        for (int64_t j = j0; j < j1; ++j) {
+          gate_grads(st, B, j, gates + t * B * N4, cs + t * BH, cs + (t + 1) * BH, dy ? dy + t * BH : nullptr,
+                     p.peephole, dh0, dc0, da_t, dpeephole);
+        }
+        // dh_{t-1} needs all of da_t; it then writes only this thread's units of dh, which only
+        // this thread reads in step t-1, so one barrier per step suffices.
+#pragma omp barrier
+        if (u1 > u0) dh_units(st, B, da_t, p.whh_bp, dh0, u0, u1);
+      }
+    }
+  }
+  const int gt = simd::threads_for(R * N4 * (D > H ? D : H), kGemmGrain);
+  gemm::gemm_mt<T>(false, false, R, D, N4, T(1), da, N4, p.w_ih, D, T(0), dx, D, gt);
+  gemm::gemm_mt<T>(true, false, N4, D, R, T(1), da, N4, x, D, T(0), dw_ih, D, gt);
+  gemm::gemm_mt<T>(true, false, N4, H, R, T(1), da, N4, hs, H, T(0), dw_hh, H, gt);
+  column_sums(R, N4, da, dbias);
+}
+
+template void lstm_backward<float>(const LstmShape&, const float*, const LstmParams<float>&, const int64_t*,
+                                   const float*, const float*, const float*, const float*, const float*,
+                                   const float*, float*, float*, float*, float*, float*, float*, float*);
+template void lstm_backward<double>(const LstmShape&, const double*, const LstmParams<double>&, const int64_t*,
+                                    const double*, const double*, const double*, const double*, const double*,
+                                    const double*, double*, double*, double*, double*, double*, double*, double*);
+
+}  // namespace SEQKERN_ISA_NS
+}  // namespace seqkern

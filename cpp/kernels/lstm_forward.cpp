@@ -1,0 +1,366 @@
+// lstm_forward.cpp: LSTM forward over a full sequence, the single streaming step, weight packing.
+//
+// x (T, B, D)  w_ih (4H, D)  w_hh (4H, H)  bias (4H)  peephole (3, H)  h0, c0 (B, H);
+// gate rows ordered i, f, g, o; peephole rows i, f, o (diagonal). For t < lengths[b]:
+//   a_t = x_t·w_ihᵀ + h_{t-1}·w_hhᵀ + bias
+//   i = σ(a_i + p_i⊙c_{t-1})   f = σ(a_f + p_f⊙c_{t-1})   g = tanh(a_g)
+//   c_t = f⊙c_{t-1} + i⊙g      o = σ(a_o + p_o⊙c_t)       h_t = o⊙tanh(c_t),  y_t = h_t
+// Rows with t >= lengths[b] keep h and c and get y_t = 0.
+// Saves for lstm_backward (when asked): the post-activation gates (T, B, 4H, order i, f, g, o) and
+// the states hs, cs (T+1, B, H) with hs[0] = h0, hs[t+1] = h after step t.
+// Numerics: accumulation in T. x·w_ihᵀ for all steps is one GEMM up front (into the gates
+// buffer, overwritten in place by the activations); each step then adds bias and h_{t-1}·w_hhᵀ
+// in registers (k increasing, streaming the block's gate-interleaved w_hh panel, see
+// lstm_common.h) and runs the cell update on the accumulators.
+// Threads: one parallel region for the whole sequence; each thread owns a fixed range of unit
+// blocks (its slice of w_hh stays in its cache) and the team meets at one barrier per step.
+// Every output element is computed by one thread in a fixed order, so results are bitwise
+// identical for any thread count. Denormals are flushed inside (per thread).
+// Cost: 2·T·B·4H·(D+H) flops, plus ~5 transcendental evaluations per B·H per step.
+#include "kernels/gemm.h"
+#include "kernels/lstm_common.h"
+#include "kernels/ops.h"
+#include "kernels/simd.h"
+
+namespace seqkern {
+namespace SEQKERN_ISA_NS {
+
+namespace {
+
+using simd::Vec;
+
+// Per-step work of at least this many multiply-adds per thread before a second thread helps
+// (the per-step barrier costs about a microsecond).
+constexpr int64_t kStepGrain = 1 << 16;
+constexpr int64_t kGemmGrain = 1 << 18;
+// Rows of a weight panel per k chunk: 64 rows of 4 gates x 64 bytes = 16 KiB, half of L1.
+constexpr int64_t kChunkRows = 64;
+
+// What one step of the cell reads and writes; rows are B, all arrays C-contiguous.
+template <typename T>
+struct CellStep {
+  int64_t H = 0, D = 0;
+  const T* g_in = nullptr;   // (B, 4H) pre-activations x·w_ihᵀ, or nullptr
+  T* part = nullptr;         // per-thread (B, 4U) partial sums between k chunks (nullptr: no chunks)
+  const T* x = nullptr;      // (B, D) input for a fused projection with wih_p, or nullptr
+  const T* wih_p = nullptr;  // forward panels, K = D
+  const T* h_prev = nullptr;
+  const T* h_rows = nullptr;  // h_prev for the products: element (m, k) at h_rows[m*h_sm + k*h_sk]
+  int64_t h_sm = 0, h_sk = 1;
+  const T* whh_p = nullptr;  // forward panels, K = H
+  const T* bias = nullptr;   // (4H) natural order, or nullptr
+  const T* peep = nullptr;   // (3, H), or nullptr
+  const T* c_prev = nullptr;
+  T* h_out = nullptr;
+  T* c_out = nullptr;
+  T* y_out = nullptr;        // (B, H), or nullptr
+  T* gates_out = nullptr;    // (B, 4H), may equal g_in, or nullptr
+  const int64_t* lengths = nullptr;
+  int64_t t = 0;
+};
+
+// Rows [m0, m0+R) of unit block j: pre-activations in registers, then the cell update.
+// With several row tiles the recurrent sum runs in chunks [kb, ke) of k, so the weight panel
+// chunk stays in L1 while every tile passes over it; between chunks the partial sums wait in a
+// dense per-thread buffer (exact: they are stored in T, so chunking never changes the result).
+// Dense matters: g_in's rows are 4H apart, often a power of two, and would share L1 sets.
+template <typename T, int R, bool kFull>
+void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j, int64_t kb, int64_t ke, bool first, bool last) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  constexpr int U = lstm::kUnits<T>;
+  constexpr int NV = lstm::kVecs<T>;
+  const int64_t H = a.H, N4 = 4 * H;
+  const int64_t u0 = j * U;
+  const int w = kFull ? U : static_cast<int>(H - u0);
+  const lstm::BlockLanes<T> lanes(w);
+  auto ld = [&](const T* p, int v) { return kFull ? V::load(p + v * W) : V::load_n(p + v * W, lanes.cnt[v]); };
+  auto st = [&](V x, T* p, int v) {
+    if (kFull) x.store(p + v * W); else x.store_n(p + v * W, lanes.cnt[v]);
+  };
+
+  V acc[R][4][NV];
+  for (int r = 0; r < R; ++r) {
+    for (int q = 0; q < 4; ++q) {
+      for (int v = 0; v < NV; ++v) {
+        if (!first) {
+          acc[r][q][v] = V::load(a.part + ((m0 + r) * 4 + q) * U + v * W);
+          continue;
+        }
+        V s = a.g_in ? ld(a.g_in + (m0 + r) * N4 + q * H + u0, v) : V::zero();
+        if (a.bias) s = s + ld(a.bias + q * H + u0, v);
+        acc[r][q][v] = s;
+      }
+    }
+  }
+  auto accumulate = [&](const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, int64_t k0, int64_t k1) {
+    const T* panel = wp + j * 4 * U * K;
+    for (int64_t k = k0; k < k1; ++k) {
+      const T* wr = panel + k * 4 * w;
+      V wv[4][NV];
+      for (int q = 0; q < 4; ++q)
+        for (int v = 0; v < NV; ++v) wv[q][v] = ld(wr + q * w, v);
+      for (int r = 0; r < R; ++r) {
+        const V b = V::set1(in[(m0 + r) * sm + k * sk]);
+        for (int q = 0; q < 4; ++q)
+          for (int v = 0; v < NV; ++v) acc[r][q][v] = simd::fmadd(b, wv[q][v], acc[r][q][v]);
+      }
+    }
+  };
+  if (a.x && first) accumulate(a.x, a.D, 1, a.D, a.wih_p, 0, a.D);
+  accumulate(a.h_rows, a.h_sm, a.h_sk, H, a.whh_p, kb, ke);
+  if (!last) {
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 4; ++q)
+        for (int v = 0; v < NV; ++v) acc[r][q][v].store(a.part + ((m0 + r) * 4 + q) * U + v * W);
+    return;
+  }
+
+  for (int r = 0; r < R; ++r) {
+    const int64_t m = m0 + r;
+    const int64_t o = m * H + u0;
+    if (a.lengths && a.t >= a.lengths[m]) {
+      // Past this row's length: carry the state, output 0.
+      for (int v = 0; v < NV; ++v) {
+        st(ld(a.h_prev + o, v), a.h_out + o, v);
+        st(ld(a.c_prev + o, v), a.c_out + o, v);
+        if (a.y_out) st(V::zero(), a.y_out + o, v);
+      }
+      continue;
+    }
+    for (int v = 0; v < NV; ++v) {
+      const V c_old = ld(a.c_prev + o, v);
+      V ai = acc[r][0][v], af = acc[r][1][v], ao = acc[r][3][v];
+      if (a.peep) {
+        ai = simd::fmadd(ld(a.peep + u0, v), c_old, ai);
+        af = simd::fmadd(ld(a.peep + H + u0, v), c_old, af);
+      }
+      const V i = simd::sigmoid(ai), f = simd::sigmoid(af), g = simd::tanh(acc[r][2][v]);
+      const V c = simd::fmadd(f, c_old, i * g);
+      if (a.peep) ao = simd::fmadd(ld(a.peep + 2 * H + u0, v), c, ao);
+      const V og = simd::sigmoid(ao);
+      const V h = og * simd::tanh(c);
+      st(c, a.c_out + o, v);
+      st(h, a.h_out + o, v);
+      if (a.y_out) st(h, a.y_out + o, v);
+      if (a.gates_out) {
+        T* gp = a.gates_out + m * N4 + u0;
+        st(i, gp, v);
+        st(f, gp + H, v);
+        st(g, gp + 2 * H, v);
+        st(og, gp + 3 * H, v);
+      }
+    }
+  }
+}
+
+template <typename T, int R, bool kFull>
+void cell_rows(const CellStep<T>& a, int64_t m0, int rows, int64_t j, int64_t kb, int64_t ke, bool first,
+               bool last) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      cell_tile<T, R, kFull>(a, m0, j, kb, ke, first, last);
+    } else {
+      cell_rows<T, R - 1, kFull>(a, m0, rows, j, kb, ke, first, last);
+    }
+  }
+}
+
+// All B rows of unit blocks [j0, j1).
+template <typename T>
+void cell_blocks(const CellStep<T>& a, int64_t B, int64_t j0, int64_t j1) {
+  constexpr int U = lstm::kUnits<T>;
+  constexpr int MR = lstm::kCellRows<T>;
+  // Rows in equal tiles (32 = 6+6+5+5+5+5, not 6*5+2): a thin last tile would waste its pass
+  // over the weight panel.
+  const int64_t tiles = (B + MR - 1) / MR;
+  const int64_t chunks = tiles > 1 && a.part ? (a.H + kChunkRows - 1) / kChunkRows : 1;
+  for (int64_t j = j0; j < j1; ++j) {
+    const bool full = (j + 1) * U <= a.H;
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const int64_t kb = a.H * ch / chunks, ke = a.H * (ch + 1) / chunks;
+      const bool first = ch == 0, last = ch == chunks - 1;
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t m0 = B * tile / tiles;
+        const int rows = static_cast<int>(B * (tile + 1) / tiles - m0);
+        if (full) {
+          cell_rows<T, MR, true>(a, m0, rows, j, kb, ke, first, last);
+        } else {
+          cell_rows<T, MR, false>(a, m0, rows, j, kb, ke, first, last);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void copy_or_zero(T* dst, const T* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src ? src[i] : T(0);
+}
+
+}  // namespace
+
+template <typename T>
+void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p, T* whh_bp) {
+  const int64_t D = s.D, H = s.H, N4 = 4 * H, U = lstm::kUnits<T>;
+  for (int64_t n = 0; n < N4; ++n) {
+    for (int64_t k = 0; k < D; ++k) wih_t[k * N4 + n] = w_ih[n * D + k];
+  }
+  for (int64_t j = 0; j < lstm::num_blocks(H, U); ++j) {
+    const int64_t u0 = j * U, w = lstm::block_width(j, H, U);
+    T* pi = wih_p + j * 4 * U * D;
+    T* ph = whh_p + j * 4 * U * H;
+    T* pb = whh_bp + j * U * N4;
+    for (int64_t q = 0; q < 4; ++q) {
+      for (int64_t r = 0; r < w; ++r) {
+        const int64_t n = q * H + u0 + r;
+        for (int64_t k = 0; k < D; ++k) pi[k * 4 * w + q * w + r] = w_ih[n * D + k];
+        for (int64_t k = 0; k < H; ++k) ph[k * 4 * w + q * w + r] = w_hh[n * H + k];
+      }
+    }
+    for (int64_t k = 0; k < N4; ++k) {
+      for (int64_t r = 0; r < w; ++r) pb[k * w + r] = w_hh[k * H + u0 + r];
+    }
+  }
+}
+
+template <typename T>
+void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h0, const T* c0,
+                  const int64_t* lengths, T* y, T* h_n, T* c_n, T* gates, T* hs, T* cs) {
+  const int64_t T_ = s.T, B = s.B, D = s.D, H = s.H, N4 = 4 * H, BH = B * H;
+  if (BH == 0) return;
+  simd::DenormalGuard guard;
+  simd::Buffer<T> scratch;
+  T* G = gates;
+  if (!G) {
+    scratch.reset(T_ * B * N4);
+    G = scratch.data();
+  }
+  // The input projection of every step in one GEMM.
+  gemm::gemm_mt<T>(false, false, T_ * B, N4, D, T(1), x, D, p.wih_t, N4, T(0), G, N4,
+                   simd::threads_for(T_ * B * N4 * D, kGemmGrain));
+
+  // States: the cache's (T+1, B, H) arrays, or two ping-pong buffers without a cache.
+  simd::Buffer<T> state;
+  T* hbuf = hs;
+  T* cbuf = cs;
+  int64_t stride = BH;
+  if (!hs) {
+    state.reset(4 * BH);
+    hbuf = state.data();
+    cbuf = hbuf + 2 * BH;
+  }
+  copy_or_zero(hbuf, h0, BH);
+  copy_or_zero(cbuf, c0, BH);
+  auto slot = [&](int64_t t) { return hs ? t * stride : (t & 1) * stride; };
+
+  const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
+  int nt = simd::threads_for(B * N4 * H, kStepGrain);
+  if (nt > nb) nt = static_cast<int>(nb);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    simd::DenormalGuard thread_guard;
+    int tid = 0, team = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    team = omp_get_num_threads();
+#endif
+    int64_t j0, j1;
+    lstm::split_range(nb, team, tid, &j0, &j1);
+    // h_{t-1} transposed to (H, B): a tile's rows for one k then share a cache line, where rows
+    // H apart (a power of two, often) would fight over the same L1 sets.
+    simd::Buffer<T> h_t(B > 1 ? BH : 0);
+    simd::Buffer<T> part(B * 4 * lstm::kUnits<T>);
+    CellStep<T> a;
+    a.H = H;
+    a.D = D;
+    a.whh_p = p.whh_p;
+    a.bias = p.bias;
+    a.peep = p.peephole;
+    a.lengths = lengths;
+    a.part = part.data();
+    for (int64_t t = 0; t < T_; ++t) {
+      a.t = t;
+      a.g_in = G + t * B * N4;
+      a.gates_out = gates ? gates + t * B * N4 : nullptr;
+      a.h_prev = hbuf + slot(t);
+      if (B > 1) {
+        for (int64_t m = 0; m < B; ++m)
+          for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
+        a.h_rows = h_t.data();
+        a.h_sm = 1;
+        a.h_sk = B;
+      } else {
+        a.h_rows = a.h_prev;
+        a.h_sm = H;
+        a.h_sk = 1;
+      }
+      a.c_prev = cbuf + slot(t);
+      a.h_out = hbuf + slot(t + 1);
+      a.c_out = cbuf + slot(t + 1);
+      a.y_out = y + t * BH;
+      cell_blocks(a, B, j0, j1);
+      // Step t+1 reads all of h_t; with ping-pong buffers this also keeps step t+1 from
+      // overwriting what a slower thread still reads in step t.
+#pragma omp barrier
+    }
+  }
+  copy_or_zero(h_n, hbuf + slot(T_), BH);
+  copy_or_zero(c_n, cbuf + slot(T_), BH);
+}
+
+template <typename T>
+void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h, const T* c, T* h_out,
+               T* c_out) {
+  const int64_t B = s.B, D = s.D, H = s.H;
+  if (B * H == 0) return;
+  CellStep<T> a;
+  a.H = H;
+  a.D = D;
+  a.x = x;
+  a.wih_p = p.wih_p;
+  a.h_prev = h;
+  a.h_rows = h;
+  a.h_sm = H;
+  a.whh_p = p.whh_p;
+  a.bias = p.bias;
+  a.peep = p.peephole;
+  a.c_prev = c;
+  a.h_out = h_out;
+  a.c_out = c_out;
+  const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
+  // A second thread would halve the weight traffic, but waking a team costs microseconds on a
+  // quiet machine and far more on a busy one: only large batches use it.
+  int nt = simd::threads_for(B * 4 * H * (D + H), 1 << 21);
+  if (nt > nb) nt = static_cast<int>(nb);
+  if (nt <= 1) {
+    simd::DenormalGuard guard;
+    cell_blocks(a, B, 0, nb);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    simd::DenormalGuard guard;
+    int tid = 0, team = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    team = omp_get_num_threads();
+#endif
+    int64_t j0, j1;
+    lstm::split_range(nb, team, tid, &j0, &j1);
+    cell_blocks(a, B, j0, j1);
+  }
+}
+
+#define SEQKERN_LSTM_FWD(T)                                                                             \
+  template void lstm_pack<T>(const LstmShape&, const T*, const T*, T*, T*, T*, T*);                     \
+  template void lstm_forward<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*,   \
+                                const int64_t*, T*, T*, T*, T*, T*, T*);                                \
+  template void lstm_step<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*, T*, \
+                             T*);
+SEQKERN_LSTM_FWD(float)
+SEQKERN_LSTM_FWD(double)
+#undef SEQKERN_LSTM_FWD
+
+}  // namespace SEQKERN_ISA_NS
+}  // namespace seqkern

@@ -1,0 +1,221 @@
+"""lstm_forward, lstm_backward and LSTMWeights: the public LSTM wrappers."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _core
+from . import convert  # noqa: F401  (makes seqkern.convert available after `import seqkern`)
+from ._util import contiguous
+
+__all__ = ["LSTMWeights", "LSTMCache", "LSTMOutput", "LSTMGrads", "lstm_forward", "lstm_backward"]
+
+
+class LSTMWeights(_core.LstmWeightsCore):
+    """One LSTM layer's weights, validated and packed once for the kernels.
+
+    Parameters
+    ----------
+    w_ih : ndarray (4*H, D), float32 or float64
+        Input weights, PyTorch's layout: gate rows ordered i, f, g, o.
+    w_hh : ndarray (4*H, H), same dtype
+        Recurrent weights, same gate order.
+    bias : ndarray (4*H,), same dtype, optional
+        One bias (PyTorch's ``bias_ih + bias_hh``); None means zero.
+    peephole : ndarray (3, H), same dtype, optional
+        Diagonal peephole weights, rows i, f, o; None means a plain LSTM.
+    copy : bool
+        Copy the arrays (default), so later in-place changes to the caller's arrays do not
+        reach this object. ``copy=False`` keeps views of C-contiguous inputs.
+
+    Wrong dtypes raise ``TypeError``, wrong shapes ``ValueError``. The object is immutable:
+    build a new one after changing the weights. ``lstm_forward`` and ``lstm_backward`` accept
+    it in place of ``(w_ih, w_hh, bias, peephole)``, and :meth:`step` runs one time step.
+
+    Attributes
+    ----------
+    w_ih, w_hh, bias, peephole : the arrays (bias and peephole may be None)
+    input_size : int (D)
+    hidden_size : int (H)
+    dtype : numpy.dtype
+    """
+
+    def __init__(self, w_ih, w_hh, bias=None, peephole=None, *, copy: bool = True) -> None:
+        super().__init__(w_ih, w_hh, bias, peephole, bool(copy))
+
+    def __repr__(self) -> str:
+        return (
+            f"LSTMWeights(input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"dtype={self.dtype}, bias={self.bias is not None}, peephole={self.peephole is not None})"
+        )
+
+
+class LSTMOutput(NamedTuple):
+    """``lstm_forward``'s result: y (T, B, H), h_n and c_n (B, H), and the cache for backward."""
+
+    y: np.ndarray
+    h_n: np.ndarray
+    c_n: np.ndarray
+    cache: "LSTMCache | None"
+
+
+class LSTMGrads(NamedTuple):
+    """``lstm_backward``'s result; shapes as the forward's inputs, dpeephole None without peepholes."""
+
+    dx: np.ndarray
+    dw_ih: np.ndarray
+    dw_hh: np.ndarray
+    dbias: np.ndarray
+    dh0: np.ndarray
+    dc0: np.ndarray
+    dpeephole: np.ndarray | None
+
+
+class LSTMCache:
+    """What ``lstm_backward`` needs from one ``lstm_forward`` call; treat it as opaque.
+
+    It holds, as its own arrays, in the forward's dtype:
+
+    - ``gates`` (T, B, 4*H): the post-activation gates i, f, g, o of every step;
+    - ``h`` and ``c`` (T+1, B, H): the hidden and cell states, ``h[0] = h0``, ``h[t+1]`` the state
+      after step t (rows past their length repeat their last state);
+
+    that is 6*T*B*H + 2*B*H values; tanh(c) is recomputed in backward. It also refers, without
+    copying, to ``x`` (the C-contiguous input, the caller's own array when it already was), the
+    ``LSTMWeights`` and the int64 ``lengths`` (or None). Changing ``x`` or the weight arrays in place
+    between forward and backward gives wrong gradients. ``lstm_backward`` never modifies the
+    cache, so one cache can serve any number of backward calls (for example with different
+    upstream gradients).
+    """
+
+    __slots__ = ("x", "weights", "lengths", "gates", "h", "c")
+
+    def __init__(self, x, weights, lengths, gates, h, c) -> None:
+        self.x = x
+        self.weights = weights
+        self.lengths = lengths
+        self.gates = gates
+        self.h = h
+        self.c = c
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cache's own arrays (gates, h, c)."""
+        return int(self.gates.nbytes + self.h.nbytes + self.c.nbytes)
+
+    def __repr__(self) -> str:
+        T, B, _ = self.x.shape
+        return (
+            f"LSTMCache(T={T}, B={B}, H={self.weights.hidden_size}, dtype={self.x.dtype}, "
+            f"nbytes={self.nbytes})"
+        )
+
+
+def _weights(fn, w_ih, w_hh, bias, peephole) -> LSTMWeights:
+    if isinstance(w_ih, _core.LstmWeightsCore):
+        if w_hh is not None or bias is not None or peephole is not None:
+            raise TypeError(
+                f"{fn}: pass either an LSTMWeights or the arrays (w_ih, w_hh, bias, peephole), not both"
+            )
+        return w_ih
+    if w_hh is None:
+        raise TypeError(f"{fn}: w_hh is required when w_ih is an array")
+    return LSTMWeights(w_ih, w_hh, bias, peephole, copy=False)
+
+
+def lstm_forward(
+    x: np.ndarray,
+    w_ih,
+    w_hh: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    h0: np.ndarray | None = None,
+    c0: np.ndarray | None = None,
+    *,
+    peephole: np.ndarray | None = None,
+    lengths: np.ndarray | None = None,
+    need_cache: bool = True,
+) -> LSTMOutput:
+    """LSTM over a whole time-major sequence.
+
+    For every step t and row b with ``t < lengths[b]``::
+
+        a_t = x_t w_ih^T + h_{t-1} w_hh^T + bias
+        i = s(a_i + p_i * c_{t-1})   f = s(a_f + p_f * c_{t-1})   g = tanh(a_g)
+        c_t = f * c_{t-1} + i * g    o = s(a_o + p_o * c_t)       h_t = o * tanh(c_t),  y_t = h_t
+
+    (s the logistic sigmoid, p the peepholes, absent when ``peephole`` is None). Rows with
+    ``t >= lengths[b]`` are left alone: y is 0 there and the state is carried.
+
+    Parameters
+    ----------
+    x : ndarray (T, B, D), float32 or float64
+        Input sequence, time-major. Non-contiguous input is copied once.
+    w_ih : ndarray (4*H, D) or LSTMWeights
+        Input weights, gate rows i, f, g, o (PyTorch's layout), or packed weights, in which
+        case ``w_hh``, ``bias`` and ``peephole`` must be None.
+    w_hh : ndarray (4*H, H)
+        Recurrent weights.
+    bias : ndarray (4*H,), optional
+        One bias (PyTorch's ``bias_ih + bias_hh``); zero when None.
+    h0, c0 : ndarray (B, H), optional
+        Initial hidden and cell state; zeros when None.
+    peephole : ndarray (3, H), optional
+        Diagonal peephole weights, rows i, f, o.
+    lengths : integer ndarray (B,), optional
+        Valid steps per row, each in [0, T]; all T when None.
+    need_cache : bool
+        Keep what backward needs (default); False saves memory and time for inference and
+        returns ``cache=None``.
+
+    All float arrays must share one dtype (else ``TypeError``); shape mismatches raise
+    ``ValueError`` naming the argument.
+
+    Returns
+    -------
+    LSTMOutput
+        Named tuple ``(y, h_n, c_n, cache)``: y (T, B, H); h_n, c_n (B, H), the state after
+        step ``lengths[b] - 1`` of each row (h0/c0 where the length is 0); cache an
+        :class:`LSTMCache` (see there for exactly what it keeps), or None.
+    """
+    weights = _weights("lstm_forward", w_ih, w_hh, bias, peephole)
+    x = contiguous(x)
+    y, h_n, c_n, gates, hs, cs, lens = _core.lstm_forward(x, weights, h0, c0, lengths, bool(need_cache))
+    cache = LSTMCache(x, weights, lens, gates, hs, cs) if need_cache else None
+    return LSTMOutput(y, h_n, c_n, cache)
+
+
+def lstm_backward(
+    cache: LSTMCache,
+    dy: np.ndarray | None = None,
+    dh_n: np.ndarray | None = None,
+    dc_n: np.ndarray | None = None,
+) -> LSTMGrads:
+    """Exact gradients (backpropagation through time) of the ``lstm_forward`` that made ``cache``.
+
+    Parameters
+    ----------
+    cache : LSTMCache
+        From ``lstm_forward``; not modified, so it can be reused.
+    dy : ndarray (T, B, H), optional
+        Gradient of the loss with respect to y; entries at ``t >= lengths[b]`` are ignored
+        (y is constant 0 there).
+    dh_n, dc_n : ndarray (B, H), optional
+        Gradients with respect to h_n and c_n. Each of the three may be None (zeros); all must
+        have the forward's dtype (else ``TypeError``) and shape (else ``ValueError``).
+
+    Returns
+    -------
+    LSTMGrads
+        Named tuple ``(dx, dw_ih, dw_hh, dbias, dh0, dc0, dpeephole)`` with the shapes of x,
+        w_ih, w_hh, bias (4*H,), h0, c0 and peephole. dbias is returned even when the forward
+        had no bias (the gradient for a zero bias); dpeephole is None without peepholes.
+    """
+    if not isinstance(cache, LSTMCache):
+        raise TypeError(f"lstm_backward: cache must be the LSTMCache from lstm_forward, got {type(cache).__name__}")
+    out = _core.lstm_backward(
+        cache.x, cache.weights, cache.lengths, cache.gates, cache.h, cache.c,
+        contiguous(dy), contiguous(dh_n), contiguous(dc_n),
+    )
+    return LSTMGrads(*out)
