@@ -15,10 +15,11 @@ from seqkern import nn
 from seqkern.text import pad_sequences
 
 F64 = np.float64
-# The LSTM and attention-pooling layers run on those kernels; until they are built in, skip.
+# The LSTM and attention-pooling layers run on those kernels; until both are built in, skip.
 kernels = pytest.mark.skipif(
     not all(hasattr(seqkern, f) for f in ("lstm_forward", "lstm_backward", "attention_pool_forward")),
     reason="LSTM / attention-pooling kernels not in this build yet")
+lstm_kernels = pytest.mark.skipif(not hasattr(seqkern, "lstm_forward"), reason="LSTM kernels not in this build yet")
 # ../shared/datasets/sst2 relative to the repository (or to a folder above it); SEQKERN_SST2 overrides.
 SST2 = next((p / "shared" / "datasets" / "sst2" for p in Path(__file__).resolve().parents
              if (p / "shared" / "datasets" / "sst2").is_dir()), Path("absent"))
@@ -105,7 +106,7 @@ def test_meanpool_grad(rng):
     _layer_check(nn.MeanPool(dtype=F64), x, rng, lengths=np.array([6, 2, 0]), name="MeanPool")
 
 
-@kernels
+@lstm_kernels
 @pytest.mark.parametrize(
     "num_layers,bidirectional,peephole,return_sequences,use_lengths",
     [
@@ -131,7 +132,7 @@ def test_lstm_grad(rng, num_layers, bidirectional, peephole, return_sequences, u
         assert np.all(out[2:, 1] == 0) and np.all(out[:, 2] == 0)
 
 
-@kernels
+@lstm_kernels
 def test_lstm_dropout_between_layers_grad(rng):
     lstm = nn.LSTM(3, 4, 2, True, dropout=0.4, return_sequences=True, dtype=F64, seed=5)
     x = rng.standard_normal((4, 2, 3))
@@ -141,7 +142,7 @@ def test_lstm_dropout_between_layers_grad(rng):
     _layer_check(lstm, x, rng, lengths=np.array([4, 3]), training=True, reseed=11, name="LSTM dropout")
 
 
-@kernels
+@lstm_kernels
 def test_lstm_reverse_direction_matches_reversed_input(rng):
     """The reverse direction equals a forward LSTM over each sequence reversed within its length."""
     bi = nn.LSTM(3, 4, bidirectional=True, return_sequences=True, dtype=F64, seed=6)
@@ -218,7 +219,7 @@ def test_text_model_grad(rng, bidirectional, peephole):
     _model_check(model, x, rng.integers(0, 3, size=4), lengths, rng, "text model")
 
 
-@kernels
+@lstm_kernels
 def test_regression_model_grad(rng):
     """An LSTM on float features (batch-major input), final state -> Dense(1), MSE."""
     model = nn.Sequential([nn.LSTM(2, 6, num_layers=2, dtype=F64, seed=1), nn.Dense(6, 1, dtype=F64, seed=2)])
@@ -358,7 +359,7 @@ def test_save_load_round_trip(tmp_path, rng):
     assert loaded.evaluate(x, y) == model.evaluate(x, y)
 
 
-@kernels
+@lstm_kernels
 def test_torch_weight_import(rng):
     torch = pytest.importorskip("torch")
     V, E, H, C = 20, 6, 5, 3
