@@ -16,6 +16,14 @@ from ._runtime import (
     set_num_threads,
     use_isa,
 )
+from ._attention import (
+    additive_attention_backward,
+    additive_attention_forward,
+    attention_backward,
+    attention_forward,
+    attention_pool_backward,
+    attention_pool_forward,
+)
 from ._softmax import softmax, softmax_backward, softmax_forward
 
 __version__ = "0.1.0"
@@ -31,4 +39,10 @@ __all__ = [
     "softmax",
     "softmax_forward",
     "softmax_backward",
+    "attention_forward",
+    "attention_backward",
+    "additive_attention_forward",
+    "additive_attention_backward",
+    "attention_pool_forward",
+    "attention_pool_backward",
 ]

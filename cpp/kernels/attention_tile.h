@@ -1,0 +1,159 @@
+// attention_tile.h: tile products and mask helpers shared by the attention kernels, compiled once
+// per ISA level.
+//
+// tile_mm computes C (M x N, row stride ldc) (+)= op(A) · B for the small tiles of a fused attention
+// kernel, B row-major (K x N, row stride ldb), op(A) = A (M x K, A[m*lda + k]) or, with TA, Aᵀ
+// (A[k*lda + m]). Register-blocked: kMR rows x kNV vectors of accumulators stay in registers over
+// the whole K loop; elements of A are broadcast, rows of B loaded as vectors (the last one masked
+// for N tails), so neither operand needs packing and a tile is used where it lies. Every C element
+// is accumulated over k in increasing order, so the result does not depend on the tiling of the
+// caller or the thread that runs it.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#include "kernels/simd.h"
+#include "seqkern/shapes.h"
+
+namespace seqkern {
+namespace SEQKERN_ISA_NS {
+namespace attn {
+
+using simd::Vec;
+
+constexpr int kMR = 4;
+#if defined(__AVX512F__)
+constexpr int kNV = 4;  // 16 accumulators of 32 registers; 4 x 64 floats per block
+#elif defined(__AVX2__)
+constexpr int kNV = 2;  // 8 accumulators + 2 rows of B + 1 broadcast of 16 registers
+#else
+constexpr int kNV = 4;
+#endif
+
+template <typename T, int MR, int NV, bool TA>
+inline void mm_block(int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc, int last,
+                     bool acc) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  V c[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const T* p = C + r * ldc + v * W;
+      c[r][v] = !acc ? V::zero() : (v == NV - 1 ? V::load_n(p, last) : V::load(p));
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const T* b = B + k * ldb;
+    V bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = v == NV - 1 ? V::load_n(b + v * W, last) : V::load(b + v * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const V a = V::set1(TA ? A[k * lda + r] : A[r * lda + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) c[r][v] = simd::fmadd(a, bv[v], c[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      T* p = C + r * ldc + v * W;
+      if (v == NV - 1) {
+        c[r][v].store_n(p, last);
+      } else {
+        c[r][v].store(p);
+      }
+    }
+  }
+}
+
+template <typename T, int MR, bool TA>
+inline void mm_rows(int nv, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc,
+                    int last, bool acc) {
+  switch (nv) {
+    case 1: mm_block<T, MR, 1, TA>(K, A, lda, B, ldb, C, ldc, last, acc); break;
+    case 2: mm_block<T, MR, (kNV >= 2 ? 2 : 1), TA>(K, A, lda, B, ldb, C, ldc, last, acc); break;
+    case 3: mm_block<T, MR, (kNV >= 3 ? 3 : 1), TA>(K, A, lda, B, ldb, C, ldc, last, acc); break;
+    default: mm_block<T, MR, kNV, TA>(K, A, lda, B, ldb, C, ldc, last, acc); break;
+  }
+}
+
+// C (M x N) = op(A) · B, or C += op(A) · B with `acc`.
+template <typename T, bool TA>
+void tile_mm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+             int64_t ldc, bool acc) {
+  constexpr int W = Vec<T>::W;
+  constexpr int64_t NB = int64_t(kNV) * W;
+  for (int64_t n0 = 0; n0 < N; n0 += NB) {
+    const int64_t nn = N - n0 < NB ? N - n0 : NB;
+    const int nv = static_cast<int>((nn + W - 1) / W);
+    const int last = static_cast<int>(nn - int64_t(nv - 1) * W);
+    for (int64_t m0 = 0; m0 < M; m0 += kMR) {
+      const int64_t mr = M - m0 < kMR ? M - m0 : kMR;
+      const T* a = TA ? A + m0 : A + m0 * lda;
+      T* c = C + m0 * ldc + n0;
+      switch (mr) {
+        case 1: mm_rows<T, 1, TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
+        case 2: mm_rows<T, 2, TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
+        case 3: mm_rows<T, 3, TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
+        default: mm_rows<T, kMR, TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
+      }
+    }
+  }
+}
+
+// dst (cols x rows, row stride ld_dst) = srcᵀ, src (rows x cols, row stride ld_src).
+template <typename T>
+void transpose(int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst, int64_t ld_dst) {
+  constexpr int64_t kB = 16;  // blocks keep both sides' cache lines live
+  for (int64_t r0 = 0; r0 < rows; r0 += kB) {
+    const int64_t r1 = r0 + kB < rows ? r0 + kB : rows;
+    for (int64_t c0 = 0; c0 < cols; c0 += kB) {
+      const int64_t c1 = c0 + kB < cols ? c0 + kB : cols;
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t r = r0; r < r1; ++r) dst[c * ld_dst + r] = src[r * ld_src + c];
+      }
+    }
+  }
+}
+
+// Number of leading keys query row i of problem b may see by structure (causal, kv_len); the
+// bool mask then removes more.
+inline int64_t key_limit(const AttnMask& m, int64_t lk, bool causal, int64_t b, int64_t i) {
+  int64_t e = lk;
+  if (m.kv_len && m.kv_len[b] < e) e = m.kv_len[b];
+  if (causal && i + 1 < e) e = i + 1;
+  return e;
+}
+
+// Scales row x[0, n) (keys j0 .. j0+n-1 of query i) by `scale` in place, sets the keys the row
+// does not see to -inf, and returns the row's max (-inf when it sees none of them).
+template <typename T>
+T scale_mask_row(T* x, int64_t n, T scale, int64_t visible, const uint8_t* keep, int64_t keep_stride) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  const V ninf = V::set1(-std::numeric_limits<T>::infinity());
+  const V vs = V::set1(scale);
+  if (keep && keep_stride == 0 && keep[0] == 0) visible = 0;  // mask broadcast over keys
+  const bool per_key = keep && keep_stride != 0;
+  V vmax = ninf;
+  for (int64_t j = 0; j < n; j += W) {
+    const int cnt = static_cast<int>(n - j < W ? n - j : W);
+    const int64_t vis64 = visible - j;
+    const int vis = static_cast<int>(vis64 < 0 ? 0 : (vis64 > W ? W : vis64));
+    V s = V::load_n(x + j, cnt) * vs;
+    if (vis < W) s = simd::select(V::first(vis), s, ninf);
+    if (per_key) s = simd::select(V::keep_bytes(keep + j, cnt), s, ninf);
+    s.store_n(x + j, cnt);
+    vmax = simd::max(vmax, s);
+  }
+  return simd::hmax(vmax);
+}
+
+}  // namespace attn
+}  // namespace SEQKERN_ISA_NS
+}  // namespace seqkern
