@@ -90,7 +90,8 @@ def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scal
         scale = 1.0 / np.sqrt(q.shape[-1]) if q.shape[-1] > 0 else 1.0
     keep = attention_keep(q.shape[:-2], q.shape[-2], k.shape[-2], mask, causal, kv_lengths)
     scores = (q @ np.swapaxes(k, -1, -2)) * q.dtype.type(scale)
-    p = softmax(scores, axis=-1, mask=keep)
+    # softmax over zero keys is all-zero (every row sees no key).
+    p = softmax(scores, axis=-1, mask=keep) if scores.shape[-1] > 0 else scores
     out = p @ v
     return out, {"q": q, "k": k, "v": v, "p": p, "scale": scale}
 
