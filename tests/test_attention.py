@@ -48,6 +48,7 @@ def _sdpa_case(rng, lead, lq, lk, dh, dv, dtype, *, kernel_inputs=None, **kw):
         ((1, 2), 130, 130, 1, 1),
         ((3,), 7, 130, 64, 24),
         ((), 66, 65, 17, 33),
+        ((4, 4), 70, 130, 16, 8),
     ],
 )
 def test_sdpa_shapes(isa, rng, dtype, lead, lq, lk, dh, dv):
@@ -136,6 +137,23 @@ def test_sdpa_threads_bitwise(rng):
     for a, b in zip(results[:2], results[2:]):
         for x, y in zip(a[2:], b[2:]):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_sdpa_many_problems_bitwise_like_one(rng, causal):
+    # Many problems take the one-pass backward, a single one the two-pass: same bits.
+    lead, lq, lk = (17,), 100, 150
+    q, k, v = (rng.standard_normal(lead + (n, 16)).astype(np.float32) for n in (lq, lk, lk))
+    g = rng.standard_normal(lead + (lq, 16)).astype(np.float32)
+    lengths = rng.integers(0, lk + 1, size=17)
+    out, cache = seqkern.attention_forward(q, k, v, causal=causal, kv_lengths=lengths)
+    grads = seqkern.attention_backward(cache, g)
+    for b in (0, 5, 16):
+        o1, c1 = seqkern.attention_forward(q[b : b + 1], k[b : b + 1], v[b : b + 1], causal=causal,
+                                           kv_lengths=lengths[b : b + 1])
+        np.testing.assert_array_equal(o1[0], out[b])
+        for x, y in zip(seqkern.attention_backward(c1, g[b : b + 1]), grads):
+            np.testing.assert_array_equal(x[0], y[b])
 
 
 def test_sdpa_cache_reusable(rng):

@@ -7,15 +7,20 @@
 //   D_i   = Σ_c dout_ic · out_ic          (= Σ_j p_ij dp_ij)
 //   dp_ij = dout_i · v_j                  ds_ij = p_ij (dp_ij - D_i)
 //   dv_j  = Σ_i p_ij dout_i   dq_i = scale Σ_j ds_ij k_j   dk_j = scale Σ_i ds_ij q_i
-// The score tiles are recomputed from q, k and lse, never stored whole. Two passes so that every
-// output row has one writer and one (problem, block) still spreads over the cores:
-//   pass 1, items (problem, key block): stream query blocks, accumulate dk and dv for the block;
-//   pass 2, items (problem, query block): stream key blocks, accumulate dq.
-// Each pass recomputes p and ds (7 tile products in all against forward's 2); in exchange no
-// partial sums are shared, so results are bitwise identical for any thread count.
+// The score tiles are recomputed from q, k and lse, never stored whole. Every output row has one
+// writer, so no partial sums are shared:
+//   batch >= kOnePassBatch: one item per problem; key blocks outer, query blocks inner, each
+//     tile's p and ds feed dv, dk and dq (5 tile products against forward's 2).
+//   fewer problems: two passes, so one problem still spreads over the cores:
+//     pass 1, items (problem, key block): stream query blocks, accumulate dk and dv;
+//     pass 2, items (problem, query block): stream key blocks, accumulate dq;
+//     p and ds are computed in both (7 tile products).
+// Both schemes accumulate dq_i over key blocks in increasing order and dk_j, dv_j over query
+// blocks in increasing order, with the same tile code: results are bitwise identical across
+// schemes and thread counts.
 // Tiles that structure masks entirely (causal, kv_len) are skipped in both passes.
 // Memory: kᵀ and vᵀ (batch, D, Lk) and D (batch, Lq) scratch, plus two tiles per thread.
-// Cost: 14·batch·Lq·Lk·Dh flops (Dv = Dh), less for skipped tiles.
+// Cost: 10·batch·Lq·Lk·Dh flops one-pass, 14· two-pass (Dv = Dh), less for skipped tiles.
 #include <cmath>
 #include <limits>
 
@@ -31,6 +36,7 @@ namespace {
 using simd::Vec;
 
 constexpr int64_t kBlock = 64;
+constexpr int64_t kOnePassBatch = 16;
 
 // For query rows i0 .. i0+rows-1 and keys j0 .. j0+cols-1 of problem b: p into `pt` and
 // scale·ds into `dst` (both rows x cols, row stride kBlock).
@@ -65,6 +71,30 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
   }
 }
 
+// Key block j0 of problem b against every query block that sees it: dk and dv for the block,
+// and, when dq is not null, each query block's dq += ds·k (the one-pass scheme).
+template <typename T>
+void key_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t j0, const T* q, const T* k, const T* kt,
+               const T* vt, const T* lse, const T* dsum, const T* dout, T* pt, T* dst, T* dk, T* dv, T* dq) {
+  const int64_t cols = s.lk - j0 < kBlock ? s.lk - j0 : kBlock;
+  T* dkb = dk + (b * s.lk + j0) * s.dh;
+  T* dvb = dv + (b * s.lk + j0) * s.dv;
+  // Causal: query rows before j0 see none of these keys.
+  for (int64_t i0 = s.causal ? (j0 / kBlock) * kBlock : 0; i0 < s.lq; i0 += kBlock) {
+    const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
+    const int64_t kend = attn::key_limit(m, s.lk, s.causal, b, i0 + rows - 1);
+    if (j0 >= kend) continue;
+    const int64_t c = kend - j0 < cols ? kend - j0 : cols;
+    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, pt, dst);
+    attn::tile_mm<T, true>(c, s.dv, rows, pt, kBlock, dout + (b * s.lq + i0) * s.dv, s.dv, dvb, s.dv, true);
+    attn::tile_mm<T, true>(c, s.dh, rows, dst, kBlock, q + (b * s.lq + i0) * s.dh, s.dh, dkb, s.dh, true);
+    if (dq) {
+      attn::tile_mm<T, false>(rows, s.dh, c, dst, kBlock, k + (b * s.lk + j0) * s.dh, s.dh,
+                              dq + (b * s.lq + i0) * s.dh, s.dh, true);
+    }
+  }
+}
+
 template <typename T>
 void zero(T* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = T(0);
@@ -84,6 +114,9 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
   simd::Buffer<T> vt(s.batch * s.dv * s.lk);
   simd::Buffer<T> dsum(s.batch * s.lq);
   const int nt = simd::threads_for(s.batch * (s.lq + 1) * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
+  // Depends on the shape only, never on the thread count; both schemes accumulate every output
+  // element in the same order, so they give identical bits anyway.
+  const bool one_pass = s.batch >= kOnePassBatch;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard guard;
@@ -107,43 +140,42 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         dsum[b * s.lq + i] = simd::hsum(acc);
       }
     }
-    // Pass 1: dk, dv by key block.
+    if (one_pass) {
+      // Enough problems to keep every core busy: one item per problem, each tile's p and ds
+      // computed once and used for dv, dk and dq.
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < s.batch * kblocks; ++it) {
-      const int64_t b = it / kblocks;
-      const int64_t j0 = (it % kblocks) * kBlock;
-      const int64_t cols = s.lk - j0 < kBlock ? s.lk - j0 : kBlock;
-      if (m.kv_len && j0 >= m.kv_len[b]) continue;
-      T* dkb = dk + (b * s.lk + j0) * s.dh;
-      T* dvb = dv + (b * s.lk + j0) * s.dv;
-      // Causal: query rows before j0 see none of these keys.
-      for (int64_t i0 = s.causal ? (j0 / kBlock) * kBlock : 0; i0 < s.lq; i0 += kBlock) {
+      for (int64_t b = 0; b < s.batch; ++b) {
+        for (int64_t j0 = 0; j0 < s.lk; j0 += kBlock) {
+          if (m.kv_len && j0 >= m.kv_len[b]) break;
+          key_block(s, m, b, j0, q, k, kt.data(), vt.data(), lse, dsum.data(), dout, pt.data(), dst.data(), dk,
+                    dv, dq);
+        }
+      }
+    } else {
+      // Pass 1: dk, dv by key block.
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < s.batch * kblocks; ++it) {
+        const int64_t b = it / kblocks;
+        const int64_t j0 = (it % kblocks) * kBlock;
+        if (m.kv_len && j0 >= m.kv_len[b]) continue;
+        key_block(s, m, b, j0, q, k, kt.data(), vt.data(), lse, dsum.data(), dout, pt.data(), dst.data(), dk,
+                  dv, static_cast<T*>(nullptr));
+      }
+      // Pass 2: dq by query block.
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < s.batch * qblocks; ++it) {
+        const int64_t b = it / qblocks;
+        const int64_t i0 = (it % qblocks) * kBlock;
         const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
         const int64_t kend = attn::key_limit(m, s.lk, s.causal, b, i0 + rows - 1);
-        if (j0 >= kend) continue;
-        const int64_t c = kend - j0 < cols ? kend - j0 : cols;
-        p_ds_tile(s, m, b, i0, rows, j0, c, q, kt.data(), vt.data(), lse, dsum.data(), dout, pt.data(),
-                  dst.data());
-        attn::tile_mm<T, true>(c, s.dv, rows, pt.data(), kBlock, dout + (b * s.lq + i0) * s.dv, s.dv, dvb, s.dv,
-                               true);
-        attn::tile_mm<T, true>(c, s.dh, rows, dst.data(), kBlock, q + (b * s.lq + i0) * s.dh, s.dh, dkb, s.dh,
-                               true);
-      }
-    }
-    // Pass 2: dq by query block.
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < s.batch * qblocks; ++it) {
-      const int64_t b = it / qblocks;
-      const int64_t i0 = (it % qblocks) * kBlock;
-      const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
-      const int64_t kend = attn::key_limit(m, s.lk, s.causal, b, i0 + rows - 1);
-      T* dqb = dq + (b * s.lq + i0) * s.dh;
-      for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
-        const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
-        p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data(), vt.data(), lse, dsum.data(), dout, pt.data(),
-                  dst.data());
-        attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + (b * s.lk + j0) * s.dh, s.dh, dqb,
-                                s.dh, true);
+        T* dqb = dq + (b * s.lq + i0) * s.dh;
+        for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
+          const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
+          p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data(), vt.data(), lse, dsum.data(), dout, pt.data(),
+                    dst.data());
+          attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + (b * s.lk + j0) * s.dh, s.dh, dqb,
+                                  s.dh, true);
+        }
       }
     }
   }
