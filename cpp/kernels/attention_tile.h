@@ -106,14 +106,76 @@ void tile_mm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* 
   }
 }
 
+#if defined(__AVX512F__)
+// 16 x 16 floats in registers: pairs of rows interleaved, then 64-bit pairs, then 128-bit lanes
+// twice (shuffle_f32x4 0x88 takes lanes 0 and 2 of each source, 0xdd lanes 1 and 3).
+inline void transpose_block(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    const __m512 a = _mm512_loadu_ps(src + i * ld_src);
+    const __m512 b = _mm512_loadu_ps(src + (i + 1) * ld_src);
+    t[i] = _mm512_unpacklo_ps(a, b);
+    t[i + 1] = _mm512_unpackhi_ps(a, b);
+  }
+  for (int g = 0; g < 16; g += 4) {  // u[g + m]: column 4L + m of rows g .. g+3, in lane L
+    u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+    u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+    u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+    u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 a88 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+    const __m512 add = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xdd);
+    const __m512 b88 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+    const __m512 bdd = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xdd);
+    _mm512_storeu_ps(dst + m * ld_dst, _mm512_shuffle_f32x4(a88, b88, 0x88));
+    _mm512_storeu_ps(dst + (8 + m) * ld_dst, _mm512_shuffle_f32x4(a88, b88, 0xdd));
+    _mm512_storeu_ps(dst + (4 + m) * ld_dst, _mm512_shuffle_f32x4(add, bdd, 0x88));
+    _mm512_storeu_ps(dst + (12 + m) * ld_dst, _mm512_shuffle_f32x4(add, bdd, 0xdd));
+  }
+}
+constexpr int64_t kTransposeBlock = 16;
+#elif defined(__AVX2__)
+// 8 x 8 floats in registers: pairs of rows interleaved, then 64-bit pairs, then 128-bit halves.
+inline void transpose_block(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    const __m256 a = _mm256_loadu_ps(src + i * ld_src);
+    const __m256 b = _mm256_loadu_ps(src + (i + 1) * ld_src);
+    t[i] = _mm256_unpacklo_ps(a, b);
+    t[i + 1] = _mm256_unpackhi_ps(a, b);
+  }
+  for (int g = 0; g < 8; g += 4) {
+    u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+    u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
+    u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+    u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+  }
+  for (int m = 0; m < 4; ++m) {
+    _mm256_storeu_ps(dst + m * ld_dst, _mm256_permute2f128_ps(u[m], u[4 + m], 0x20));
+    _mm256_storeu_ps(dst + (4 + m) * ld_dst, _mm256_permute2f128_ps(u[m], u[4 + m], 0x31));
+  }
+}
+constexpr int64_t kTransposeBlock = 8;
+#else
+constexpr int64_t kTransposeBlock = 16;
+#endif
+
 // dst (cols x rows, row stride ld_dst) = srcᵀ, src (rows x cols, row stride ld_src).
 template <typename T>
 void transpose(int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst, int64_t ld_dst) {
-  constexpr int64_t kB = 16;  // blocks keep both sides' cache lines live
+  constexpr int64_t kB = kTransposeBlock;  // blocks keep both sides' cache lines live
   for (int64_t r0 = 0; r0 < rows; r0 += kB) {
     const int64_t r1 = r0 + kB < rows ? r0 + kB : rows;
     for (int64_t c0 = 0; c0 < cols; c0 += kB) {
       const int64_t c1 = c0 + kB < cols ? c0 + kB : cols;
+#if defined(__AVX512F__) || defined(__AVX2__)
+      if (sizeof(T) == sizeof(float) && r1 - r0 == kB && c1 - c0 == kB) {
+        transpose_block(reinterpret_cast<const float*>(src + r0 * ld_src + c0), ld_src,
+                        reinterpret_cast<float*>(dst + c0 * ld_dst + r0), ld_dst);
+        continue;
+      }
+#endif
       for (int64_t c = c0; c < c1; ++c) {
         for (int64_t r = r0; r < r1; ++r) dst[c * ld_dst + r] = src[r * ld_src + c];
       }
