@@ -19,7 +19,8 @@
 // blocks in increasing order, with the same tile code: results are bitwise identical across
 // schemes and thread counts.
 // Tiles that structure masks entirely (causal, kv_len) are skipped in both passes.
-// Memory: kᵀ and vᵀ (batch, D, Lk) and D (batch, Lq) scratch, plus two tiles per thread.
+// Memory: D (batch, Lq), kᵀ and vᵀ (per thread one problem's, or, two-pass, all problems'), two
+// tiles per thread.
 // Cost: 10·batch·Lq·Lk·Dh flops one-pass, 14· two-pass (Dv = Dh), less for skipped tiles.
 #include <cmath>
 #include <limits>
@@ -39,7 +40,7 @@ constexpr int64_t kBlock = 64;
 constexpr int64_t kOnePassBatch = 16;
 
 // For query rows i0 .. i0+rows-1 and keys j0 .. j0+cols-1 of problem b: p into `pt` and
-// scale·ds into `dst` (both rows x cols, row stride kBlock).
+// scale·ds into `dst` (both rows x cols, row stride kBlock). kt, vt: problem b's kᵀ and vᵀ.
 template <typename T>
 void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int64_t rows, int64_t j0,
                int64_t cols, const T* q, const T* kt, const T* vt, const T* lse, const T* dsum, const T* dout,
@@ -47,9 +48,9 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
   using V = Vec<T>;
   constexpr int W = V::W;
   const T scale = static_cast<T>(s.scale);
-  attn::tile_mm<T, false>(rows, cols, s.dh, q + (b * s.lq + i0) * s.dh, s.dh, kt + b * s.dh * s.lk + j0, s.lk,
+  attn::tile_mm<T, false>(rows, cols, s.dh, q + (b * s.lq + i0) * s.dh, s.dh, kt + j0, s.lk,
                           pt, kBlock, false);
-  attn::tile_mm<T, false>(rows, cols, s.dv, dout + (b * s.lq + i0) * s.dv, s.dv, vt + b * s.dv * s.lk + j0,
+  attn::tile_mm<T, false>(rows, cols, s.dv, dout + (b * s.lq + i0) * s.dv, s.dv, vt + j0,
                           s.lk, dst, kBlock, false);
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
   const V vscale = V::set1(scale);
@@ -100,66 +101,77 @@ void zero(T* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = T(0);
 }
 
+// Zeroes problem b's gradients and computes its D_i = dout_i · out_i.
+template <typename T>
+void prepare_problem(const AttnShape& s, int64_t b, const T* out, const T* dout, T* dsum, T* dq, T* dk, T* dv) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  zero(dq + b * s.lq * s.dh, s.lq * s.dh);
+  zero(dk + b * s.lk * s.dh, s.lk * s.dh);
+  zero(dv + b * s.lk * s.dv, s.lk * s.dv);
+  for (int64_t i = 0; i < s.lq; ++i) {
+    const T* o = out + (b * s.lq + i) * s.dv;
+    const T* g = dout + (b * s.lq + i) * s.dv;
+    V acc = V::zero();
+    for (int64_t c = 0; c < s.dv; c += W) {
+      const int cnt = static_cast<int>(s.dv - c < W ? s.dv - c : W);
+      acc = simd::fmadd(V::load_n(o + c, cnt), V::load_n(g + c, cnt), acc);
+    }
+    dsum[b * s.lq + i] = simd::hsum(acc);
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const T* k, const T* v, const T* out,
                         const T* lse, const T* dout, T* dq, T* dk, T* dv) {
-  using V = Vec<T>;
-  constexpr int W = V::W;
   if (s.batch == 0) return;
   const int64_t qblocks = (s.lq + kBlock - 1) / kBlock;
   const int64_t kblocks = (s.lk + kBlock - 1) / kBlock;
-  simd::Buffer<T> kt(s.batch * s.dh * s.lk);
-  simd::Buffer<T> vt(s.batch * s.dv * s.lk);
-  simd::Buffer<T> dsum(s.batch * s.lq);
-  const int nt = simd::threads_for(s.batch * (s.lq + 1) * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
   // Depends on the shape only, never on the thread count; both schemes accumulate every output
   // element in the same order, so they give identical bits anyway.
   const bool one_pass = s.batch >= kOnePassBatch;
+  // One pass: each thread transposes its current problem's k and v into its own buffers (in L2);
+  // two passes: all problems' up front, shared.
+  simd::Buffer<T> kt(one_pass ? 0 : s.batch * s.dh * s.lk);
+  simd::Buffer<T> vt(one_pass ? 0 : s.batch * s.dv * s.lk);
+  simd::Buffer<T> dsum(s.batch * s.lq);
+  const int nt = simd::threads_for(s.batch * (s.lq + 1) * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard guard;
     simd::Buffer<T> pt(kBlock * kBlock);
     simd::Buffer<T> dst(kBlock * kBlock);
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < s.batch; ++b) {
-      attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * s.lk, s.lk);
-      attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vt.data() + b * s.dv * s.lk, s.lk);
-      zero(dq + b * s.lq * s.dh, s.lq * s.dh);
-      zero(dk + b * s.lk * s.dh, s.lk * s.dh);
-      zero(dv + b * s.lk * s.dv, s.lk * s.dv);
-      for (int64_t i = 0; i < s.lq; ++i) {
-        const T* o = out + (b * s.lq + i) * s.dv;
-        const T* g = dout + (b * s.lq + i) * s.dv;
-        V acc = V::zero();
-        for (int64_t c = 0; c < s.dv; c += W) {
-          const int cnt = static_cast<int>(s.dv - c < W ? s.dv - c : W);
-          acc = simd::fmadd(V::load_n(o + c, cnt), V::load_n(g + c, cnt), acc);
-        }
-        dsum[b * s.lq + i] = simd::hsum(acc);
-      }
-    }
     if (one_pass) {
-      // Enough problems to keep every core busy: one item per problem, each tile's p and ds
-      // computed once and used for dv, dk and dq.
+      simd::Buffer<T> ktl(s.dh * s.lk);
+      simd::Buffer<T> vtl(s.dv * s.lk);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < s.batch; ++b) {
+        prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
+        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), s.lk);
+        attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vtl.data(), s.lk);
         for (int64_t j0 = 0; j0 < s.lk; j0 += kBlock) {
           if (m.kv_len && j0 >= m.kv_len[b]) break;
-          key_block(s, m, b, j0, q, k, kt.data(), vt.data(), lse, dsum.data(), dout, pt.data(), dst.data(), dk,
+          key_block(s, m, b, j0, q, k, ktl.data(), vtl.data(), lse, dsum.data(), dout, pt.data(), dst.data(), dk,
                     dv, dq);
         }
       }
     } else {
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < s.batch; ++b) {
+        prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
+        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * s.lk, s.lk);
+        attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vt.data() + b * s.dv * s.lk, s.lk);
+      }
       // Pass 1: dk, dv by key block.
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < s.batch * kblocks; ++it) {
         const int64_t b = it / kblocks;
         const int64_t j0 = (it % kblocks) * kBlock;
         if (m.kv_len && j0 >= m.kv_len[b]) continue;
-        key_block(s, m, b, j0, q, k, kt.data(), vt.data(), lse, dsum.data(), dout, pt.data(), dst.data(), dk,
-                  dv, static_cast<T*>(nullptr));
+        key_block(s, m, b, j0, q, k, kt.data() + b * s.dh * s.lk, vt.data() + b * s.dv * s.lk, lse, dsum.data(),
+                  dout, pt.data(), dst.data(), dk, dv, static_cast<T*>(nullptr));
       }
       // Pass 2: dq by query block.
 #pragma omp for schedule(dynamic, 1)
@@ -171,8 +183,8 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         T* dqb = dq + (b * s.lq + i0) * s.dh;
         for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
           const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
-          p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data(), vt.data(), lse, dsum.data(), dout, pt.data(),
-                    dst.data());
+          p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data() + b * s.dh * s.lk, vt.data() + b * s.dv * s.lk, lse,
+                    dsum.data(), dout, pt.data(), dst.data());
           attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + (b * s.lk + j0) * s.dh, s.dh, dqb,
                                   s.dh, true);
         }

@@ -11,10 +11,11 @@
 // accumulator rescaled by exp(m_old - m_new) when the max grows). Saved for backward: lse only.
 // Tiles that structure masks entirely (causal, kv_len) are skipped.
 // Numerics: accumulation in T; the row max is subtracted before every exp.
-// Memory: kᵀ (batch, Dh, Lk) scratch plus one score tile per thread.
+// Memory: kᵀ (per thread one problem's, or all problems'), one score tile per thread.
 // Cost: 4·batch·Lq·Lk·Dh flops (2 for q·kᵀ, 2 for p·v; Dv = Dh), less for skipped tiles.
-// Threads: work items are (problem, query block); each writes its own rows of out and lse in a
-// fixed order, so results do not depend on the thread count.
+// Threads: work items are problems, or (problem, query block) when there are few problems; each
+// writes its own rows of out and lse in a fixed order, so results do not depend on the thread
+// count.
 #include <cmath>
 #include <limits>
 
@@ -30,16 +31,16 @@ namespace {
 using simd::Vec;
 
 constexpr int64_t kBlock = 64;  // a 64 x 64 score tile is 16 KiB of floats: half of L1
+constexpr int64_t kPerProblemBatch = 16;
 
 template <typename T>
 void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int64_t rows, const T* q,
-                   const T* kt, const T* v, T* out, T* lse, T* tile, T* row_max, T* row_sum) {
+                   const T* ktb, const T* v, T* out, T* lse, T* tile, T* row_max, T* row_sum) {
   using V = Vec<T>;
   constexpr int W = V::W;
   const T ninf = -std::numeric_limits<T>::infinity();
   const T scale = static_cast<T>(s.scale);
   const T* qb = q + (b * s.lq + i0) * s.dh;
-  const T* ktb = kt + b * s.dh * s.lk;
   const T* vb = v + b * s.lk * s.dv;
   T* ob = out + (b * s.lq + i0) * s.dv;
   for (int64_t r = 0; r < rows; ++r) {
@@ -106,25 +107,41 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
                        T* lse) {
   if (s.batch == 0 || s.lq == 0) return;
   const int64_t qblocks = (s.lq + kBlock - 1) / kBlock;
-  const int64_t items = s.batch * qblocks;
-  simd::Buffer<T> kt(s.batch * s.dh * s.lk);
+  // Many problems: one item per problem, whose kᵀ a thread builds in its own buffer (in L2).
+  // Few: items (problem, query block) so that one problem spreads over the cores, kᵀ of all
+  // problems built up front. The choice depends on the shape alone; the blocks compute the same.
+  const bool per_problem = s.batch >= kPerProblemBatch;
+  simd::Buffer<T> kt(per_problem ? 0 : s.batch * s.dh * s.lk);
   const int nt = simd::threads_for(s.batch * s.lq * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard guard;
     simd::Buffer<T> tile(kBlock * kBlock);
     simd::Buffer<T> stats(2 * kBlock);
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < s.batch; ++b) {
-      attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * s.lk, s.lk);
-    }
+    if (per_problem) {
+      simd::Buffer<T> ktl(s.dh * s.lk);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t b = it / qblocks;
-      const int64_t i0 = (it % qblocks) * kBlock;
-      const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
-      forward_block(s, m, b, i0, rows, q, kt.data(), v, out, lse, tile.data(), stats.data(),
-                    stats.data() + kBlock);
+      for (int64_t b = 0; b < s.batch; ++b) {
+        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), s.lk);
+        for (int64_t i0 = 0; i0 < s.lq; i0 += kBlock) {
+          const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
+          forward_block(s, m, b, i0, rows, q, ktl.data(), v, out, lse, tile.data(), stats.data(),
+                        stats.data() + kBlock);
+        }
+      }
+    } else {
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < s.batch; ++b) {
+        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * s.lk, s.lk);
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < s.batch * qblocks; ++it) {
+        const int64_t b = it / qblocks;
+        const int64_t i0 = (it % qblocks) * kBlock;
+        const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
+        forward_block(s, m, b, i0, rows, q, kt.data() + b * s.dh * s.lk, v, out, lse, tile.data(), stats.data(),
+                      stats.data() + kBlock);
+      }
     }
   }
 }
