@@ -31,6 +31,7 @@ namespace {
 using simd::Vec;
 
 constexpr int64_t kBlock = 64;  // a 64 x 64 score tile is 16 KiB of floats: half of L1
+constexpr int64_t kKeys = 128;  // keys per tile
 constexpr int64_t kPerProblemBatch = 16;
 
 template <typename T>
@@ -50,12 +51,12 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
   }
   const int64_t kend = attn::key_limit(m, s.lk, s.causal, b, i0 + rows - 1);
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
-  for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
-    const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
-    attn::tile_mm<T, false>(rows, cols, s.dh, qb, s.dh, ktb + j0, s.lk, tile, kBlock, false);
+  for (int64_t j0 = 0; j0 < kend; j0 += kKeys) {
+    const int64_t cols = kend - j0 < kKeys ? kend - j0 : kKeys;
+    attn::tile_mm<T, false>(rows, cols, s.dh, qb, s.dh, ktb + j0, s.lk, tile, kKeys, false);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r;
-      T* x = tile + r * kBlock;
+      T* x = tile + r * kKeys;
       const int64_t visible = attn::key_limit(m, s.lk, s.causal, b, i) - j0;
       const uint8_t* kr = keep ? keep + i * m.row_stride + j0 * m.col_stride : nullptr;
       const T tmax = attn::scale_mask_row(x, cols, scale, visible, kr, m.col_stride);
@@ -86,7 +87,7 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
       }
       row_sum[r] += simd::hsum(acc);
     }
-    attn::tile_mm<T, false>(rows, s.dv, cols, tile, kBlock, vb + j0 * s.dv, s.dv, ob, s.dv, true);
+    attn::tile_mm<T, false>(rows, s.dv, cols, tile, kKeys, vb + j0 * s.dv, s.dv, ob, s.dv, true);
   }
   for (int64_t r = 0; r < rows; ++r) {
     const T l = row_sum[r];
@@ -116,7 +117,7 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard guard;
-    simd::Buffer<T> tile(kBlock * kBlock);
+    simd::Buffer<T> tile(kBlock * kKeys);
     simd::Buffer<T> stats(2 * kBlock);
     if (per_problem) {
       simd::Buffer<T> ktl(s.dh * s.lk);

@@ -22,12 +22,14 @@ namespace attn {
 
 using simd::Vec;
 
-constexpr int kMR = 4;
 #if defined(__AVX512F__)
-constexpr int kNV = 4;  // 16 accumulators of 32 registers; 4 x 64 floats per block
+constexpr int kMR = 4;  // 16 accumulators + 4 rows of B + 1 broadcast of 32 registers
+constexpr int kNV = 4;
 #elif defined(__AVX2__)
-constexpr int kNV = 2;  // 8 accumulators + 2 rows of B + 1 broadcast of 16 registers
+constexpr int kMR = 4;  // 8 accumulators + 2 rows of B + 1 broadcast of 16 registers
+constexpr int kNV = 2;
 #else
+constexpr int kMR = 4;
 constexpr int kNV = 4;
 #endif
 
@@ -100,6 +102,8 @@ void tile_mm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* 
         case 1: mm_rows<T, 1, TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
         case 2: mm_rows<T, 2, TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
         case 3: mm_rows<T, 3, TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
+        case 4: mm_rows<T, (kMR >= 4 ? 4 : 1), TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
+        case 5: mm_rows<T, (kMR >= 5 ? 5 : 1), TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
         default: mm_rows<T, kMR, TA>(nv, K, a, lda, B + n0, ldb, c, ldc, last, acc); break;
       }
     }
