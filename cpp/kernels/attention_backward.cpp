@@ -2,8 +2,9 @@
 //
 // Inputs q, k, v, out and lse from attention_forward (shapes there), dout (batch, Lq, Dv);
 // outputs dq (batch, Lq, Dh), dk (batch, Lk, Dh), dv (batch, Lk, Dv).
-//   p_ij  = exp(scale · q_i·k_j - lse_i), 0 where masked (same rule as forward) and on rows with
-//           lse_i = +inf (rows that see no key, which get zero gradients)
+//   p_ij  = 2^(s_ij - lse_i) with s_ij = (scale·log2 e · q_i)·k_j and lse in base 2 as saved by
+//           forward, 0 where masked (same rule as forward) and on rows with lse_i = +inf (rows
+//           that see no key, which get zero gradients)
 //   D_i   = Σ_c dout_ic · out_ic          (= Σ_j p_ij dp_ij)
 //   dp_ij = dout_i · v_j                  ds_ij = p_ij (dp_ij - D_i)
 //   dv_j  = Σ_i p_ij dout_i   dq_i = scale Σ_j ds_ij k_j   dk_j = scale Σ_i ds_ij q_i
@@ -41,31 +42,32 @@ constexpr int64_t kOnePassBatch = 16;
 
 // For query rows i0 .. i0+rows-1 and keys j0 .. j0+cols-1 of problem b: p into `pt` and
 // scale·ds into `dst` (both rows x cols, row stride kBlock). kt, vt: problem b's kᵀ and vᵀ.
+// The scores are formed exactly as attention_forward forms them (q pre-scaled by scale·log2 e,
+// exp2), so p matches forward's weights to rounding.
 template <typename T>
 void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int64_t rows, int64_t j0,
                int64_t cols, const T* q, const T* kt, const T* vt, const T* lse, const T* dsum, const T* dout,
-               T* pt, T* dst) {
+               T* qs, T* pt, T* dst) {
   using V = Vec<T>;
   constexpr int W = V::W;
-  const T scale = static_cast<T>(s.scale);
-  attn::tile_mm<T, false>(rows, cols, s.dh, q + (b * s.lq + i0) * s.dh, s.dh, kt + j0, s.lk,
-                          pt, kBlock, false);
-  attn::tile_mm<T, false>(rows, cols, s.dv, dout + (b * s.lq + i0) * s.dv, s.dv, vt + j0,
-                          s.lk, dst, kBlock, false);
+  attn::scale_rows(rows * s.dh, q + (b * s.lq + i0) * s.dh, static_cast<T>(s.scale * attn::kLog2e), qs);
+  attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, kt + j0, s.lk, pt, kBlock, false);
+  attn::tile_mm<T, false>(rows, cols, s.dv, dout + (b * s.lq + i0) * s.dv, s.dv, vt + j0, s.lk, dst, kBlock,
+                          false);
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
-  const V vscale = V::set1(scale);
+  const V vscale = V::set1(static_cast<T>(s.scale));
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = i0 + r;
     T* x = pt + r * kBlock;
     T* d = dst + r * kBlock;
     const int64_t visible = attn::key_limit(m, s.lk, s.causal, b, i) - j0;
     const uint8_t* kr = keep ? keep + i * m.row_stride + j0 * m.col_stride : nullptr;
-    attn::scale_mask_row(x, cols, scale, visible, kr, m.col_stride);
+    if (visible < cols || kr) attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride);
     const V l = V::set1(lse[b * s.lq + i]);
     const V di = V::set1(dsum[b * s.lq + i]);
     for (int64_t j = 0; j < cols; j += W) {
       const int cnt = static_cast<int>(cols - j < W ? cols - j : W);
-      const V p = simd::exp(V::load_n(x + j, cnt) - l);
+      const V p = attn::exp2_nonpos(V::load_n(x + j, cnt) - l);
       p.store_n(x + j, cnt);
       (p * (V::load_n(d + j, cnt) - di) * vscale).store_n(d + j, cnt);
     }
@@ -76,7 +78,8 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
 // and, when dq is not null, each query block's dq += ds·k (the one-pass scheme).
 template <typename T>
 void key_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t j0, const T* q, const T* k, const T* kt,
-               const T* vt, const T* lse, const T* dsum, const T* dout, T* pt, T* dst, T* dk, T* dv, T* dq) {
+               const T* vt, const T* lse, const T* dsum, const T* dout, T* qs, T* pt, T* dst, T* dk, T* dv,
+               T* dq) {
   const int64_t cols = s.lk - j0 < kBlock ? s.lk - j0 : kBlock;
   T* dkb = dk + (b * s.lk + j0) * s.dh;
   T* dvb = dv + (b * s.lk + j0) * s.dv;
@@ -86,7 +89,7 @@ void key_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t j0, con
     const int64_t kend = attn::key_limit(m, s.lk, s.causal, b, i0 + rows - 1);
     if (j0 >= kend) continue;
     const int64_t c = kend - j0 < cols ? kend - j0 : cols;
-    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, pt, dst);
+    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, qs, pt, dst);
     attn::tile_mm<T, true>(c, s.dv, rows, pt, kBlock, dout + (b * s.lq + i0) * s.dv, s.dv, dvb, s.dv, true);
     attn::tile_mm<T, true>(c, s.dh, rows, dst, kBlock, q + (b * s.lq + i0) * s.dh, s.dh, dkb, s.dh, true);
     if (dq) {
@@ -143,6 +146,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
     simd::DenormalGuard guard;
     simd::Buffer<T> pt(kBlock * kBlock);
     simd::Buffer<T> dst(kBlock * kBlock);
+    simd::Buffer<T> qs(kBlock * s.dh);
     if (one_pass) {
       simd::Buffer<T> ktl(s.dh * s.lk);
       simd::Buffer<T> vtl(s.dv * s.lk);
@@ -153,7 +157,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vtl.data(), s.lk);
         for (int64_t j0 = 0; j0 < s.lk; j0 += kBlock) {
           if (m.kv_len && j0 >= m.kv_len[b]) break;
-          key_block(s, m, b, j0, q, k, ktl.data(), vtl.data(), lse, dsum.data(), dout, pt.data(), dst.data(), dk,
+          key_block(s, m, b, j0, q, k, ktl.data(), vtl.data(), lse, dsum.data(), dout, qs.data(), pt.data(), dst.data(), dk,
                     dv, dq);
         }
       }
@@ -171,7 +175,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         const int64_t j0 = (it % kblocks) * kBlock;
         if (m.kv_len && j0 >= m.kv_len[b]) continue;
         key_block(s, m, b, j0, q, k, kt.data() + b * s.dh * s.lk, vt.data() + b * s.dv * s.lk, lse, dsum.data(),
-                  dout, pt.data(), dst.data(), dk, dv, static_cast<T*>(nullptr));
+                  dout, qs.data(), pt.data(), dst.data(), dk, dv, static_cast<T*>(nullptr));
       }
       // Pass 2: dq by query block.
 #pragma omp for schedule(dynamic, 1)
@@ -184,7 +188,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
           const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
           p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data() + b * s.dh * s.lk, vt.data() + b * s.dv * s.lk, lse,
-                    dsum.data(), dout, pt.data(), dst.data());
+                    dsum.data(), dout, qs.data(), pt.data(), dst.data());
           attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + (b * s.lk + j0) * s.dh, s.dh, dqb,
                                   s.dh, true);
         }

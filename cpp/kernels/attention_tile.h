@@ -187,6 +187,61 @@ void transpose(int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
   }
 }
 
+constexpr double kLog2e = 1.44269504088896340735992468100189214;
+
+// y[0, n) = f · x[0, n).
+template <typename T>
+void scale_rows(int64_t n, const T* x, T f, T* y) {
+  using V = Vec<T>;
+  const V vf = V::set1(f);
+  for (int64_t e = 0; e < n; e += V::W) {
+    const int cnt = static_cast<int>(n - e < V::W ? n - e : V::W);
+    (V::load_n(x + e, cnt) * vf).store_n(y + e, cnt);
+  }
+}
+
+// 2^t for t <= 0 (a score minus its row max, in log2 units); -inf gives 0. simd.h's exp
+// polynomial on r = (t - round(t))·ln2, |r| <= ln2/2: its bound (<= 2 ulp) plus half an ulp
+// from forming r. Results below the smallest normal number are 0, as with simd::exp.
+template <typename T>
+inline Vec<T> exp2_nonpos(Vec<T> t) {
+  using V = Vec<T>;
+  const V ln2 = V::set1(T(0.693147180559945309417232121458176568));
+#if defined(__AVX512F__)
+  // scalef applies 2^n without the integer add/shift and needs no underflow select: below the
+  // normal range it gives a denormal that flush-to-zero (set by the kernels) turns into 0.
+  const V tc = simd::max(V::set1(T(sizeof(T) == 4 ? -160 : -1100)), t);  // NaN propagates
+  const V n = simd::round(tc);
+  const V y = simd::exp_poly((tc - n) * ln2);
+  if constexpr (sizeof(T) == 4) {
+    return {_mm512_scalef_ps(y.v, n.v)};
+  } else {
+    return {_mm512_scalef_pd(y.v, n.v)};
+  }
+#else
+  const V lo = V::set1(T(std::numeric_limits<T>::min_exponent - 1));
+  const V tc = simd::max(lo, t);
+  const V n = simd::round(tc);
+  const V y = simd::exp_poly((tc - n) * ln2) * simd::pow2i(n);
+  return simd::select(simd::cmp_lt(t, lo), V::zero(), y);
+#endif
+}
+
+// Max over x[0, n).
+template <typename T>
+T row_max(const T* x, int64_t n) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  V vmax = V::set1(-std::numeric_limits<T>::infinity());
+  int64_t j = 0;
+  for (; j + W <= n; j += W) vmax = simd::max(vmax, V::load(x + j));
+  if (j < n) {
+    const int cnt = static_cast<int>(n - j);
+    vmax = simd::max(vmax, simd::select(V::first(cnt), V::load_n(x + j, cnt), V::set1(-std::numeric_limits<T>::infinity())));
+  }
+  return simd::hmax(vmax);
+}
+
 // Number of leading keys query row i of problem b may see by structure (causal, kv_len); the
 // bool mask then removes more.
 inline int64_t key_limit(const AttnMask& m, int64_t lk, bool causal, int64_t b, int64_t i) {

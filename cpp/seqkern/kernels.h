@@ -19,7 +19,8 @@ struct Ops {
   void (*softmax_backward)(const SoftmaxShape& s, const T* y, const T* dy, T* dx) = nullptr;
 
   // attention_forward.cpp / attention_backward.cpp. lse (batch, lq): per-row log-sum-exp of the
-  // scaled, masked scores; +inf marks a row that sees no key.
+  // scaled, masked scores in base 2 (natural log-sum-exp · log2 e); +inf marks a row that sees
+  // no key.
   void (*attention_forward)(const AttnShape& s, const AttnMask& m, const T* q, const T* k, const T* v,
                             T* out, T* lse) = nullptr;
   void (*attention_backward)(const AttnShape& s, const AttnMask& m, const T* q, const T* k, const T* v,

@@ -25,8 +25,8 @@ __all__ = [
 
 class AttentionCache(NamedTuple):
     """What attention_backward needs: the inputs (C-contiguous), the output, and one float per
-    query row, ``lse`` (..., Lq): the log-sum-exp of the row's scaled, masked scores (+inf for
-    a row that sees no key). The score matrix itself is not kept. Treat it as read-only; it may
+    query row, ``lse`` (..., Lq): the log-sum-exp of the row's scaled, masked scores, in base 2
+    (the natural one times log2(e); +inf for a row that sees no key). The score matrix itself is not kept. Treat it as read-only; it may
     be passed to attention_backward any number of times."""
 
     q: np.ndarray
