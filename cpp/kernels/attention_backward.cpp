@@ -51,8 +51,8 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
   using V = Vec<T>;
   constexpr int W = V::W;
   attn::scale_rows(rows * s.dh, q + (b * s.lq + i0) * s.dh, static_cast<T>(s.scale * attn::kLog2e), qs);
-  attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, kt + j0, s.lk, pt, kBlock, false);
-  attn::tile_mm<T, false>(rows, cols, s.dv, dout + (b * s.lq + i0) * s.dv, s.dv, vt + j0, s.lk, dst, kBlock,
+  attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, kt + j0, attn::padded_ld<T>(s.lk), pt, kBlock, false);
+  attn::tile_mm<T, false>(rows, cols, s.dv, dout + (b * s.lq + i0) * s.dv, s.dv, vt + j0, attn::padded_ld<T>(s.lk), dst, kBlock,
                           false);
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
   const V vscale = V::set1(static_cast<T>(s.scale));
@@ -131,14 +131,15 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
                         const T* lse, const T* dout, T* dq, T* dk, T* dv) {
   if (s.batch == 0) return;
   const int64_t qblocks = (s.lq + kBlock - 1) / kBlock;
+  const int64_t ldt = attn::padded_ld<T>(s.lk);  // row stride of kᵀ and vᵀ
   const int64_t kblocks = (s.lk + kBlock - 1) / kBlock;
   // Depends on the shape only, never on the thread count; both schemes accumulate every output
   // element in the same order, so they give identical bits anyway.
   const bool one_pass = s.batch >= kOnePassBatch;
   // One pass: each thread transposes its current problem's k and v into its own buffers (in L2);
   // two passes: all problems' up front, shared.
-  simd::Buffer<T> kt(one_pass ? 0 : s.batch * s.dh * s.lk);
-  simd::Buffer<T> vt(one_pass ? 0 : s.batch * s.dv * s.lk);
+  simd::Buffer<T> kt(one_pass ? 0 : s.batch * s.dh * ldt);
+  simd::Buffer<T> vt(one_pass ? 0 : s.batch * s.dv * ldt);
   simd::Buffer<T> dsum(s.batch * s.lq);
   const int nt = simd::threads_for(s.batch * (s.lq + 1) * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -148,13 +149,13 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
     simd::Buffer<T> dst(kBlock * kBlock);
     simd::Buffer<T> qs(kBlock * s.dh);
     if (one_pass) {
-      simd::Buffer<T> ktl(s.dh * s.lk);
-      simd::Buffer<T> vtl(s.dv * s.lk);
+      simd::Buffer<T> ktl(s.dh * ldt);
+      simd::Buffer<T> vtl(s.dv * ldt);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < s.batch; ++b) {
         prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
-        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), s.lk);
-        attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vtl.data(), s.lk);
+        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), ldt);
+        attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vtl.data(), ldt);
         for (int64_t j0 = 0; j0 < s.lk; j0 += kBlock) {
           if (m.kv_len && j0 >= m.kv_len[b]) break;
           key_block(s, m, b, j0, q, k, ktl.data(), vtl.data(), lse, dsum.data(), dout, qs.data(), pt.data(), dst.data(), dk,
@@ -165,8 +166,8 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.batch; ++b) {
         prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
-        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * s.lk, s.lk);
-        attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vt.data() + b * s.dv * s.lk, s.lk);
+        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * ldt, ldt);
+        attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vt.data() + b * s.dv * ldt, ldt);
       }
       // Pass 1: dk, dv by key block.
 #pragma omp for schedule(dynamic, 1)
@@ -174,7 +175,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         const int64_t b = it / kblocks;
         const int64_t j0 = (it % kblocks) * kBlock;
         if (m.kv_len && j0 >= m.kv_len[b]) continue;
-        key_block(s, m, b, j0, q, k, kt.data() + b * s.dh * s.lk, vt.data() + b * s.dv * s.lk, lse, dsum.data(),
+        key_block(s, m, b, j0, q, k, kt.data() + b * s.dh * ldt, vt.data() + b * s.dv * ldt, lse, dsum.data(),
                   dout, qs.data(), pt.data(), dst.data(), dk, dv, static_cast<T*>(nullptr));
       }
       // Pass 2: dq by query block.
@@ -187,7 +188,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         T* dqb = dq + (b * s.lq + i0) * s.dh;
         for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
           const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
-          p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data() + b * s.dh * s.lk, vt.data() + b * s.dv * s.lk, lse,
+          p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data() + b * s.dh * ldt, vt.data() + b * s.dv * ldt, lse,
                     dsum.data(), dout, qs.data(), pt.data(), dst.data());
           attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + (b * s.lk + j0) * s.dh, s.dh, dqb,
                                   s.dh, true);

@@ -59,7 +59,7 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
   for (int64_t j0 = 0; j0 < kend; j0 += kKeys) {
     const int64_t cols = kend - j0 < kKeys ? kend - j0 : kKeys;
-    attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, ktb + j0, s.lk, tile, kKeys, false);
+    attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, ktb + j0, attn::padded_ld<T>(s.lk), tile, kKeys, false);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r;
       T* x = tile + r * kKeys;
@@ -116,11 +116,12 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
                        T* lse) {
   if (s.batch == 0 || s.lq == 0) return;
   const int64_t qblocks = (s.lq + kBlock - 1) / kBlock;
+  const int64_t ldt = attn::padded_ld<T>(s.lk);  // row stride of kᵀ and vᵀ
   // Many problems: one item per problem, whose kᵀ a thread builds in its own buffer (in L2).
   // Few: items (problem, query block) so that one problem spreads over the cores, kᵀ of all
   // problems built up front. The choice depends on the shape alone; the blocks compute the same.
   const bool per_problem = s.batch >= kPerProblemBatch;
-  simd::Buffer<T> kt(per_problem ? 0 : s.batch * s.dh * s.lk);
+  simd::Buffer<T> kt(per_problem ? 0 : s.batch * s.dh * ldt);
   const int nt = simd::threads_for(s.batch * s.lq * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -129,10 +130,10 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
     simd::Buffer<T> stats(2 * kBlock);
     simd::Buffer<T> qs(kBlock * s.dh);
     if (per_problem) {
-      simd::Buffer<T> ktl(s.dh * s.lk);
+      simd::Buffer<T> ktl(s.dh * ldt);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < s.batch; ++b) {
-        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), s.lk);
+        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), ldt);
         for (int64_t i0 = 0; i0 < s.lq; i0 += kBlock) {
           const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
           forward_block(s, m, b, i0, rows, q, ktl.data(), v, out, lse, tile.data(), qs.data(), stats.data(),
@@ -142,14 +143,14 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
     } else {
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.batch; ++b) {
-        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * s.lk, s.lk);
+        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * ldt, ldt);
       }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < s.batch * qblocks; ++it) {
         const int64_t b = it / qblocks;
         const int64_t i0 = (it % qblocks) * kBlock;
         const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
-        forward_block(s, m, b, i0, rows, q, kt.data() + b * s.dh * s.lk, v, out, lse, tile.data(), qs.data(), stats.data(),
+        forward_block(s, m, b, i0, rows, q, kt.data() + b * s.dh * ldt, v, out, lse, tile.data(), qs.data(), stats.data(),
                       stats.data() + kBlock);
       }
     }

@@ -187,6 +187,15 @@ void transpose(int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
   }
 }
 
+// Row stride for a transposed (D x n) operand: n rounded up to an odd number of cache lines, so
+// that the rows a micro-kernel walks down do not all map to the same few L1 sets (a power-of-two
+// stride such as n = 512 floats would leave 2 of 64 sets in use).
+template <typename T>
+inline int64_t padded_ld(int64_t n) {
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
+  return (((n + kLine - 1) / kLine) | 1) * kLine;
+}
+
 constexpr double kLog2e = 1.44269504088896340735992468100189214;
 
 // y[0, n) = f · x[0, n).
