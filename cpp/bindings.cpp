@@ -325,9 +325,6 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
   a.lead.assign(qd.begin(), qd.end() - 2);
   std::vector<int64_t> kd = dims_of(k), vd = dims_of(v);
   if (kd.size() != nd || !std::equal(a.lead.begin(), a.lead.end(), kd.begin()) || kd[nd - 1] != qd[nd - 1]) {
-    std::vector<int64_t> want = a.lead;
-    want.push_back(kd.size() == nd ? kd[nd - 2] : -1);
-    want.push_back(qd[nd - 1]);
     c.value_error("k must have shape (..., Lk, Dh) with q's leading dims and Dh, " +
                   std::string("q has shape ") + shape_str(qd) + ", got " + shape_str(kd));
   }

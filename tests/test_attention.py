@@ -74,7 +74,17 @@ def _masks(rng, kind, lead, lq, lk):
     return kw
 
 
-MASK_KINDS = ["causal", "lengths", "bool", "bool_keys", "bool_heads", "bool_rows", "causal+lengths", "all", "scale"]
+MASK_KINDS = [
+    "causal",
+    "lengths",
+    "bool",
+    "bool_keys",
+    "bool_heads",
+    "bool_rows",
+    "causal+lengths",
+    "all",
+    "scale",
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -149,10 +159,12 @@ def test_sdpa_many_problems_bitwise_like_one(rng, causal):
     out, cache = seqkern.attention_forward(q, k, v, causal=causal, kv_lengths=lengths)
     grads = seqkern.attention_backward(cache, g)
     for b in (0, 5, 16):
-        o1, c1 = seqkern.attention_forward(q[b : b + 1], k[b : b + 1], v[b : b + 1], causal=causal,
-                                           kv_lengths=lengths[b : b + 1])
+        one = slice(b, b + 1)
+        o1, c1 = seqkern.attention_forward(
+            q[one], k[one], v[one], causal=causal, kv_lengths=lengths[one]
+        )
         np.testing.assert_array_equal(o1[0], out[b])
-        for x, y in zip(seqkern.attention_backward(c1, g[b : b + 1]), grads):
+        for x, y in zip(seqkern.attention_backward(c1, g[one]), grads):
             np.testing.assert_array_equal(x[0], y[b])
 
 
@@ -248,7 +260,12 @@ def _additive_case(rng, b, lq, lk, dq, dk, dv, a, dtype, **kw):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "b,lq,lk,dq,dk,dv,a",
-    [(2, 7, 130, 5, 3, 4, 16), (1, 1, 7, 16, 16, 8, 17), (3, 130, 1, 4, 6, 2, 8), (2, 7, 7, 64, 80, 16, 33)],
+    [
+        (2, 7, 130, 5, 3, 4, 16),
+        (1, 1, 7, 16, 16, 8, 17),
+        (3, 130, 1, 4, 6, 2, 8),
+        (2, 7, 7, 64, 80, 16, 33),
+    ],
 )
 def test_additive_shapes(isa, rng, dtype, b, lq, lk, dq, dk, dv, a):
     _additive_case(rng, b, lq, lk, dq, dk, dv, a, dtype)
@@ -272,7 +289,9 @@ def test_additive_masks(isa, rng, dtype, kind):
 
 
 def test_additive_errors(rng):
-    q, k, v = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 6)), rng.standard_normal((2, 5, 7))
+    q = rng.standard_normal((2, 3, 4))
+    k = rng.standard_normal((2, 5, 6))
+    v = rng.standard_normal((2, 5, 7))
     w_q, w_k, w_v = rng.standard_normal((8, 4)), rng.standard_normal((8, 6)), rng.standard_normal(8)
     with pytest.raises(ValueError, match="w_k must have shape"):
         seqkern.additive_attention_forward(q, k, v, w_q, w_k[:, :5], w_v)
@@ -290,7 +309,9 @@ def test_additive_errors(rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("t,b,h,a,with_lengths", [(1, 1, 16, 8, False), (7, 4, 17, 33, True), (130, 2, 64, 16, True)])
+@pytest.mark.parametrize(
+    "t,b,h,a,with_lengths", [(1, 1, 16, 8, False), (7, 4, 17, 33, True), (130, 2, 64, 16, True)]
+)
 def test_pool(isa, rng, dtype, t, b, h, a, with_lengths):
     hs = rng.standard_normal((t, b, h))
     w = rng.standard_normal((a, h)) * 0.3
@@ -303,13 +324,16 @@ def test_pool(isa, rng, dtype, t, b, h, a, with_lengths):
         lengths[0] = 0
         lengths[-1] = t
     kw = {"lengths": lengths}
-    ctx, alpha, cache = seqkern.attention_pool_forward(*(x.astype(dtype) for x in (hs, w, bias, w_s)), **kw)
+    ctx, alpha, cache = seqkern.attention_pool_forward(
+        *(x.astype(dtype) for x in (hs, w, bias, w_s)), **kw
+    )
     grads = seqkern.attention_pool_backward(cache, g.astype(dtype))
     c64, a64, k64 = ref.attention_pool_forward(hs, w, bias, w_s, **kw)
     g64 = ref.attention_pool_backward(k64, g)
     c32 = a32 = g32 = None
     if dtype == np.float32:
-        c32, a32, k32 = ref.attention_pool_forward(*(x.astype(np.float32) for x in (hs, w, bias, w_s)), **kw)
+        inputs32 = (x.astype(np.float32) for x in (hs, w, bias, w_s))
+        c32, a32, k32 = ref.attention_pool_forward(*inputs32, **kw)
         g32 = ref.attention_pool_backward(k32, g.astype(np.float32))
     assert_close(ctx, c64, c32, name="context")
     assert_close(alpha, a64, a32, name="alpha")
@@ -362,11 +386,15 @@ _MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc/self/status (Linux)")
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/status"), reason="needs /proc/self/status (Linux)"
+)
 def test_memory_long_sequence():
     """Lq = Lk = 8192, one head: forward + backward grow the peak RSS far below one L x L float32
     matrix (256 MiB)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    res = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT], capture_output=True, text=True, env=env, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT], capture_output=True, text=True, env=env, check=True
+    )
     growth_mib = int(res.stdout.strip().splitlines()[-1]) / 1024
     assert growth_mib < 48, f"peak memory grew by {growth_mib:.1f} MiB"

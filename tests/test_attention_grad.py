@@ -64,7 +64,8 @@ def test_additive_attention_grad(rng, masked):
         return ref.additive_attention_forward(q, k, v, w_q, w_k, w_v, **kw)[0]
 
     names = ("q", "k", "v", "w_q", "w_k", "w_v")
-    check_grad(f, inputs, {"__g__": (g,), **dict(zip(names, grads))}, rng=rng, name="additive_attention")
+    analytic = {"__g__": (g,), **dict(zip(names, grads))}
+    check_grad(f, inputs, analytic, rng=rng, name="additive_attention")
 
 
 @pytest.mark.parametrize("lengths", [None, np.array([4, 0, 2])])
@@ -84,4 +85,5 @@ def test_attention_pool_grad(rng, lengths):
         return ref.attention_pool_forward(h, w, b, w_s, lengths=lengths)[0]
 
     names = ("h", "w", "b", "w_s")
-    check_grad(f, inputs, {"__g__": (g,), **dict(zip(names, grads))}, rng=rng, name="attention_pool")
+    analytic = {"__g__": (g,), **dict(zip(names, grads))}
+    check_grad(f, inputs, analytic, rng=rng, name="attention_pool")

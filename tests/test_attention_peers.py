@@ -14,7 +14,9 @@ F = torch.nn.functional
 def _torch_sdpa(q, k, v, g, *, attn_mask=None, is_causal=False, scale=None):
     tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
     mask = None if attn_mask is None else torch.tensor(attn_mask)
-    out = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask, is_causal=is_causal, scale=scale)
+    out = F.scaled_dot_product_attention(
+        tq, tk, tv, attn_mask=mask, is_causal=is_causal, scale=scale
+    )
     out.backward(torch.tensor(g))
     return [x.detach().numpy() for x in (out, tq.grad, tk.grad, tv.grad)]
 

@@ -26,8 +26,9 @@ __all__ = [
 class AttentionCache(NamedTuple):
     """What attention_backward needs: the inputs (C-contiguous), the output, and one float per
     query row, ``lse`` (..., Lq): the log-sum-exp of the row's scaled, masked scores, in base 2
-    (the natural one times log2(e); +inf for a row that sees no key). The score matrix itself is not kept. Treat it as read-only; it may
-    be passed to attention_backward any number of times."""
+    (the natural one times log2(e); +inf for a row that sees no key). The score matrix itself
+    is not kept. Treat it as read-only; it may be passed to attention_backward any number of
+    times."""
 
     q: np.ndarray
     k: np.ndarray
@@ -98,7 +99,8 @@ def attention_forward(
     kv_lengths = None if kv_lengths is None else np.asarray(kv_lengths)
     causal = bool(causal)
     out, lse = _core.attention_forward(q, k, v, mask, causal, kv_lengths, float(scale))
-    return AttentionForward(out, AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, float(scale)))
+    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, float(scale))
+    return AttentionForward(out, cache)
 
 
 def attention_backward(cache: AttentionCache, dout: np.ndarray) -> AttentionGrads:
@@ -194,7 +196,9 @@ def additive_attention_forward(
     return AdditiveAttentionForward(out, cache)
 
 
-def additive_attention_backward(cache: AdditiveAttentionCache, dout: np.ndarray) -> AdditiveAttentionGrads:
+def additive_attention_backward(
+    cache: AdditiveAttentionCache, dout: np.ndarray
+) -> AdditiveAttentionGrads:
     """Gradients of additive_attention_forward.
 
     Parameters
@@ -209,7 +213,8 @@ def additive_attention_backward(cache: AdditiveAttentionCache, dout: np.ndarray)
     """
     c = cache
     grads = _core.additive_attention_backward(
-        c.q, c.k, c.v, c.w_q, c.w_k, c.w_v, c.qp, c.kp, c.out, c.lse, contiguous(dout), c.mask, c.kv_lengths
+        c.q, c.k, c.v, c.w_q, c.w_k, c.w_v, c.qp, c.kp, c.out, c.lse, contiguous(dout),
+        c.mask, c.kv_lengths,
     )
     return AdditiveAttentionGrads(*grads)
 
@@ -240,7 +245,12 @@ class AttentionPoolGrads(NamedTuple):
 
 
 def attention_pool_forward(
-    h: np.ndarray, w: np.ndarray, b: np.ndarray, w_s: np.ndarray, *, lengths: np.ndarray | None = None
+    h: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    w_s: np.ndarray,
+    *,
+    lengths: np.ndarray | None = None,
 ) -> AttentionPoolForward:
     """Attention pooling over time-major LSTM outputs.
 
@@ -270,6 +280,8 @@ def attention_pool_backward(cache: AttentionPoolCache, dcontext: np.ndarray) -> 
     The cache is not modified.
     """
     c = cache
-    grads = _core.attention_pool_backward(c.h, c.w, c.w_s, c.u, c.alpha, contiguous(dcontext), c.lengths)
+    grads = _core.attention_pool_backward(
+        c.h, c.w, c.w_s, c.u, c.alpha, contiguous(dcontext), c.lengths
+    )
     return AttentionPoolGrads(*grads)
 

@@ -99,7 +99,8 @@ def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scal
 def attention_backward(cache, dout):
     """Gradients ``(dq, dk, dv)`` of attention_forward given dL/dout.
 
-    dv = p^T dout, dp = dout v^T, ds = p * (dp - rowsum(p * dp)), dq = scale ds k, dk = scale ds^T q.
+    dv = p^T dout, dp = dout v^T, ds = p * (dp - rowsum(p * dp)),
+    dq = scale ds k, dk = scale ds^T q.
     """
     q, k, v, p = cache["q"], cache["k"], cache["v"], cache["p"]
     scale = q.dtype.type(cache["scale"])
@@ -112,7 +113,8 @@ def attention_backward(cache, dout):
 
 
 def additive_attention_forward(q, k, v, w_q, w_k, w_v, *, mask=None, kv_lengths=None):
-    """Additive attention: score_ij = w_v . tanh(w_q q_i + w_k k_j), softmax over j, out_i = sum_j a_ij v_j.
+    """Additive attention: score_ij = w_v . tanh(w_q q_i + w_k k_j), softmax over j,
+    out_i = sum_j a_ij v_j.
 
     q (B, Lq, Dq), k (B, Lk, Dk), v (B, Lk, Dv), w_q (A, Dq), w_k (A, Dk), w_v (A,); returns
     ``(out, cache)``.
