@@ -10,8 +10,9 @@
 //   dv_j  = Σ_i p_ij dout_i   dq_i = scale Σ_j ds_ij k_j   dk_j = scale Σ_i ds_ij q_i
 // The score tiles are recomputed from q, k and lse, never stored whole. Every output row has one
 // writer, so no partial sums are shared:
-//   batch >= kOnePassBatch: one item per problem; key blocks outer, query blocks inner, each
-//     tile's p and ds feed dv, dk and dq (5 tile products against forward's 2).
+//   one thread, or at least kProblemsPerThread problems per thread: one item per problem; key
+//     blocks outer, query blocks inner, each tile's p and ds feed dv, dk and dq (5 tile products
+//     against forward's 2).
 //   fewer problems: two passes, so one problem still spreads over the cores:
 //     pass 1, items (problem, key block): stream query blocks, accumulate dk and dv;
 //     pass 2, items (problem, query block): stream key blocks, accumulate dq;
@@ -22,7 +23,8 @@
 // Tiles that structure masks entirely (causal, kv_len) are skipped in both passes.
 // Memory: D (batch, Lq), kᵀ and vᵀ (per thread one problem's, or, two-pass, all problems'), two
 // tiles per thread.
-// Cost: 10·batch·Lq·Lk·Dh flops one-pass, 14· two-pass (Dv = Dh), less for skipped tiles.
+// Cost: 10·batch·Lq·Lk·Dh flops one-pass, 14·batch·Lq·Lk·Dh two-pass (Dv = Dh), less for
+// skipped tiles.
 #include <cmath>
 #include <limits>
 
@@ -38,7 +40,7 @@ namespace {
 using simd::Vec;
 
 constexpr int64_t kBlock = 64;
-constexpr int64_t kOnePassBatch = 16;
+constexpr int64_t kProblemsPerThread = 4;
 
 // For query rows i0 .. i0+rows-1 and keys j0 .. j0+cols-1 of problem b: p into `pt` and
 // scale·ds into `dst` (both rows x cols, row stride kBlock). kt, vt: problem b's kᵀ and vᵀ.
@@ -133,15 +135,14 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
   const int64_t qblocks = (s.lq + kBlock - 1) / kBlock;
   const int64_t ldt = attn::padded_ld<T>(s.lk);  // row stride of kᵀ and vᵀ
   const int64_t kblocks = (s.lk + kBlock - 1) / kBlock;
-  // Depends on the shape only, never on the thread count; both schemes accumulate every output
-  // element in the same order, so they give identical bits anyway.
-  const bool one_pass = s.batch >= kOnePassBatch;
+  const int nt = simd::threads_for(s.batch * (s.lq + 1) * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
+  // Both schemes give identical bits, so this choice may depend on the thread count.
+  const bool one_pass = nt == 1 || s.batch >= kProblemsPerThread * nt;
   // One pass: each thread transposes its current problem's k and v into its own buffers (in L2);
   // two passes: all problems' up front, shared.
   simd::Buffer<T> kt(one_pass ? 0 : s.batch * s.dh * ldt);
   simd::Buffer<T> vt(one_pass ? 0 : s.batch * s.dv * ldt);
   simd::Buffer<T> dsum(s.batch * s.lq);
-  const int nt = simd::threads_for(s.batch * (s.lq + 1) * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard guard;

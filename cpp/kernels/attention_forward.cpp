@@ -36,7 +36,7 @@ using simd::Vec;
 
 constexpr int64_t kBlock = 64;  // a 64 x 64 score tile is 16 KiB of floats: half of L1
 constexpr int64_t kKeys = 128;  // keys per tile
-constexpr int64_t kPerProblemBatch = 16;
+constexpr int64_t kProblemsPerThread = 4;
 
 template <typename T>
 void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int64_t rows, const T* q,
@@ -117,12 +117,13 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
   if (s.batch == 0 || s.lq == 0) return;
   const int64_t qblocks = (s.lq + kBlock - 1) / kBlock;
   const int64_t ldt = attn::padded_ld<T>(s.lk);  // row stride of kᵀ and vᵀ
-  // Many problems: one item per problem, whose kᵀ a thread builds in its own buffer (in L2).
-  // Few: items (problem, query block) so that one problem spreads over the cores, kᵀ of all
-  // problems built up front. The choice depends on the shape alone; the blocks compute the same.
-  const bool per_problem = s.batch >= kPerProblemBatch;
-  simd::Buffer<T> kt(per_problem ? 0 : s.batch * s.dh * ldt);
   const int nt = simd::threads_for(s.batch * s.lq * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
+  // Enough problems per thread: one item per problem, whose kᵀ a thread builds in its own buffer
+  // (in L2). Few: items (problem, query block) so that one problem spreads over the cores, kᵀ of
+  // all problems built up front. forward_block computes the same bits either way, so this
+  // choice, unlike everything numeric, may depend on the thread count.
+  const bool per_problem = nt == 1 || s.batch >= kProblemsPerThread * nt;
+  simd::Buffer<T> kt(per_problem ? 0 : s.batch * s.dh * ldt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard guard;
