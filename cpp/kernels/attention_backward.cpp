@@ -137,7 +137,10 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
   const int64_t kblocks = (s.lk + kBlock - 1) / kBlock;
   const int nt = simd::threads_for(s.batch * (s.lq + 1) * (s.lk + 1) * (s.dh + s.dv + 1), int64_t(1) << 16);
   // Both schemes give identical bits, so this choice may depend on the thread count.
-  const bool one_pass = nt == 1 || s.batch >= kProblemsPerThread * nt;
+  // Equal problems (no causal or length structure) split evenly when their count is a multiple
+  // of the thread count.
+  const bool even = !s.causal && !m.kv_len && s.batch % nt == 0;
+  const bool one_pass = nt == 1 || s.batch >= kProblemsPerThread * nt || even;
   // One pass: each thread transposes its current problem's k and v into its own buffers (in L2);
   // two passes: all problems' up front, shared.
   simd::Buffer<T> kt(one_pass ? 0 : s.batch * s.dh * ldt);

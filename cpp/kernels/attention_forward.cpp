@@ -122,7 +122,10 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
   // (in L2). Few: items (problem, query block) so that one problem spreads over the cores, kᵀ of
   // all problems built up front. forward_block computes the same bits either way, so this
   // choice, unlike everything numeric, may depend on the thread count.
-  const bool per_problem = nt == 1 || s.batch >= kProblemsPerThread * nt;
+  // Equal problems (no causal or length structure) split evenly when their count is a multiple
+  // of the thread count.
+  const bool even = !s.causal && !m.kv_len && s.batch % nt == 0;
+  const bool per_problem = nt == 1 || s.batch >= kProblemsPerThread * nt || even;
   simd::Buffer<T> kt(per_problem ? 0 : s.batch * s.dh * ldt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
