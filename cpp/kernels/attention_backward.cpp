@@ -39,7 +39,7 @@ namespace {
 
 using simd::Vec;
 
-constexpr int64_t kBlock = 64;
+constexpr int64_t kBlock = 64;  // query rows and keys per tile: the p and ds tiles fill L1 together
 constexpr int64_t kProblemsPerThread = 4;
 
 // For query rows i0 .. i0+rows-1 and keys j0 .. j0+cols-1 of problem b: p into `pt` and
