@@ -26,7 +26,7 @@ using simd::Vec;
 constexpr int kMR = 4;  // 16 accumulators + 4 rows of B + 1 broadcast of 32 registers
 constexpr int kNV = 4;
 #elif defined(__AVX2__)
-constexpr int kMR = 4;  // 8 accumulators + 2 rows of B + 1 broadcast of 16 registers
+constexpr int kMR = 6;  // 12 accumulators + 2 rows of B + 1 broadcast of 16 registers
 constexpr int kNV = 2;
 #else
 constexpr int kMR = 4;
