@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <sstream>
@@ -576,6 +577,458 @@ py::array matmul(const py::object& a_obj, const py::object& b_obj, bool trans_a,
 }
 
 // ---------------------------------------------------------------------------------------------
+// attention
+
+// The mask arguments of an attention call, validated, with the arrays the kernel's AttnMask
+// points into kept alive here.
+struct MaskArgs {
+  py::array keep;
+  std::vector<int64_t> keep_offset;
+  std::vector<int64_t> kv_len;
+  AttnMask m;
+};
+
+// lead: the leading (problem) dims; the mask broadcasts to lead + (lq, lk); kv_lengths has shape
+// (lead[0],) and applies to every problem under that index.
+void attention_masks(const Check& c, MaskArgs& out, const py::object& mask_obj, const py::object& len_obj,
+                     const std::vector<int64_t>& lead, int64_t lq, int64_t lk, const char* len_name) {
+  int64_t batch = 1;
+  for (int64_t d : lead) batch *= d;
+  if (!mask_obj.is_none()) {
+    std::vector<int64_t> target = lead;
+    target.push_back(lq);
+    target.push_back(lk);
+    py::array m = c.array("mask", mask_obj);
+    c.boolean("mask", m);
+    const std::vector<int64_t> md = dims_of(m);
+    bool ok = md.size() <= target.size();
+    for (size_t i = 0; ok && i < md.size(); ++i) {
+      const int64_t want = target[target.size() - md.size() + i];
+      ok = md[i] == want || md[i] == 1;
+    }
+    if (!ok) {
+      c.value_error("mask must be broadcastable to " + shape_str(target) + ", got shape " + shape_str(md));
+    }
+    if (!(m.flags() & py::array::c_style)) {
+      m = py::array(py::module_::import("numpy").attr("ascontiguousarray")(m));
+    }
+    // Strides of the mask in its own shape, padded on the left to target's rank; 0 along
+    // broadcast dims, so the mask is read in place and never expanded.
+    const size_t nd = target.size();
+    std::vector<int64_t> stride(nd, 0);
+    int64_t st = 1;
+    for (size_t i = md.size(); i-- > 0;) {
+      const size_t d = nd - md.size() + i;
+      stride[d] = md[i] == 1 ? 0 : st;
+      st *= md[i];
+    }
+    out.keep = m;
+    out.keep_offset.assign(static_cast<size_t>(batch), 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t rem = b;
+      int64_t off = 0;
+      for (size_t d = lead.size(); d-- > 0;) {
+        off += (rem % lead[d]) * stride[d];
+        rem /= lead[d];
+      }
+      out.keep_offset[static_cast<size_t>(b)] = off;
+    }
+    out.m.keep = static_cast<const uint8_t*>(m.data());
+    out.m.keep_offset = out.keep_offset.data();
+    out.m.row_stride = stride[nd - 2];
+    out.m.col_stride = stride[nd - 1];
+  }
+  if (!len_obj.is_none()) {
+    py::array l = c.array(len_name, len_obj);
+    const char kind = l.dtype().kind();
+    if (kind != 'i' && kind != 'u') c.type_error(std::string(len_name) + " must be an integer array, got " + dtype_str(l));
+    if (lead.empty()) {
+      c.value_error(std::string(len_name) + " needs a leading (batch) dimension; q has none");
+    }
+    c.shape(len_name, l, {lead[0]}, "(B,)");
+    py::array_t<int64_t> l64 = py::array_t<int64_t>(py::module_::import("numpy").attr("ascontiguousarray")(l, "int64"));
+    const int64_t* lp = l64.data();
+    for (int64_t i = 0; i < lead[0]; ++i) {
+      if (lp[i] < 0 || lp[i] > lk) {
+        c.value_error(std::string(len_name) + " must lie in [0, " + std::to_string(lk) + "], got " +
+                      std::to_string(lp[i]) + " at index " + std::to_string(i));
+      }
+    }
+    const int64_t per = lead[0] ? batch / lead[0] : 0;
+    out.kv_len.assign(static_cast<size_t>(batch), 0);
+    for (int64_t b = 0; b < batch; ++b) out.kv_len[static_cast<size_t>(b)] = lp[b / per];
+    out.m.kv_len = out.kv_len.data();
+  }
+}
+
+struct AttnArgs {
+  AttnShape s;
+  std::vector<int64_t> lead;
+  MaskArgs mask;
+};
+
+// Validates q, k, v (and their dtype T) and the mask arguments.
+template <typename T>
+AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, const py::array& v,
+                        const py::object& mask, bool causal, const py::object& kv_lengths, double scale) {
+  AttnArgs a;
+  c.dtype_like<T>("k", k, "q");
+  c.dtype_like<T>("v", v, "q");
+  c.contiguous("k", k);
+  c.contiguous("v", v);
+  const std::vector<int64_t> qd = dims_of(q);
+  const size_t nd = qd.size();
+  a.lead.assign(qd.begin(), qd.end() - 2);
+  std::vector<int64_t> kd = dims_of(k), vd = dims_of(v);
+  if (kd.size() != nd || !std::equal(a.lead.begin(), a.lead.end(), kd.begin()) || kd[nd - 1] != qd[nd - 1]) {
+    c.value_error("k must have shape (..., Lk, Dh) with q's leading dims and Dh, " +
+                  std::string("q has shape ") + shape_str(qd) + ", got " + shape_str(kd));
+  }
+  if (vd.size() != nd || !std::equal(a.lead.begin(), a.lead.end(), vd.begin()) || vd[nd - 2] != kd[nd - 2]) {
+    c.value_error("v must have shape (..., Lk, Dv) with q's leading dims and k's Lk, q has shape " +
+                  shape_str(qd) + " and k " + shape_str(kd) + ", got " + shape_str(vd));
+  }
+  a.s.batch = 1;
+  for (int64_t d : a.lead) a.s.batch *= d;
+  a.s.lq = qd[nd - 2];
+  a.s.lk = kd[nd - 2];
+  a.s.dh = qd[nd - 1];
+  a.s.dv = vd[nd - 1];
+  a.s.scale = scale;
+  a.s.causal = causal;
+  attention_masks(c, a.mask, mask, kv_lengths, a.lead, a.s.lq, a.s.lk, "kv_lengths");
+  return a;
+}
+
+void attention_qkv(const Check& c, const py::array& q) {
+  c.floating("q", q);
+  c.contiguous("q", q);
+  if (q.ndim() < 2) c.value_error("q must have shape (..., Lq, Dh), got shape " + shape_str(dims_of(q)));
+}
+
+template <typename T>
+py::tuple attention_forward_impl(const Check& c, const py::array& q, const py::array& k, const py::array& v,
+                                 const py::object& mask, bool causal, const py::object& kv_lengths, double scale) {
+  AttnArgs a = attention_args<T>(c, q, k, v, mask, causal, kv_lengths, scale);
+  std::vector<int64_t> od = a.lead, ld = a.lead;
+  od.push_back(a.s.lq);
+  od.push_back(a.s.dv);
+  ld.push_back(a.s.lq);
+  py::array_t<T> out = empty_like_shape<T>(od);
+  py::array_t<T> lse = empty_like_shape<T>(ld);
+  const T* qp = static_cast<const T*>(q.data());
+  const T* kp = static_cast<const T*>(k.data());
+  const T* vp = static_cast<const T*>(v.data());
+  T* op = out.mutable_data();
+  T* lp = lse.mutable_data();
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().attention_forward(a.s, a.mask.m, qp, kp, vp, op, lp);
+  }
+  return py::make_tuple(out, lse);
+}
+
+py::tuple attention_forward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
+                            const py::object& mask, bool causal, const py::object& kv_lengths, double scale) {
+  const Check c{"attention_forward"};
+  py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
+  attention_qkv(c, q);
+  return c.is_f32(q) ? attention_forward_impl<float>(c, q, k, v, mask, causal, kv_lengths, scale)
+                     : attention_forward_impl<double>(c, q, k, v, mask, causal, kv_lengths, scale);
+}
+
+template <typename T>
+void same_as(const Check& c, const char* name, const py::array& a, const std::vector<int64_t>& dims,
+             const char* ref) {
+  c.dtype_like<T>(name, a, ref);
+  c.contiguous(name, a);
+  if (dims_of(a) != dims) {
+    c.value_error(std::string(name) + " must have the shape of " + ref + ", " + shape_str(dims) + ", got " +
+                  shape_str(dims_of(a)));
+  }
+}
+
+template <typename T>
+py::tuple attention_backward_impl(const Check& c, const py::array& q, const py::array& k, const py::array& v,
+                                  const py::array& out, const py::array& lse, const py::array& dout,
+                                  const py::object& mask, bool causal, const py::object& kv_lengths,
+                                  double scale) {
+  AttnArgs a = attention_args<T>(c, q, k, v, mask, causal, kv_lengths, scale);
+  std::vector<int64_t> od = a.lead, ld = a.lead;
+  od.push_back(a.s.lq);
+  od.push_back(a.s.dv);
+  ld.push_back(a.s.lq);
+  same_as<T>(c, "out", out, od, "the forward output");
+  same_as<T>(c, "lse", lse, ld, "the saved row statistics");
+  same_as<T>(c, "dout", dout, od, "out");
+  py::array_t<T> dq = empty_like_shape<T>(dims_of(q));
+  py::array_t<T> dk = empty_like_shape<T>(dims_of(k));
+  py::array_t<T> dv = empty_like_shape<T>(dims_of(v));
+  const T* qp = static_cast<const T*>(q.data());
+  const T* kp = static_cast<const T*>(k.data());
+  const T* vp = static_cast<const T*>(v.data());
+  const T* op = static_cast<const T*>(out.data());
+  const T* lp = static_cast<const T*>(lse.data());
+  const T* gp = static_cast<const T*>(dout.data());
+  T* dqp = dq.mutable_data();
+  T* dkp = dk.mutable_data();
+  T* dvp = dv.mutable_data();
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().attention_backward(a.s, a.mask.m, qp, kp, vp, op, lp, gp, dqp, dkp, dvp);
+  }
+  return py::make_tuple(dq, dk, dv);
+}
+
+py::tuple attention_backward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
+                             const py::object& out_obj, const py::object& lse_obj, const py::object& dout_obj,
+                             const py::object& mask, bool causal, const py::object& kv_lengths, double scale) {
+  const Check c{"attention_backward"};
+  py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
+  py::array out = c.array("out", out_obj), lse = c.array("lse", lse_obj), dout = c.array("dout", dout_obj);
+  attention_qkv(c, q);
+  return c.is_f32(q) ? attention_backward_impl<float>(c, q, k, v, out, lse, dout, mask, causal, kv_lengths, scale)
+                     : attention_backward_impl<double>(c, q, k, v, out, lse, dout, mask, causal, kv_lengths, scale);
+}
+
+// ---------------------------------------------------------------------------------------------
+// additive attention
+
+struct AddArgs {
+  AdditiveAttnShape s;
+  MaskArgs mask;
+};
+
+template <typename T>
+AddArgs additive_args(const Check& c, const py::array& q, const py::array& k, const py::array& v,
+                      const py::array& w_q, const py::array& w_k, const py::array& w_v, const py::object& mask,
+                      const py::object& kv_lengths) {
+  AddArgs a;
+  const char* names[] = {"k", "v", "w_q", "w_k", "w_v"};
+  const py::array* arrs[] = {&k, &v, &w_q, &w_k, &w_v};
+  for (int i = 0; i < 5; ++i) {
+    c.dtype_like<T>(names[i], *arrs[i], "q");
+    c.contiguous(names[i], *arrs[i]);
+  }
+  c.ndim("k", k, 3, "(B, Lk, Dk)");
+  c.ndim("v", v, 3, "(B, Lk, Dv)");
+  c.ndim("w_q", w_q, 2, "(A, Dq)");
+  a.s.batch = q.shape(0);
+  a.s.lq = q.shape(1);
+  a.s.dq = q.shape(2);
+  a.s.lk = k.shape(1);
+  a.s.dk = k.shape(2);
+  a.s.dv = v.shape(2);
+  a.s.a = w_q.shape(0);
+  c.shape("k", k, {a.s.batch, a.s.lk, a.s.dk}, "(B, Lk, Dk)");
+  c.shape("v", v, {a.s.batch, a.s.lk, a.s.dv}, "(B, Lk, Dv)");
+  c.shape("w_q", w_q, {a.s.a, a.s.dq}, "(A, Dq)");
+  c.shape("w_k", w_k, {a.s.a, a.s.dk}, "(A, Dk)");
+  c.shape("w_v", w_v, {a.s.a}, "(A,)");
+  attention_masks(c, a.mask, mask, kv_lengths, {a.s.batch}, a.s.lq, a.s.lk, "kv_lengths");
+  return a;
+}
+
+void additive_q(const Check& c, const py::array& q) {
+  c.floating("q", q);
+  c.contiguous("q", q);
+  c.ndim("q", q, 3, "(B, Lq, Dq)");
+}
+
+template <typename T>
+py::tuple additive_forward_impl(const Check& c, const py::array& q, const py::array& k, const py::array& v,
+                                const py::array& w_q, const py::array& w_k, const py::array& w_v,
+                                const py::object& mask, const py::object& kv_lengths) {
+  AddArgs a = additive_args<T>(c, q, k, v, w_q, w_k, w_v, mask, kv_lengths);
+  const AdditiveAttnShape& s = a.s;
+  py::array_t<T> qp = empty_like_shape<T>({s.batch, s.lq, s.a});
+  py::array_t<T> kp = empty_like_shape<T>({s.batch, s.lk, s.a});
+  py::array_t<T> out = empty_like_shape<T>({s.batch, s.lq, s.dv});
+  py::array_t<T> lse = empty_like_shape<T>({s.batch, s.lq});
+  auto P = [](const py::array& x) { return static_cast<const T*>(x.data()); };
+  const T *q_ = P(q), *k_ = P(k), *v_ = P(v), *wq = P(w_q), *wk = P(w_k), *wv = P(w_v);
+  T *qpp = qp.mutable_data(), *kpp = kp.mutable_data(), *op = out.mutable_data(), *lp = lse.mutable_data();
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().additive_attention_forward(s, a.mask.m, q_, k_, v_, wq, wk, wv, qpp, kpp, op, lp);
+  }
+  return py::make_tuple(out, qp, kp, lse);
+}
+
+py::tuple additive_attention_forward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
+                                     const py::object& wq_obj, const py::object& wk_obj, const py::object& wv_obj,
+                                     const py::object& mask, const py::object& kv_lengths) {
+  const Check c{"additive_attention_forward"};
+  py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
+  py::array wq = c.array("w_q", wq_obj), wk = c.array("w_k", wk_obj), wv = c.array("w_v", wv_obj);
+  additive_q(c, q);
+  return c.is_f32(q) ? additive_forward_impl<float>(c, q, k, v, wq, wk, wv, mask, kv_lengths)
+                     : additive_forward_impl<double>(c, q, k, v, wq, wk, wv, mask, kv_lengths);
+}
+
+template <typename T>
+py::tuple additive_backward_impl(const Check& c, const py::array& q, const py::array& k, const py::array& v,
+                                 const py::array& w_q, const py::array& w_k, const py::array& w_v,
+                                 const py::array& qp, const py::array& kp, const py::array& out,
+                                 const py::array& lse, const py::array& dout, const py::object& mask,
+                                 const py::object& kv_lengths) {
+  AddArgs a = additive_args<T>(c, q, k, v, w_q, w_k, w_v, mask, kv_lengths);
+  const AdditiveAttnShape& s = a.s;
+  same_as<T>(c, "qp", qp, {s.batch, s.lq, s.a}, "the saved q projection");
+  same_as<T>(c, "kp", kp, {s.batch, s.lk, s.a}, "the saved k projection");
+  same_as<T>(c, "out", out, {s.batch, s.lq, s.dv}, "the forward output");
+  same_as<T>(c, "lse", lse, {s.batch, s.lq}, "the saved row statistics");
+  same_as<T>(c, "dout", dout, {s.batch, s.lq, s.dv}, "out");
+  py::array_t<T> dq = empty_like_shape<T>(dims_of(q));
+  py::array_t<T> dk = empty_like_shape<T>(dims_of(k));
+  py::array_t<T> dv = empty_like_shape<T>(dims_of(v));
+  py::array_t<T> dwq = empty_like_shape<T>(dims_of(w_q));
+  py::array_t<T> dwk = empty_like_shape<T>(dims_of(w_k));
+  py::array_t<T> dwv = empty_like_shape<T>(dims_of(w_v));
+  auto P = [](const py::array& x) { return static_cast<const T*>(x.data()); };
+  const T *q_ = P(q), *k_ = P(k), *v_ = P(v), *wq = P(w_q), *wk = P(w_k), *wv = P(w_v);
+  const T *qpp = P(qp), *kpp = P(kp), *op = P(out), *lp = P(lse), *gp = P(dout);
+  T *dqp = dq.mutable_data(), *dkp = dk.mutable_data(), *dvp = dv.mutable_data();
+  T *dwqp = dwq.mutable_data(), *dwkp = dwk.mutable_data(), *dwvp = dwv.mutable_data();
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().additive_attention_backward(s, a.mask.m, q_, k_, v_, wq, wk, wv, qpp, kpp, op, lp, gp, dqp,
+                                                 dkp, dvp, dwqp, dwkp, dwvp);
+  }
+  return py::make_tuple(dq, dk, dv, dwq, dwk, dwv);
+}
+
+py::tuple additive_attention_backward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
+                                      const py::object& wq_obj, const py::object& wk_obj,
+                                      const py::object& wv_obj, const py::object& qp_obj,
+                                      const py::object& kp_obj, const py::object& out_obj,
+                                      const py::object& lse_obj, const py::object& dout_obj,
+                                      const py::object& mask, const py::object& kv_lengths) {
+  const Check c{"additive_attention_backward"};
+  py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
+  py::array wq = c.array("w_q", wq_obj), wk = c.array("w_k", wk_obj), wv = c.array("w_v", wv_obj);
+  py::array qp = c.array("qp", qp_obj), kp = c.array("kp", kp_obj), out = c.array("out", out_obj);
+  py::array lse = c.array("lse", lse_obj), dout = c.array("dout", dout_obj);
+  additive_q(c, q);
+  return c.is_f32(q) ? additive_backward_impl<float>(c, q, k, v, wq, wk, wv, qp, kp, out, lse, dout, mask, kv_lengths)
+                     : additive_backward_impl<double>(c, q, k, v, wq, wk, wv, qp, kp, out, lse, dout, mask, kv_lengths);
+}
+
+// ---------------------------------------------------------------------------------------------
+// attention pooling
+
+struct PoolArgs {
+  AttnPoolShape s;
+  std::vector<int64_t> lengths;
+  const int64_t* lp = nullptr;
+};
+
+template <typename T>
+PoolArgs pool_args(const Check& c, const py::array& h, const py::array& w, const py::object& lengths) {
+  PoolArgs a;
+  c.dtype_like<T>("w", w, "h");
+  c.contiguous("w", w);
+  c.ndim("w", w, 2, "(A, H)");
+  a.s.t = h.shape(0);
+  a.s.b = h.shape(1);
+  a.s.h = h.shape(2);
+  a.s.a = w.shape(0);
+  c.shape("w", w, {a.s.a, a.s.h}, "(A, H)");
+  if (!lengths.is_none()) {
+    py::array l = c.array("lengths", lengths);
+    const char kind = l.dtype().kind();
+    if (kind != 'i' && kind != 'u') c.type_error("lengths must be an integer array, got " + dtype_str(l));
+    c.shape("lengths", l, {a.s.b}, "(B,)");
+    py::array_t<int64_t> l64 = py::array_t<int64_t>(py::module_::import("numpy").attr("ascontiguousarray")(l, "int64"));
+    a.lengths.assign(l64.data(), l64.data() + a.s.b);
+    for (int64_t i = 0; i < a.s.b; ++i) {
+      if (a.lengths[i] < 0 || a.lengths[i] > a.s.t) {
+        c.value_error("lengths must lie in [0, " + std::to_string(a.s.t) + "], got " +
+                      std::to_string(a.lengths[i]) + " at index " + std::to_string(i));
+      }
+    }
+    a.lp = a.lengths.data();
+  }
+  return a;
+}
+
+void pool_h(const Check& c, const py::array& h) {
+  c.floating("h", h);
+  c.contiguous("h", h);
+  c.ndim("h", h, 3, "(T, B, H)");
+}
+
+template <typename T>
+py::tuple pool_forward_impl(const Check& c, const py::array& h, const py::array& w, const py::array& bias,
+                            const py::array& w_s, const py::object& lengths) {
+  PoolArgs a = pool_args<T>(c, h, w, lengths);
+  const AttnPoolShape& s = a.s;
+  c.dtype_like<T>("b", bias, "h");
+  c.contiguous("b", bias);
+  c.shape("b", bias, {s.a}, "(A,)");
+  c.dtype_like<T>("w_s", w_s, "h");
+  c.contiguous("w_s", w_s);
+  c.shape("w_s", w_s, {s.a}, "(A,)");
+  py::array_t<T> u = empty_like_shape<T>({s.t, s.b, s.a});
+  py::array_t<T> alpha = empty_like_shape<T>({s.t, s.b});
+  py::array_t<T> context = empty_like_shape<T>({s.b, s.h});
+  auto P = [](const py::array& x) { return static_cast<const T*>(x.data()); };
+  const T *hp = P(h), *wp = P(w), *bp = P(bias), *wsp = P(w_s);
+  T *up = u.mutable_data(), *ap = alpha.mutable_data(), *cp = context.mutable_data();
+  const int64_t* lp = a.lp;
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().attention_pool_forward(s, lp, hp, wp, bp, wsp, up, ap, cp);
+  }
+  return py::make_tuple(context, alpha, u);
+}
+
+py::tuple attention_pool_forward(const py::object& h_obj, const py::object& w_obj, const py::object& b_obj,
+                                 const py::object& ws_obj, const py::object& lengths) {
+  const Check c{"attention_pool_forward"};
+  py::array h = c.array("h", h_obj), w = c.array("w", w_obj), b = c.array("b", b_obj), ws = c.array("w_s", ws_obj);
+  pool_h(c, h);
+  return c.is_f32(h) ? pool_forward_impl<float>(c, h, w, b, ws, lengths)
+                     : pool_forward_impl<double>(c, h, w, b, ws, lengths);
+}
+
+template <typename T>
+py::tuple pool_backward_impl(const Check& c, const py::array& h, const py::array& w, const py::array& w_s,
+                             const py::array& u, const py::array& alpha, const py::array& dcontext,
+                             const py::object& lengths) {
+  PoolArgs a = pool_args<T>(c, h, w, lengths);
+  const AttnPoolShape& s = a.s;
+  same_as<T>(c, "w_s", w_s, {s.a}, "(A,)");
+  same_as<T>(c, "u", u, {s.t, s.b, s.a}, "the saved projection");
+  same_as<T>(c, "alpha", alpha, {s.t, s.b}, "the saved weights");
+  same_as<T>(c, "dcontext", dcontext, {s.b, s.h}, "context");
+  py::array_t<T> dh = empty_like_shape<T>({s.t, s.b, s.h});
+  py::array_t<T> dw = empty_like_shape<T>({s.a, s.h});
+  py::array_t<T> db = empty_like_shape<T>({s.a});
+  py::array_t<T> dws = empty_like_shape<T>({s.a});
+  auto P = [](const py::array& x) { return static_cast<const T*>(x.data()); };
+  const T *hp = P(h), *wp = P(w), *wsp = P(w_s), *up = P(u), *ap = P(alpha), *gp = P(dcontext);
+  T *dhp = dh.mutable_data(), *dwp = dw.mutable_data(), *dbp = db.mutable_data(), *dwsp = dws.mutable_data();
+  const int64_t* lp = a.lp;
+  {
+    py::gil_scoped_release release;
+    table().ops<T>().attention_pool_backward(s, lp, hp, wp, wsp, up, ap, gp, dhp, dwp, dbp, dwsp);
+  }
+  return py::make_tuple(dh, dw, db, dws);
+}
+
+py::tuple attention_pool_backward(const py::object& h_obj, const py::object& w_obj, const py::object& ws_obj,
+                                  const py::object& u_obj, const py::object& alpha_obj,
+                                  const py::object& dctx_obj, const py::object& lengths) {
+  const Check c{"attention_pool_backward"};
+  py::array h = c.array("h", h_obj), w = c.array("w", w_obj), ws = c.array("w_s", ws_obj);
+  py::array u = c.array("u", u_obj), alpha = c.array("alpha", alpha_obj), g = c.array("dcontext", dctx_obj);
+  pool_h(c, h);
+  return c.is_f32(h) ? pool_backward_impl<float>(c, h, w, ws, u, alpha, g, lengths)
+                     : pool_backward_impl<double>(c, h, w, ws, u, alpha, g, lengths);
+}
+
+// ---------------------------------------------------------------------------------------------
 // runtime settings
 
 py::list isa_names(const std::vector<Isa>& v) {
@@ -641,4 +1094,18 @@ PYBIND11_MODULE(_core, m) {
   m.def("_matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         py::arg("threads") = 0, py::arg("packed_repeat") = 0, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
         py::arg("c") = py::none());
+  m.def("attention_forward", &attention_forward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"),
+        py::arg("causal"), py::arg("kv_lengths"), py::arg("scale"));
+  m.def("attention_backward", &attention_backward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
+        py::arg("lse"), py::arg("dout"), py::arg("mask"), py::arg("causal"), py::arg("kv_lengths"),
+        py::arg("scale"));
+  m.def("additive_attention_forward", &additive_attention_forward, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("w_q"), py::arg("w_k"), py::arg("w_v"), py::arg("mask"), py::arg("kv_lengths"));
+  m.def("additive_attention_backward", &additive_attention_backward, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("w_q"), py::arg("w_k"), py::arg("w_v"), py::arg("qp"), py::arg("kp"), py::arg("out"),
+        py::arg("lse"), py::arg("dout"), py::arg("mask"), py::arg("kv_lengths"));
+  m.def("attention_pool_forward", &attention_pool_forward, py::arg("h"), py::arg("w"), py::arg("b"),
+        py::arg("w_s"), py::arg("lengths"));
+  m.def("attention_pool_backward", &attention_pool_backward, py::arg("h"), py::arg("w"), py::arg("w_s"),
+        py::arg("u"), py::arg("alpha"), py::arg("dcontext"), py::arg("lengths"));
 }

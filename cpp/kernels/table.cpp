@@ -16,6 +16,12 @@ Ops<T> make_ops() {
   o.lstm_step = &lstm_step<T>;
   o.lstm_backward = &lstm_backward<T>;
   o.matmul = &matmul<T>;
+  o.attention_forward = &attention_forward<T>;
+  o.attention_backward = &attention_backward<T>;
+  o.additive_attention_forward = &additive_attention_forward<T>;
+  o.additive_attention_backward = &additive_attention_backward<T>;
+  o.attention_pool_forward = &attention_pool_forward<T>;
+  o.attention_pool_backward = &attention_pool_backward<T>;
   return o;
 }
 

@@ -52,6 +52,27 @@ struct Ops {
   // packed_repeat > 0 packs B once and multiplies that many times (the pack-once path).
   void (*matmul)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, const T* B,
                  T beta, T* C, int threads, int64_t packed_repeat) = nullptr;
+  // attention_forward.cpp / attention_backward.cpp. lse (batch, lq): per-row log-sum-exp of the
+  // scaled, masked scores in base 2 (natural log-sum-exp · log2 e); +inf marks a row that sees
+  // no key.
+  void (*attention_forward)(const AttnShape& s, const AttnMask& m, const T* q, const T* k, const T* v,
+                            T* out, T* lse) = nullptr;
+  void (*attention_backward)(const AttnShape& s, const AttnMask& m, const T* q, const T* k, const T* v,
+                             const T* out, const T* lse, const T* dout, T* dq, T* dk, T* dv) = nullptr;
+  // additive_attention.cpp. qp (batch, lq, a) = q w_qᵀ and kp (batch, lk, a) = k w_kᵀ are saved.
+  void (*additive_attention_forward)(const AdditiveAttnShape& s, const AttnMask& m, const T* q, const T* k,
+                                     const T* v, const T* w_q, const T* w_k, const T* w_v, T* qp, T* kp,
+                                     T* out, T* lse) = nullptr;
+  void (*additive_attention_backward)(const AdditiveAttnShape& s, const AttnMask& m, const T* q, const T* k,
+                                      const T* v, const T* w_q, const T* w_k, const T* w_v, const T* qp,
+                                      const T* kp, const T* out, const T* lse, const T* dout, T* dq, T* dk,
+                                      T* dv, T* dw_q, T* dw_k, T* dw_v) = nullptr;
+  // attention_pool.cpp. lengths: nullptr or b entries in [0, t]. u (t, b, a) is saved.
+  void (*attention_pool_forward)(const AttnPoolShape& s, const int64_t* lengths, const T* h, const T* w,
+                                 const T* bias, const T* w_s, T* u, T* alpha, T* context) = nullptr;
+  void (*attention_pool_backward)(const AttnPoolShape& s, const int64_t* lengths, const T* h, const T* w,
+                                  const T* w_s, const T* u, const T* alpha, const T* dcontext, T* dh, T* dw,
+                                  T* dbias, T* dw_s) = nullptr;
 };
 
 // Threads a kernel may use when called from this thread: OpenMP's max threads, or 1 in a child

@@ -25,4 +25,48 @@ struct LstmShape {
   int64_t H = 0;
 };
 
+// Scaled dot-product attention over `batch` independent problems (the product of the leading
+// dims, e.g. B*NH): q (batch, lq, dh), k (batch, lk, dh), v (batch, lk, dv), out (batch, lq, dv).
+struct AttnShape {
+  int64_t batch = 0;
+  int64_t lq = 0;
+  int64_t lk = 0;
+  int64_t dh = 0;
+  int64_t dv = 0;
+  double scale = 1.0;
+  bool causal = false;  // query i sees keys j <= i (top-left aligned)
+};
+
+// Which keys a query row sees, for problem b, query i, key j (all conditions combine):
+//   keep[keep_offset[b] + i*row_stride + j*col_stride] != 0   (when keep is not null)
+//   j < kv_len[b]                                             (when kv_len is not null)
+// A broadcast bool mask is passed in its own shape with zero strides, never expanded.
+struct AttnMask {
+  const uint8_t* keep = nullptr;
+  const int64_t* keep_offset = nullptr;  // batch entries
+  int64_t row_stride = 0;
+  int64_t col_stride = 0;
+  const int64_t* kv_len = nullptr;  // batch entries, each in [0, lk]
+};
+
+// Additive attention: q (batch, lq, dq), k (batch, lk, dk), v (batch, lk, dv), w_q (a, dq),
+// w_k (a, dk), w_v (a).
+struct AdditiveAttnShape {
+  int64_t batch = 0;
+  int64_t lq = 0;
+  int64_t lk = 0;
+  int64_t dq = 0;
+  int64_t dk = 0;
+  int64_t dv = 0;
+  int64_t a = 0;
+};
+
+// Attention pooling over time-major LSTM outputs h (t, b, h) with w (a, h).
+struct AttnPoolShape {
+  int64_t t = 0;
+  int64_t b = 0;
+  int64_t h = 0;
+  int64_t a = 0;
+};
+
 }  // namespace seqkern

@@ -17,6 +17,14 @@ from ._runtime import (
     use_isa,
 )
 from ._lstm import LSTMCache, LSTMGrads, LSTMOutput, LSTMWeights, lstm_backward, lstm_forward
+from ._attention import (
+    additive_attention_backward,
+    additive_attention_forward,
+    attention_backward,
+    attention_forward,
+    attention_pool_backward,
+    attention_pool_forward,
+)
 from ._softmax import softmax, softmax_backward, softmax_forward
 
 __version__ = "0.1.0"
@@ -38,4 +46,10 @@ __all__ = [
     "LSTMCache",
     "LSTMOutput",
     "LSTMGrads",
+    "attention_forward",
+    "attention_backward",
+    "additive_attention_forward",
+    "additive_attention_backward",
+    "attention_pool_forward",
+    "attention_pool_backward",
 ]

@@ -1,0 +1,287 @@
+"""Attention: fused scaled dot-product attention, additive attention, attention pooling."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _core
+from ._util import contiguous
+
+__all__ = [
+    "AttentionCache",
+    "AdditiveAttentionCache",
+    "AttentionPoolCache",
+    "attention_forward",
+    "attention_backward",
+    "additive_attention_forward",
+    "additive_attention_backward",
+    "attention_pool_forward",
+    "attention_pool_backward",
+]
+
+
+class AttentionCache(NamedTuple):
+    """What attention_backward needs: the inputs (C-contiguous), the output, and one float per
+    query row, ``lse`` (..., Lq): the log-sum-exp of the row's scaled, masked scores, in base 2
+    (the natural one times log2(e); +inf for a row that sees no key). The score matrix itself
+    is not kept. Treat it as read-only; it may be passed to attention_backward any number of
+    times."""
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    out: np.ndarray
+    lse: np.ndarray
+    mask: np.ndarray | None
+    causal: bool
+    kv_lengths: np.ndarray | None
+    scale: float
+
+
+class AttentionForward(NamedTuple):
+    out: np.ndarray
+    cache: AttentionCache
+
+
+class AttentionGrads(NamedTuple):
+    dq: np.ndarray
+    dk: np.ndarray
+    dv: np.ndarray
+
+
+def _mask(mask):
+    return None if mask is None else contiguous(np.asarray(mask))
+
+
+def attention_forward(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    causal: bool = False,
+    kv_lengths: np.ndarray | None = None,
+    scale: float | None = None,
+) -> AttentionForward:
+    """Scaled dot-product attention, fused: ``out = softmax(scale * q k^T, masked) v``.
+
+    Parameters
+    ----------
+    q : ndarray of float32 or float64, shape (..., Lq, Dh)
+        Queries; any number of leading dims, e.g. (B, NH, Lq, Dh).
+    k : ndarray, shape (..., Lk, Dh), q's dtype and leading dims
+    v : ndarray, shape (..., Lk, Dv), q's dtype and leading dims
+    mask : ndarray of bool, broadcastable to (..., Lq, Lk), optional
+        True = attend. A broadcast mask is read in place, never expanded.
+    causal : bool
+        Query i sees keys j <= i (top-left aligned, as PyTorch's ``is_causal``).
+    kv_lengths : integer ndarray, shape (B,) for the first leading dim B, optional
+        Keys j >= kv_lengths[b] are masked for every problem under index b. Values in [0, Lk].
+    scale : float, optional
+        Defaults to 1/sqrt(Dh).
+
+    Returns
+    -------
+    AttentionForward(out, cache)
+        ``out`` (..., Lq, Dv). A query row that sees no key gets zeros. ``cache`` is an
+        AttentionCache for attention_backward (per-row log-sum-exp, not the scores).
+
+    The (Lq, Lk) score matrix is never built: extra memory is O(rows x Dh) plus small tiles.
+    """
+    q, k, v = contiguous(q), contiguous(k), contiguous(v)
+    if scale is None:
+        dh = q.shape[-1] if isinstance(q, np.ndarray) and q.ndim >= 1 else 0
+        scale = 1.0 / math.sqrt(dh) if dh > 0 else 1.0
+    mask = _mask(mask)
+    kv_lengths = None if kv_lengths is None else np.asarray(kv_lengths)
+    causal = bool(causal)
+    out, lse = _core.attention_forward(q, k, v, mask, causal, kv_lengths, float(scale))
+    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, float(scale))
+    return AttentionForward(out, cache)
+
+
+def attention_backward(cache: AttentionCache, dout: np.ndarray) -> AttentionGrads:
+    """Gradients of attention_forward.
+
+    Parameters
+    ----------
+    cache : AttentionCache
+        From attention_forward; not modified, so it can be reused.
+    dout : ndarray, the shape and dtype of the forward ``out``
+        dL/dout.
+
+    Returns
+    -------
+    AttentionGrads(dq, dk, dv), shaped like q, k, v. Rows that saw no key get zero gradients.
+    """
+    c = cache
+    dq, dk, dv = _core.attention_backward(
+        c.q, c.k, c.v, c.out, c.lse, contiguous(dout), c.mask, c.causal, c.kv_lengths, c.scale
+    )
+    return AttentionGrads(dq, dk, dv)
+
+
+class AdditiveAttentionCache(NamedTuple):
+    """What additive_attention_backward needs: the inputs and weights, the projections
+    ``qp = q w_q^T`` (B, Lq, A) and ``kp = k w_k^T`` (B, Lk, A), the output and the per-row
+    log-sum-exp ``lse`` (B, Lq) (+inf for a row that sees no key). The (B, Lq, Lk, A) tanh
+    values are not kept; backward recomputes them. Read-only and reusable."""
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    w_q: np.ndarray
+    w_k: np.ndarray
+    w_v: np.ndarray
+    qp: np.ndarray
+    kp: np.ndarray
+    out: np.ndarray
+    lse: np.ndarray
+    mask: np.ndarray | None
+    kv_lengths: np.ndarray | None
+
+
+class AdditiveAttentionForward(NamedTuple):
+    out: np.ndarray
+    cache: AdditiveAttentionCache
+
+
+class AdditiveAttentionGrads(NamedTuple):
+    dq: np.ndarray
+    dk: np.ndarray
+    dv: np.ndarray
+    dw_q: np.ndarray
+    dw_k: np.ndarray
+    dw_v: np.ndarray
+
+
+def additive_attention_forward(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    w_q: np.ndarray,
+    w_k: np.ndarray,
+    w_v: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    kv_lengths: np.ndarray | None = None,
+) -> AdditiveAttentionForward:
+    """Additive (Bahdanau) attention: ``score_ij = w_v . tanh(w_q q_i + w_k k_j)``, softmax over
+    j, ``out_i = sum_j a_ij v_j``.
+
+    Parameters
+    ----------
+    q : ndarray of float32 or float64, shape (B, Lq, Dq)
+    k : ndarray, shape (B, Lk, Dk), q's dtype
+    v : ndarray, shape (B, Lk, Dv), q's dtype
+    w_q : ndarray, shape (A, Dq);  w_k : ndarray, shape (A, Dk);  w_v : ndarray, shape (A,)
+    mask : ndarray of bool, broadcastable to (B, Lq, Lk), optional; True = attend
+    kv_lengths : integer ndarray, shape (B,), optional; keys j >= kv_lengths[b] are masked
+
+    Returns
+    -------
+    AdditiveAttentionForward(out, cache); ``out`` (B, Lq, Dv), zeros for a row that sees no key.
+
+    q and k are projected once (two GEMMs); the (B, Lq, Lk, A) tensor is never built.
+    """
+    q, k, v = contiguous(q), contiguous(k), contiguous(v)
+    w_q, w_k, w_v = contiguous(w_q), contiguous(w_k), contiguous(w_v)
+    mask = _mask(mask)
+    kv_lengths = None if kv_lengths is None else np.asarray(kv_lengths)
+    out, qp, kp, lse = _core.additive_attention_forward(q, k, v, w_q, w_k, w_v, mask, kv_lengths)
+    cache = AdditiveAttentionCache(q, k, v, w_q, w_k, w_v, qp, kp, out, lse, mask, kv_lengths)
+    return AdditiveAttentionForward(out, cache)
+
+
+def additive_attention_backward(
+    cache: AdditiveAttentionCache, dout: np.ndarray
+) -> AdditiveAttentionGrads:
+    """Gradients of additive_attention_forward.
+
+    Parameters
+    ----------
+    cache : AdditiveAttentionCache
+        From additive_attention_forward; not modified.
+    dout : ndarray, shape (B, Lq, Dv), the forward output's dtype
+
+    Returns
+    -------
+    AdditiveAttentionGrads(dq, dk, dv, dw_q, dw_k, dw_v), shaped like the inputs.
+    """
+    c = cache
+    grads = _core.additive_attention_backward(
+        c.q, c.k, c.v, c.w_q, c.w_k, c.w_v, c.qp, c.kp, c.out, c.lse, contiguous(dout),
+        c.mask, c.kv_lengths,
+    )
+    return AdditiveAttentionGrads(*grads)
+
+
+class AttentionPoolCache(NamedTuple):
+    """What attention_pool_backward needs: h, w, w_s, the projection ``u = tanh(h w^T + b)``
+    (T, B, A), the weights ``alpha`` (T, B) and the lengths. Read-only and reusable."""
+
+    h: np.ndarray
+    w: np.ndarray
+    w_s: np.ndarray
+    u: np.ndarray
+    alpha: np.ndarray
+    lengths: np.ndarray | None
+
+
+class AttentionPoolForward(NamedTuple):
+    context: np.ndarray
+    alpha: np.ndarray
+    cache: AttentionPoolCache
+
+
+class AttentionPoolGrads(NamedTuple):
+    dh: np.ndarray
+    dw: np.ndarray
+    db: np.ndarray
+    dw_s: np.ndarray
+
+
+def attention_pool_forward(
+    h: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    w_s: np.ndarray,
+    *,
+    lengths: np.ndarray | None = None,
+) -> AttentionPoolForward:
+    """Attention pooling over time-major LSTM outputs.
+
+    ``u_t = tanh(h_t w^T + b)``, ``score_t = u_t . w_s``, ``alpha = softmax over t < lengths``,
+    ``context = sum_t alpha_t h_t``.
+
+    Parameters
+    ----------
+    h : ndarray of float32 or float64, shape (T, B, H)
+    w : ndarray, shape (A, H);  b : ndarray, shape (A,);  w_s : ndarray, shape (A,)
+    lengths : integer ndarray, shape (B,), values in [0, T], optional
+        Steps t >= lengths[b] get alpha = 0; a length of 0 gives a zero context.
+
+    Returns
+    -------
+    AttentionPoolForward(context (B, H), alpha (T, B), cache)
+    """
+    h, w, b, w_s = contiguous(h), contiguous(w), contiguous(b), contiguous(w_s)
+    lengths = None if lengths is None else np.asarray(lengths)
+    context, alpha, u = _core.attention_pool_forward(h, w, b, w_s, lengths)
+    return AttentionPoolForward(context, alpha, AttentionPoolCache(h, w, w_s, u, alpha, lengths))
+
+
+def attention_pool_backward(cache: AttentionPoolCache, dcontext: np.ndarray) -> AttentionPoolGrads:
+    """Gradients ``(dh, dw, db, dw_s)`` of attention_pool_forward given dL/dcontext (B, H).
+
+    The cache is not modified.
+    """
+    c = cache
+    grads = _core.attention_pool_backward(
+        c.h, c.w, c.w_s, c.u, c.alpha, contiguous(dcontext), c.lengths
+    )
+    return AttentionPoolGrads(*grads)
+
