@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 from checks import assert_close, check_grad
 
-import seqkern
 from seqkern import nn
 from seqkern.text import pad_sequences
 
 F64 = np.float64
-# The LSTM and attention-pooling layers run on those kernels; until both are built in, skip.
-kernels = pytest.mark.skipif(
-    not all(hasattr(seqkern, f) for f in ("lstm_forward", "lstm_backward", "attention_pool_forward")),
-    reason="LSTM / attention-pooling kernels not in this build yet")
-lstm_kernels = pytest.mark.skipif(not hasattr(seqkern, "lstm_forward"), reason="LSTM kernels not in this build yet")
 # ../shared/datasets/sst2 relative to the repository (or to a folder above it); SEQKERN_SST2 overrides.
 SST2 = next((p / "shared" / "datasets" / "sst2" for p in Path(__file__).resolve().parents
              if (p / "shared" / "datasets" / "sst2").is_dir()), Path("absent"))
@@ -106,7 +100,6 @@ def test_meanpool_grad(rng):
     _layer_check(nn.MeanPool(dtype=F64), x, rng, lengths=np.array([6, 2, 0]), name="MeanPool")
 
 
-@lstm_kernels
 @pytest.mark.parametrize(
     "num_layers,bidirectional,peephole,return_sequences,use_lengths",
     [
@@ -132,7 +125,6 @@ def test_lstm_grad(rng, num_layers, bidirectional, peephole, return_sequences, u
         assert np.all(out[2:, 1] == 0) and np.all(out[:, 2] == 0)
 
 
-@lstm_kernels
 def test_lstm_dropout_between_layers_grad(rng):
     lstm = nn.LSTM(3, 4, 2, True, dropout=0.4, return_sequences=True, dtype=F64, seed=5)
     x = rng.standard_normal((4, 2, 3))
@@ -142,7 +134,6 @@ def test_lstm_dropout_between_layers_grad(rng):
     _layer_check(lstm, x, rng, lengths=np.array([4, 3]), training=True, reseed=11, name="LSTM dropout")
 
 
-@lstm_kernels
 def test_lstm_reverse_direction_matches_reversed_input(rng):
     """The reverse direction equals a forward LSTM over each sequence reversed within its length."""
     bi = nn.LSTM(3, 4, bidirectional=True, return_sequences=True, dtype=F64, seed=6)
@@ -168,7 +159,6 @@ def test_lstm_init():
     assert p["w_ih_l0"].dtype == np.float32
 
 
-@kernels
 def test_attention_pool_grad(rng):
     att = nn.AttentionPool(5, 3, dtype=F64, seed=8)
     att.set_params({"b": rng.standard_normal(3)})
@@ -209,7 +199,6 @@ def _model_check(model, x, y, lengths, rng, name):
     check_grad(f, inputs, grads, rng=rng, name=name)
 
 
-@kernels
 @pytest.mark.parametrize("bidirectional,peephole", [(True, False), (False, True)])
 def test_text_model_grad(rng, bidirectional, peephole):
     model = _text_model(bidirectional=bidirectional, peephole=peephole).compile("adam", "sparse_categorical_crossentropy")
@@ -219,7 +208,6 @@ def test_text_model_grad(rng, bidirectional, peephole):
     _model_check(model, x, rng.integers(0, 3, size=4), lengths, rng, "text model")
 
 
-@lstm_kernels
 def test_regression_model_grad(rng):
     """An LSTM on float features (batch-major input), final state -> Dense(1), MSE."""
     model = nn.Sequential([nn.LSTM(2, 6, num_layers=2, dtype=F64, seed=1), nn.Dense(6, 1, dtype=F64, seed=2)])
@@ -257,7 +245,6 @@ def _toy_task(rng, n=256):
     return x, y
 
 
-@kernels
 def test_training_reduces_loss(rng):
     x, y = _toy_task(rng)
     model = _text_model(dtype=np.float32, bidirectional=False).compile(nn.Adam(0.02), "sparse_categorical_crossentropy")
@@ -305,7 +292,6 @@ def test_optimizer_moving_average():
     assert opt.ema_params["w"][0, 0] == pytest.approx(expected)
 
 
-@kernels
 def test_fit_with_moving_average_keeps_averaged_weights(rng):
     x, y = _toy_task(rng, 96)
     model = _text_model(dtype=np.float32, bidirectional=False).compile(nn.Adam(0.01, ema=0.9),
@@ -316,7 +302,6 @@ def test_fit_with_moving_average_keeps_averaged_weights(rng):
     assert model.evaluate(x, y)["loss"] == pytest.approx(hist["val_loss"][-1])
 
 
-@kernels
 def test_fit_with_validation_and_early_stopping(rng, capsys):
     x, y = _toy_task(rng, 128)
     model = _text_model(dtype=np.float32, bidirectional=False).compile(nn.Adam(1e-6), "sparse_categorical_crossentropy")
@@ -327,7 +312,6 @@ def test_fit_with_validation_and_early_stopping(rng, capsys):
     assert "epoch 1/10" in capsys.readouterr().err
 
 
-@kernels
 def test_ragged_padded_and_lengths_inputs_agree(rng):
     model = _text_model(dtype=F64).compile("adam", "sparse_categorical_crossentropy")
     seqs = [list(rng.integers(1, 12, size=n)) for n in (5, 1, 7, 3)]
@@ -342,7 +326,6 @@ def test_ragged_padded_and_lengths_inputs_agree(rng):
         np.testing.assert_allclose(model.predict(np.array([s]))[0], a[i], rtol=1e-12)
 
 
-@kernels
 def test_save_load_round_trip(tmp_path, rng):
     model = _text_model(dtype=np.float32, peephole=True).compile("adam", "sparse_categorical_crossentropy")
     x, y = _toy_task(rng, 64)
@@ -359,7 +342,6 @@ def test_save_load_round_trip(tmp_path, rng):
     assert loaded.evaluate(x, y) == model.evaluate(x, y)
 
 
-@lstm_kernels
 def test_torch_weight_import(rng):
     torch = pytest.importorskip("torch")
     V, E, H, C = 20, 6, 5, 3
@@ -391,7 +373,6 @@ def test_torch_weight_import(rng):
     assert_close(out, ref64, ref32, name="torch import")
 
 
-@kernels
 def test_demo_on_tsv_files(tmp_path, capsys):
     from seqkern import demo
 
@@ -435,7 +416,6 @@ def test_synthetic_task_needs_word_order():
     assert demo.synthetic_task(5, seed=0) == demo.synthetic_task(5, seed=0)
 
 
-@kernels
 @pytest.mark.skipif(not (SST2 / "sentence_train.tsv").exists(), reason="SST-2 data folder absent")
 def test_sst2_smoke():
     from seqkern.text import Vocab, read_tsv, tokenize
@@ -475,7 +455,6 @@ def test_adding_problem_data():
     np.testing.assert_allclose(y[:, 0], (x[:, :, 0] * marks).sum(axis=1), rtol=1e-6)
 
 
-@kernels
 def test_training_speed_entry():
     from seqkern.nn import speed
 
