@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from . import nn
+from ._runtime import set_num_threads
 from .text import LabelEncoder, Vocab, read_tsv, tokenize
 
 TOPICS = {
@@ -101,12 +102,15 @@ def _parser():
     p.add_argument("--max-vocab", type=int, default=50000, help="vocabulary: maximum size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", help="write the trained model (.npz with its vocabulary and labels)")
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.threads is not None:
+        set_num_threads(args.threads)
     files = args.train is not None
     if files != (args.test is not None):
         print("demo: give both --train and --test (or neither for the synthetic task)", file=sys.stderr)

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from .._runtime import get_num_threads, set_num_threads
 from . import layers as L
 from .model import Sequential
 from .optim import Adam
@@ -83,10 +84,12 @@ def torch_model(vocab, embed, hidden, attn, packed=True):
     return net, torch.optim.Adam(net.parameters(), lr=1e-3)
 
 
-def train_speed(batch=32, steps=20, repeats=3, vocab=16000, embed=150, hidden=100, attn=100, threads=None,
+def train_speed(batch=32, steps=20, repeats=3, vocab=15000, embed=100, hidden=100, attn=100, threads=None,
                 with_torch=True, seed=0):
     """Training tokens/s of seqkern.nn and PyTorch on the same batches; returns a list of row
     dicts {"impl", "tokens_per_s", "ms_per_batch"} (PyTorch rows only when it is importable)."""
+    if threads:
+        set_num_threads(int(threads))
     batches = make_batches(steps, batch, vocab, seed=seed)
     tokens = int(sum(b[1].sum() for b in batches))
     runners = {}
@@ -137,20 +140,29 @@ def train_speed(batch=32, steps=20, repeats=3, vocab=16000, embed=150, hidden=10
     return rows
 
 
+def _torch_threads():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m seqkern.nn.speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--vocab", type=int, default=16000)
-    p.add_argument("--embed", type=int, default=150)
+    p.add_argument("--vocab", type=int, default=15000)
+    p.add_argument("--embed", type=int, default=100)
     p.add_argument("--hidden", type=int, default=100)
     p.add_argument("--attn", type=int, default=100)
-    p.add_argument("--threads", type=int, default=None, help="PyTorch threads (seqkern: OMP_NUM_THREADS)")
+    p.add_argument("--threads", type=int, default=None, help="threads for both (default: each library's own)")
     a = p.parse_args(argv)
     rows = train_speed(a.batch, a.steps, a.repeats, a.vocab, a.embed, a.hidden, a.attn, a.threads)
     print(f"training speed, BiLSTM + attention: batch {a.batch}, embedding {a.embed}, hidden {a.hidden} x 2, "
-          f"attention {a.attn}, vocabulary {a.vocab}; median of {a.repeats} x {a.steps} batches")
+          f"attention {a.attn}, vocabulary {a.vocab}; median of {a.repeats} x {a.steps} batches; "
+          f"seqkern threads {get_num_threads()}" + (f", torch threads {_torch_threads()}" if _torch_threads() else ""))
     print(f"{'impl':<20} {'tokens/s':>10} {'ms/batch':>9} {'seqkern x':>10}")
     for r in rows:
         print(f"{r['impl']:<20} {r['tokens_per_s']:>10,.0f} {r['ms_per_batch']:>9.1f} {r['seqkern_speedup']:>10.2f}")
