@@ -2,7 +2,9 @@
 
 Trains on ``sentence_train.tsv`` (6,920 sentences), picks the epoch on ``dev.tsv`` (the SST dev
 split, 872 sentences) and reports accuracy on ``sentence_test.tsv`` (1,821 sentences). No
-pretrained embeddings.
+pretrained embeddings. Regularization: word dropout (words replaced by <unk>), dropout on the
+embeddings and before the classifier, and a moving average of the weights (``--ema``) for
+evaluation.
 
     python examples/sst2.py                      # data in ../shared/datasets/sst2 (from the repo)
     python examples/sst2.py --data /path/to/sst2
@@ -60,7 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--word-dropout", type=float, default=0.25, help="replace words by <unk> in training")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--ema", type=float, default=None, help="evaluate with moving averages of the weights")
+    p.add_argument("--ema", type=float, default=0.995,
+                   help="evaluate with moving averages of the weights (0: off)")
     p.add_argument("--min-count", type=int, default=1)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -97,8 +100,8 @@ def main(argv=None) -> int:
         seed = args.seed + run
         model = build(len(vocab), args.embed, args.hidden, args.attn, args.dropout, args.emb_dropout,
                       args.word_dropout, seed)
-        model.compile(nn.Adam(lr=args.lr, clipnorm=5.0, weight_decay=args.weight_decay, ema=args.ema),
-                      "sparse_categorical_crossentropy")
+        opt = nn.Adam(lr=args.lr, clipnorm=5.0, weight_decay=args.weight_decay, ema=args.ema or None)
+        model.compile(opt, "sparse_categorical_crossentropy")
         if run == 0:
             print(f"BiLSTM + attention: embedding {args.embed}, hidden {args.hidden} x 2, attention {args.attn}, "
                   f"{sum(v.size for v in model.params().values()):,d} parameters")
