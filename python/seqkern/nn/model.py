@@ -77,8 +77,7 @@ class _Progress:
         if not self.enabled:
             return
         if self.bar is not None:
-            if extra:
-                self.bar.set_postfix_str(self.bar.postfix + extra if self.bar.postfix else extra)
+            self.bar.set_postfix_str(self.post + extra, refresh=False)
             self.bar.close()
             return
         self._draw(time.perf_counter(), extra)
