@@ -214,25 +214,22 @@ void copy_or_zero(T* dst, const T* src, int64_t n) {
 }  // namespace
 
 template <typename T>
-void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p, T* whh_bp) {
-  const int64_t D = s.D, H = s.H, N4 = 4 * H, U = lstm::kUnits<T>;
-  for (int64_t n = 0; n < N4; ++n) {
-    for (int64_t k = 0; k < D; ++k) wih_t[k * N4 + n] = w_ih[n * D + k];
-  }
+void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p) {
+  const int64_t D = s.D, H = s.H, U = lstm::kUnits<T>;
   for (int64_t j = 0; j < lstm::num_blocks(H, U); ++j) {
     const int64_t u0 = j * U, w = lstm::block_width(j, H, U);
-    T* pi = wih_p + j * 4 * U * D;
-    T* ph = whh_p + j * 4 * U * H;
-    T* pb = whh_bp + j * U * N4;
     for (int64_t q = 0; q < 4; ++q) {
       for (int64_t r = 0; r < w; ++r) {
         const int64_t n = q * H + u0 + r;
-        for (int64_t k = 0; k < D; ++k) pi[k * 4 * w + q * w + r] = w_ih[n * D + k];
-        for (int64_t k = 0; k < H; ++k) ph[k * 4 * w + q * w + r] = w_hh[n * H + k];
+        if (wih_p) {
+          T* pi = wih_p + j * 4 * U * D;
+          for (int64_t k = 0; k < D; ++k) pi[k * 4 * w + q * w + r] = w_ih[n * D + k];
+        }
+        if (whh_p) {
+          T* ph = whh_p + j * 4 * U * H;
+          for (int64_t k = 0; k < H; ++k) ph[k * 4 * w + q * w + r] = w_hh[n * H + k];
+        }
       }
-    }
-    for (int64_t k = 0; k < N4; ++k) {
-      for (int64_t r = 0; r < w; ++r) pb[k * w + r] = w_hh[k * H + u0 + r];
     }
   }
 }
@@ -250,7 +247,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     G = scratch.data();
   }
   // The input projection of every step in one GEMM.
-  gemm::gemm_mt<T>(false, false, T_ * B, N4, D, T(1), x, D, p.wih_t, N4, T(0), G, N4,
+  gemm::gemm_mt<T>(false, true, T_ * B, N4, D, T(1), x, D, p.w_ih, D, T(0), G, N4,
                    simd::threads_for(T_ * B * N4 * D, kGemmGrain));
 
   // States: the cache's (T+1, B, H) arrays, or two ping-pong buffers without a cache.
@@ -396,7 +393,7 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
 }
 
 #define SEQKERN_LSTM_FWD(T)                                                                             \
-  template void lstm_pack<T>(const LstmShape&, const T*, const T*, T*, T*, T*, T*);                     \
+  template void lstm_pack<T>(const LstmShape&, const T*, const T*, T*, T*);                             \
   template void lstm_forward<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*,   \
                                 const int64_t*, T*, T*, T*, T*, T*, T*);                                \
   template void lstm_step<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*, T*, \
