@@ -241,7 +241,8 @@ bool overlaps(const py::array& a, const py::array& b) {
 
 // One layer's weights, validated, C-contiguous and packed once (see LstmParams in kernels.h).
 struct LstmWeightsCore {
-  py::array w_ih, w_hh, wih_t, wih_p, whh_p, whh_bp;
+  py::array w_ih, w_hh, whh_p;
+  mutable py::object wih_p = py::none();  // packed at the first step (only the step uses it)
   py::object bias = py::none(), peephole = py::none();
   int64_t D = 0, H = 0;
   bool f64 = false;
@@ -279,17 +280,23 @@ struct LstmWeightsCore {
 
   template <typename T>
   void pack() {
-    py::array_t<T> a(std::vector<py::ssize_t>{D * 4 * H});
-    py::array_t<T> b(std::vector<py::ssize_t>{D * 4 * H});
     py::array_t<T> c(std::vector<py::ssize_t>{H * 4 * H});
-    py::array_t<T> d(std::vector<py::ssize_t>{H * 4 * H});
     const LstmShape s{0, 0, D, H};
     table().ops<T>().lstm_pack(s, static_cast<const T*>(w_ih.data()), static_cast<const T*>(w_hh.data()),
-                               a.mutable_data(), b.mutable_data(), c.mutable_data(), d.mutable_data());
-    wih_t = a;
-    wih_p = b;
+                               nullptr, c.mutable_data());
     whh_p = c;
-    whh_bp = d;
+  }
+
+  template <typename T>
+  const T* packed_wih() const {
+    if (wih_p.is_none()) {
+      py::array_t<T> b(std::vector<py::ssize_t>{D * 4 * H});
+      const LstmShape s{0, 0, D, H};
+      table().ops<T>().lstm_pack(s, static_cast<const T*>(w_ih.data()), static_cast<const T*>(w_hh.data()),
+                                 b.mutable_data(), nullptr);
+      wih_p = b;
+    }
+    return static_cast<const T*>(py::reinterpret_borrow<py::array>(wih_p).data());
   }
 
   template <typename T>
@@ -300,10 +307,8 @@ struct LstmWeightsCore {
     p.bias = bias.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(bias).data());
     p.peephole =
         peephole.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(peephole).data());
-    p.wih_t = static_cast<const T*>(wih_t.data());
-    p.wih_p = static_cast<const T*>(wih_p.data());
+    p.wih_p = wih_p.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(wih_p).data());
     p.whh_p = static_cast<const T*>(whh_p.data());
-    p.whh_bp = static_cast<const T*>(whh_bp.data());
     return p;
   }
 
@@ -356,6 +361,7 @@ struct LstmWeightsCore {
       hp = tmp_h.mutable_data();
       cp = tmp_c.mutable_data();
     }
+    packed_wih<T>();
     const LstmParams<T> p = params<T>();
     const LstmShape s{1, B, D, H};
     const T* xp = static_cast<const T*>(x.data());

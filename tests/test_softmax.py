@@ -146,7 +146,7 @@ def test_reference_backward_finite_differences(rng, axis):
     for m in (None, mask):
         y = ref.softmax(x, axis=axis, mask=m)
         dx = ref.softmax_backward(y, g, axis=axis)
-        check_grad(lambda x: ref.softmax(x, axis=axis, mask=m), {"x": x}, {"__g__": (g,), "x": dx},
+        check_grad(lambda x, m=m: ref.softmax(x, axis=axis, mask=m), {"x": x}, {"__g__": (g,), "x": dx},
                    rng=rng, name="softmax")
 
 

@@ -11,9 +11,10 @@
 // Only the recurrent part stays in the time loop: the element-wise gate derivatives and
 // dh_{t-1} = da_t·w_hh. da for all steps is stored (T·B, 4H, natural gate order), and after the
 // loop dx = da·w_ih, dw_ih = daᵀ·x and dw_hh = daᵀ·h_{t-1} are single GEMMs; dbias is a column sum.
-// Threads: one parallel region for the loop; each thread owns the same unit blocks as in the
-// forward, computes da and dc for them, waits at the step's one barrier, then its units of
-// dh_{t-1} (which only it reads next). Every sum runs in a fixed order (k increasing in the
+// Threads: one parallel region for the loop; each thread owns a fixed range of units (whole
+// unit blocks and whole gemm panels), computes da and dc for them, waits at the step's one
+// barrier, then its units of dh_{t-1} (which only it reads next) with the packed GEMM over
+// w_hh packed once per call. Every sum runs in a fixed order (k increasing in the
 // products, t descending then b increasing for dpeephole, rows increasing for dbias), so
 // results are bitwise identical for any thread count.
 // Cost: 2·T·B·4H·H flops in the loop, 2·T·B·4H·(2D+H) in the GEMMs after it (about twice the
@@ -33,90 +34,12 @@ using simd::Vec;
 constexpr int64_t kStepGrain = 1 << 16;
 constexpr int64_t kGemmGrain = 1 << 18;
 
-// Register tile of the recurrent product dh[m, u] = Σ_k da[m, k]·w_hh[k, u].
-#if defined(__AVX512F__)
-constexpr int kDhRows = 6;
-constexpr int kDhVecs = 4;
-#else
-constexpr int kDhRows = 2;
-constexpr int kDhVecs = 4;
-#endif
-
 struct BwdStep {
   int64_t H = 0;
   int64_t t = 0;
   const int64_t* lengths = nullptr;
   bool active(int64_t m) const { return !lengths || t < lengths[m]; }
 };
-
-// dh[m0..m0+R, n0..n0+ncols) = da[m0.., :]·w_hh[:, n0..] (K = 4H), rows past their length skipped.
-// n0 is a multiple of the unit block U and W divides U, so each vector lies in one block's panel.
-template <typename T, int R>
-void dh_tile(const BwdStep& st, const T* da, const T* whh_bp, T* dh, int64_t m0, int64_t n0, int ncols) {
-  using V = Vec<T>;
-  constexpr int W = V::W;
-  constexpr int U = lstm::kUnits<T>;
-  const int64_t H = st.H, K = 4 * H;
-  int cnt[kDhVecs];
-  const T* base[kDhVecs];
-  int64_t stride[kDhVecs];
-  for (int v = 0; v < kDhVecs; ++v) {
-    const int n = ncols - v * W;
-    cnt[v] = n < 0 ? 0 : n > W ? W : n;
-    const int64_t u = n0 + v * W, j = u / U;
-    const int64_t jj = j < lstm::num_blocks(H, U) ? j : 0;  // vectors past H load nothing
-    stride[v] = lstm::block_width(jj, H, U);
-    base[v] = whh_bp + jj * U * K + (u - jj * U);
-  }
-  const bool full = ncols == kDhVecs * W;
-  V acc[R][kDhVecs];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < kDhVecs; ++v) acc[r][v] = V::zero();
-  for (int64_t k = 0; k < K; ++k) {
-    V wv[kDhVecs];
-    for (int v = 0; v < kDhVecs; ++v) {
-      const T* wr = base[v] + k * stride[v];
-      wv[v] = full ? V::load(wr) : V::load_n(wr, cnt[v]);
-    }
-    for (int r = 0; r < R; ++r) {
-      const V b = V::set1(da[(m0 + r) * K + k]);
-      for (int v = 0; v < kDhVecs; ++v) acc[r][v] = simd::fmadd(b, wv[v], acc[r][v]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    if (!st.active(m0 + r)) continue;
-    T* out = dh + (m0 + r) * H + n0;
-    for (int v = 0; v < kDhVecs; ++v) {
-      if (full) acc[r][v].store(out + v * W); else acc[r][v].store_n(out + v * W, cnt[v]);
-    }
-  }
-}
-
-template <typename T, int R>
-void dh_rows(const BwdStep& st, const T* da, const T* w_hh, T* dh, int64_t m0, int rows, int64_t n0, int ncols) {
-  if constexpr (R > 0) {
-    if (rows == R) {
-      dh_tile<T, R>(st, da, w_hh, dh, m0, n0, ncols);
-    } else {
-      dh_rows<T, R - 1>(st, da, w_hh, dh, m0, rows, n0, ncols);
-    }
-  }
-}
-
-// Units [u0, u1) of dh_{t-1} for all B rows.
-template <typename T>
-void dh_units(const BwdStep& st, int64_t B, const T* da, const T* w_hh, T* dh, int64_t u0, int64_t u1) {
-  constexpr int NC = kDhVecs * Vec<T>::W;
-  for (int64_t n0 = u0; n0 < u1; n0 += NC) {
-    const int ncols = static_cast<int>(u1 - n0 < NC ? u1 - n0 : NC);
-    const int64_t tiles = (B + kDhRows - 1) / kDhRows;
-    for (int64_t tile = 0; tile < tiles; ++tile) {
-      const int64_t m0 = B * tile / tiles;
-      const int rows = static_cast<int>(B * (tile + 1) / tiles - m0);
-      dh_rows<T, kDhRows>(st, da, w_hh, dh, m0, rows, n0, ncols);
-    }
-  }
-}
 
 // The element-wise part of step t for unit block j, all rows: da (natural order) and dc_{t-1}.
 template <typename T>
@@ -216,9 +139,17 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
   simd::Buffer<T> da_buf(R * N4);
   T* da = da_buf.data();
 
-  const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
+  // dh_{t-1} = da_t·w_hh with w_hh packed once for the whole loop (K = 4H, N = H). Threads own
+  // granules of G units: whole unit blocks (gate_grads) and whole panels (gemm_packed columns).
+  const gemm::PackedB<T> whh_pk(false, N4, H, p.w_hh, H);
+  constexpr int64_t U = lstm::kUnits<T>;
+  constexpr int64_t NR = gemm::PackedB<T>::panel_width;
+  constexpr int64_t G = U > NR ? U : NR;
+  const int64_t ng = (H + G - 1) / G;
   int nt = simd::threads_for(B * N4 * H, kStepGrain);
-  if (nt > nb) nt = static_cast<int>(nb);
+  if (nt > ng) nt = static_cast<int>(ng);
+  // Rows past their length keep dh: the product then goes to scratch and only active rows are copied.
+  simd::Buffer<T> dh_new(lengths ? BH : 0);
   if (R > 0 && H > 0) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -228,10 +159,10 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
       tid = omp_get_thread_num();
       team = omp_get_num_threads();
 #endif
-      int64_t j0, j1;
-      lstm::split_range(nb, team, tid, &j0, &j1);
-      const int64_t U = lstm::kUnits<T>;
-      const int64_t u0 = j0 * U, u1 = j1 * U < H ? j1 * U : H;
+      int64_t g0, g1;
+      lstm::split_range(ng, team, tid, &g0, &g1);
+      const int64_t u0 = g0 * G, u1 = g1 * G < H ? g1 * G : H;
+      const int64_t j0 = u0 / U, j1 = (u1 + U - 1) / U;
       BwdStep st;
       st.H = H;
       st.lengths = lengths;
@@ -245,7 +176,16 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
         // dh_{t-1} needs all of da_t; it then writes only this thread's units of dh, which only
         // this thread reads in step t-1, so one barrier per step suffices.
 #pragma omp barrier
-        if (u1 > u0) dh_units(st, B, da_t, p.whh_bp, dh0, u0, u1);
+        if (u1 > u0) {
+          T* out = lengths ? dh_new.data() : dh0;
+          gemm::gemm_packed<T>(false, B, T(1), da_t, N4, whh_pk, T(0), out, H, u0, u1);
+          if (lengths) {
+            for (int64_t m = 0; m < B; ++m) {
+              if (!st.active(m)) continue;
+              for (int64_t u = u0; u < u1; ++u) dh0[m * H + u] = out[m * H + u];
+            }
+          }
+        }
       }
     }
   }

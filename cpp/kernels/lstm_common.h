@@ -7,8 +7,6 @@
 // K rows of 4w values, row k = [i | f | g | o] weights of the block's units for input k. One
 // register tile streams one contiguous panel and produces i, f, g and o of the same units, so
 // the cell update runs on the accumulators.
-// Backward panels (whh_bp): block j's panel starts at j*U*4H and holds the 4H rows of w_hh
-// restricted to the block's w columns, for dh_{t-1} = da_t·w_hh.
 // Gate pre-activations, the saved gates and da use the natural (B, 4H) order i, f, g, o.
 #pragma once
 

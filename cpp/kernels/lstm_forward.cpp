@@ -9,9 +9,11 @@
 // Saves for lstm_backward (when asked): the post-activation gates (T, B, 4H, order i, f, g, o) and
 // the states hs, cs (T+1, B, H) with hs[0] = h0, hs[t+1] = h after step t.
 // Numerics: accumulation in T. x·w_ihᵀ for all steps is one GEMM up front (into the gates
-// buffer, overwritten in place by the activations); each step then adds bias and h_{t-1}·w_hhᵀ
-// in registers (k increasing, streaming the block's gate-interleaved w_hh panel, see
-// lstm_common.h) and runs the cell update on the accumulators.
+// buffer, overwritten in place by the activations). With B >= kGemmRowsMin each step computes
+// h_{t-1}·w_hhᵀ with the packed GEMM (w_hh packed once per call in gate-interleaved order) into a
+// (B, 4H) buffer and the cell adds x·w_ihᵀ + bias + that; with fewer rows each step adds bias and
+// h_{t-1}·w_hhᵀ in registers (k increasing, streaming the block's gate-interleaved w_hh panel,
+// see lstm_common.h) and runs the cell update on the accumulators.
 // Threads: one parallel region for the whole sequence; each thread owns a fixed range of unit
 // blocks (its slice of w_hh stays in its cache) and the team meets at one barrier per step.
 // Every output element is computed by one thread in a fixed order, so results are bitwise
@@ -36,6 +38,10 @@ constexpr int64_t kGemmGrain = 1 << 18;
 // Rows of a weight panel per k chunk: 64 rows of 4 gates x 64 bytes = 16 KiB, half of L1.
 constexpr int64_t kChunkRows = 64;
 
+// Rows from which the recurrent product runs as a packed GEMM (measured: at 8 rows it is as fast
+// as the fused tile, above it faster, up to 10% at H = 512).
+constexpr int64_t kGemmRowsMin = 8;
+
 // What one step of the cell reads and writes; rows are B, all arrays C-contiguous.
 template <typename T>
 struct CellStep {
@@ -49,6 +55,8 @@ struct CellStep {
   int64_t h_sm = 0, h_sk = 1;
   const T* whh_p = nullptr;  // forward panels, K = H
   const T* bias = nullptr;   // (4H) natural order, or nullptr
+  const T* pre = nullptr;    // (B, 4H) h_prev·w_hhᵀ, gate-interleaved columns, row stride ldp, or nullptr
+  int64_t ldp = 0;
   const T* peep = nullptr;   // (3, H), or nullptr
   const T* c_prev = nullptr;
   T* h_out = nullptr;
@@ -89,6 +97,7 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j, int64_t kb, int64_t 
         }
         V s = a.g_in ? ld(a.g_in + (m0 + r) * N4 + q * H + u0, v) : V::zero();
         if (a.bias) s = s + ld(a.bias + q * H + u0, v);
+        if (a.pre) s = s + ld(a.pre + (m0 + r) * a.ldp + 4 * u0 + q * w, v);
         acc[r][q][v] = s;
       }
     }
@@ -174,11 +183,11 @@ void cell_blocks(const CellStep<T>& a, int64_t B, int64_t j0, int64_t j1) {
   // Rows in equal tiles (32 = 6+6+5+5+5+5, not 6*5+2): a thin last tile would waste its pass
   // over the weight panel.
   const int64_t tiles = (B + MR - 1) / MR;
-  const int64_t chunks = tiles > 1 && a.part ? (a.H + kChunkRows - 1) / kChunkRows : 1;
+  const int64_t chunks = tiles > 1 && a.part && !a.pre ? (a.H + kChunkRows - 1) / kChunkRows : 1;
   for (int64_t j = j0; j < j1; ++j) {
     const bool full = (j + 1) * U <= a.H;
     for (int64_t ch = 0; ch < chunks; ++ch) {
-      const int64_t kb = a.H * ch / chunks, ke = a.H * (ch + 1) / chunks;
+      const int64_t kb = a.pre ? 0 : a.H * ch / chunks, ke = a.pre ? 0 : a.H * (ch + 1) / chunks;
       const bool first = ch == 0, last = ch == chunks - 1;
       for (int64_t tile = 0; tile < tiles; ++tile) {
         const int64_t m0 = B * tile / tiles;
@@ -201,25 +210,22 @@ void copy_or_zero(T* dst, const T* src, int64_t n) {
 }  // namespace
 
 template <typename T>
-void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p, T* whh_bp) {
-  const int64_t D = s.D, H = s.H, N4 = 4 * H, U = lstm::kUnits<T>;
-  for (int64_t n = 0; n < N4; ++n) {
-    for (int64_t k = 0; k < D; ++k) wih_t[k * N4 + n] = w_ih[n * D + k];
-  }
+void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p) {
+  const int64_t D = s.D, H = s.H, U = lstm::kUnits<T>;
   for (int64_t j = 0; j < lstm::num_blocks(H, U); ++j) {
     const int64_t u0 = j * U, w = lstm::block_width(j, H, U);
-    T* pi = wih_p + j * 4 * U * D;
-    T* ph = whh_p + j * 4 * U * H;
-    T* pb = whh_bp + j * U * N4;
     for (int64_t q = 0; q < 4; ++q) {
       for (int64_t r = 0; r < w; ++r) {
         const int64_t n = q * H + u0 + r;
-        for (int64_t k = 0; k < D; ++k) pi[k * 4 * w + q * w + r] = w_ih[n * D + k];
-        for (int64_t k = 0; k < H; ++k) ph[k * 4 * w + q * w + r] = w_hh[n * H + k];
+        if (wih_p) {
+          T* pi = wih_p + j * 4 * U * D;
+          for (int64_t k = 0; k < D; ++k) pi[k * 4 * w + q * w + r] = w_ih[n * D + k];
+        }
+        if (whh_p) {
+          T* ph = whh_p + j * 4 * U * H;
+          for (int64_t k = 0; k < H; ++k) ph[k * 4 * w + q * w + r] = w_hh[n * H + k];
+        }
       }
-    }
-    for (int64_t k = 0; k < N4; ++k) {
-      for (int64_t r = 0; r < w; ++r) pb[k * w + r] = w_hh[k * H + u0 + r];
     }
   }
 }
@@ -237,7 +243,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     G = scratch.data();
   }
   // The input projection of every step in one GEMM.
-  gemm::gemm_mt<T>(false, false, T_ * B, N4, D, T(1), x, D, p.wih_t, N4, T(0), G, N4,
+  gemm::gemm_mt<T>(false, true, T_ * B, N4, D, T(1), x, D, p.w_ih, D, T(0), G, N4,
                    simd::threads_for(T_ * B * N4 * D, kGemmGrain));
 
   // States: the cache's (T+1, B, H) arrays, or two ping-pong buffers without a cache.
@@ -254,9 +260,32 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   copy_or_zero(cbuf, c0, BH);
   auto slot = [&](int64_t t) { return hs ? t * stride : (t & 1) * stride; };
 
-  const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
+  constexpr int64_t U = lstm::kUnits<T>;
+  const int64_t nb = lstm::num_blocks(H, U);
   int nt = simd::threads_for(B * N4 * H, kStepGrain);
   if (nt > nb) nt = static_cast<int>(nb);
+  // From a few rows up, the recurrent product runs as a packed GEMM over w_hh with its rows in
+  // the gate-interleaved block order (block j's columns j*4U + q*w + r, see lstm_common.h), into
+  // a (B, 4H) buffer whose row stride avoids a power of two; the cell update then reads it.
+  const bool use_gemm = B >= kGemmRowsMin;
+  gemm::PackedB<T> whh_pk;
+  simd::Buffer<T> pre;
+  int64_t ldp = 0;
+  if (use_gemm) {
+    simd::Buffer<T> perm(N4 * H);
+    for (int64_t j = 0; j < nb; ++j) {
+      const int64_t u0 = j * U, w = lstm::block_width(j, H, U);
+      for (int64_t q = 0; q < 4; ++q)
+        for (int64_t r = 0; r < w; ++r) {
+          const T* src = p.w_hh + (q * H + u0 + r) * H;
+          T* dst = perm.data() + (4 * u0 + q * w + r) * H;
+          for (int64_t k = 0; k < H; ++k) dst[k] = src[k];
+        }
+    }
+    whh_pk.pack(true, H, N4, perm.data(), H);
+    ldp = (N4 + 15) / 16 * 16 + 16;
+    pre.reset(B * ldp);
+  }
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard thread_guard;
@@ -269,8 +298,8 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     lstm::split_range(nb, team, tid, &j0, &j1);
     // h_{t-1} transposed to (H, B): a tile's rows for one k then share a cache line, where rows
     // H apart (a power of two, often) would fight over the same L1 sets.
-    simd::Buffer<T> h_t(B > 1 ? BH : 0);
-    simd::Buffer<T> part(B * 4 * lstm::kUnits<T>);
+    simd::Buffer<T> h_t(B > 1 && !use_gemm ? BH : 0);
+    simd::Buffer<T> part(use_gemm ? 0 : B * 4 * U);
     CellStep<T> a;
     a.H = H;
     a.D = D;
@@ -279,12 +308,19 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     a.peep = p.peephole;
     a.lengths = lengths;
     a.part = part.data();
+    if (use_gemm) {
+      a.pre = pre.data();
+      a.ldp = ldp;
+    }
+    const int64_t n0 = 4 * j0 * U, n1 = 4 * j1 * U < N4 ? 4 * j1 * U : N4;
     for (int64_t t = 0; t < T_; ++t) {
       a.t = t;
       a.g_in = G + t * B * N4;
       a.gates_out = gates ? gates + t * B * N4 : nullptr;
       a.h_prev = hbuf + slot(t);
-      if (B > 1) {
+      if (use_gemm) {
+        if (n1 > n0) gemm::gemm_packed<T>(false, B, T(1), a.h_prev, H, whh_pk, T(0), pre.data(), ldp, n0, n1);
+      } else if (B > 1) {
         for (int64_t m = 0; m < B; ++m)
           for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
         a.h_rows = h_t.data();
@@ -353,7 +389,7 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
 }
 
 #define SEQKERN_LSTM_FWD(T)                                                                             \
-  template void lstm_pack<T>(const LstmShape&, const T*, const T*, T*, T*, T*, T*);                     \
+  template void lstm_pack<T>(const LstmShape&, const T*, const T*, T*, T*);                             \
   template void lstm_forward<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*,   \
                                 const int64_t*, T*, T*, T*, T*, T*, T*);                                \
   template void lstm_step<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*, T*, \

@@ -21,7 +21,7 @@ void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha
             T beta, T* C, int threads, int64_t packed_repeat);
 
 template <typename T>
-void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p, T* whh_bp);
+void lstm_pack(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p);
 template <typename T>
 void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h0, const T* c0,
                   const int64_t* lengths, T* y, T* h_n, T* c_n, T* gates, T* hs, T* cs);

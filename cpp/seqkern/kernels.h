@@ -14,18 +14,16 @@ namespace seqkern {
 
 // The weights of one LSTM layer as the kernels see them. w_ih (4H, D), w_hh (4H, H), bias (4H) and
 // peephole (3, H, rows i, f, o) are in PyTorch's layout; bias and peephole may be nullptr.
-// lstm_pack derives the rest once: wih_t (D, 4H) = w_ihᵀ for the input-projection GEMM, and the
-// gate-interleaved panels of lstm_common.h: wih_p and whh_p (forward), whh_bp (backward).
+// lstm_pack derives the gate-interleaved panels of lstm_common.h once: whh_p (the forward with few
+// rows, the step) and wih_p (the step only).
 template <typename T>
 struct LstmParams {
   const T* w_ih = nullptr;
   const T* w_hh = nullptr;
   const T* bias = nullptr;
   const T* peephole = nullptr;
-  const T* wih_t = nullptr;
   const T* wih_p = nullptr;
   const T* whh_p = nullptr;
-  const T* whh_bp = nullptr;
 };
 
 template <typename T>
@@ -34,11 +32,10 @@ struct Ops {
   void (*softmax_forward)(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) = nullptr;
   void (*softmax_backward)(const SoftmaxShape& s, const T* y, const T* dy, T* dx) = nullptr;
 
-  // lstm_forward.cpp. lstm_pack fills wih_t (D*4H), wih_p (D*4H), whh_p and whh_bp (4H*H values).
+  // lstm_forward.cpp. lstm_pack fills wih_p (D*4H values) and whh_p (4H*H values); either may be nullptr.
   // h0, c0, lengths may be nullptr (zeros, all T). gates (T, B, 4H), hs and cs (T+1, B, H) form
   // the cache; all three nullptr for no cache.
-  void (*lstm_pack)(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_t, T* wih_p, T* whh_p,
-                    T* whh_bp) = nullptr;
+  void (*lstm_pack)(const LstmShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p) = nullptr;
   void (*lstm_forward)(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* h0, const T* c0,
                        const int64_t* lengths, T* y, T* h_n, T* c_n, T* gates, T* hs, T* cs) = nullptr;
   // One step (s.T ignored) for B rows; h_out/c_out must not overlap x, h or c.

@@ -13,7 +13,6 @@ reports its GFLOP/s as a fraction of it. Ratios are ``peer_ms / seqkern_ms``: ab
 seqkern is faster. The single LSTM step has no reference twin (it is the streaming API), so its
 ``numpy`` baseline is the step as a NumPy user writes it. On the GEMM-bound shapes seqkern is
 timed at one thread too: an extra row, and ``x1thr`` (the speed-up of all threads) on the main one.
-An entry whose seqkern function is not in the installed build is reported and skipped.
 
 Usage::
 
@@ -176,10 +175,6 @@ def ort_session(ctx: Context, node: Any, inputs: dict[str, tuple], outputs: list
                                     providers=["CPUExecutionProvider"])
 
 
-def _ref(name: str) -> Callable | None:
-    return getattr(reference, name, None)
-
-
 # ---------------------------------------------------------------------------------------------
 # Setups: inputs once, then one callable per implementation
 
@@ -188,8 +183,7 @@ def setup_softmax(d: dict, ctx: Context) -> dict[str, Callable]:
     x = ctx.rng.standard_normal(d["x"], dtype=np.float32)
     axis, f = d["axis"], seqkern.softmax
     impls: dict[str, Callable] = {"seqkern": lambda: f(x, axis)}
-    if _ref("softmax"):
-        impls["numpy"] = lambda: reference.softmax(x, axis)
+    impls["numpy"] = lambda: reference.softmax(x, axis)
     if ctx.torch:
         torch, xt = ctx.torch, ctx.torch.from_numpy(x)
         impls["torch"] = lambda: torch.softmax(xt, axis)
@@ -206,8 +200,7 @@ def setup_softmax_backward(d: dict, ctx: Context) -> dict[str, Callable]:
     dy = ctx.rng.standard_normal(d["x"], dtype=np.float32)
     f = seqkern.softmax_backward
     impls: dict[str, Callable] = {"seqkern": lambda: f(y, dy, axis)}
-    if _ref("softmax_backward"):
-        impls["numpy"] = lambda: reference.softmax_backward(y, dy, axis)
+    impls["numpy"] = lambda: reference.softmax_backward(y, dy, axis)
     if ctx.torch:
         torch, yt, dyt = ctx.torch, ctx.torch.from_numpy(y), ctx.torch.from_numpy(dy)
         impls["torch"] = lambda: torch._softmax_backward_data(dyt, yt, axis, torch.float32)
@@ -257,9 +250,7 @@ def setup_lstm_forward(d: dict, ctx: Context) -> dict[str, Callable]:
     x, w_ih, w_hh, bias = _lstm_data(d, ctx.rng)
     f = seqkern.lstm_forward
     impls: dict[str, Callable] = {"seqkern": lambda: f(x, w_ih, w_hh, bias)}
-    ref = _ref("lstm_forward")
-    if ref:
-        impls["numpy"] = lambda: ref(x, w_ih, w_hh, bias)
+    impls["numpy"] = lambda: reference.lstm_forward(x, w_ih, w_hh, bias)
     if ctx.torch:
         torch, xt = ctx.torch, ctx.torch.from_numpy(x)
         lstm = _torch_lstm(torch, w_ih, w_hh, bias)
@@ -281,9 +272,8 @@ def setup_lstm_train(d: dict, ctx: Context) -> dict[str, Callable]:
     dy = ctx.rng.standard_normal((d["T"], d["B"], d["H"]), dtype=np.float32)
     fwd, bwd = seqkern.lstm_forward, seqkern.lstm_backward
     impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(x, w_ih, w_hh, bias)[-1], dy)}
-    rf, rb = _ref("lstm_forward"), _ref("lstm_backward")
-    if rf and rb:
-        impls["numpy"] = lambda: rb(rf(x, w_ih, w_hh, bias)[-1], dy)
+    rf, rb = reference.lstm_forward, reference.lstm_backward
+    impls["numpy"] = lambda: rb(rf(x, w_ih, w_hh, bias)[-1], dy)
     if ctx.torch:
         torch, lstm = ctx.torch, _torch_lstm(ctx.torch, w_ih, w_hh, bias)
         xt, dyt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(dy)
@@ -342,9 +332,7 @@ def setup_attention_forward(d: dict, ctx: Context) -> dict[str, Callable]:
     q, k, v = _qkv(d, ctx.rng)
     f = seqkern.attention_forward
     impls: dict[str, Callable] = {"seqkern": lambda: f(q, k, v)}
-    ref = _ref("attention_forward")
-    if ref:
-        impls["numpy"] = lambda: ref(q, k, v)
+    impls["numpy"] = lambda: reference.attention_forward(q, k, v)
     if ctx.torch:
         torch = ctx.torch
         sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -363,9 +351,8 @@ def setup_attention_train(d: dict, ctx: Context) -> dict[str, Callable]:
     dout = ctx.rng.standard_normal(q.shape, dtype=np.float32)
     fwd, bwd = seqkern.attention_forward, seqkern.attention_backward
     impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(q, k, v)[-1], dout)}
-    rf, rb = _ref("attention_forward"), _ref("attention_backward")
-    if rf and rb:
-        impls["numpy"] = lambda: rb(rf(q, k, v)[-1], dout)
+    rf, rb = reference.attention_forward, reference.attention_backward
+    impls["numpy"] = lambda: rb(rf(q, k, v)[-1], dout)
     if ctx.torch:
         torch = ctx.torch
         sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -399,36 +386,39 @@ def _torch_additive(torch: Any, q, k, v, w_q, w_k, w_v):
     return torch.softmax(scores, -1) @ v
 
 
-def setup_additive(d: dict, ctx: Context, train: bool = False) -> dict[str, Callable]:
-    args = _additive_data(d, ctx.rng)
-    dout = ctx.rng.standard_normal((d["B"], d["Lq"], d["D"]), dtype=np.float32)
-    fwd = seqkern.additive_attention_forward
-    bwd = getattr(seqkern, "additive_attention_backward", None)
-    rf, rb = _ref("additive_attention_forward"), _ref("additive_attention_backward")
-    impls: dict[str, Callable] = {}
+def _setup_fused(ctx: Context, args: tuple, grad: np.ndarray, names: tuple[str, str],
+                 torch_formula: Callable, train: bool) -> dict[str, Callable]:
+    """Callables for an op whose forward returns (..., cache) and whose backward takes
+    (cache, grad): seqkern, the NumPy reference and, when installed, a torch autograd formula."""
+    fwd, bwd = (getattr(seqkern, n) for n in names)
+    rf, rb = (getattr(reference, n) for n in names)
     if train:
-        impls["seqkern"] = lambda: bwd(fwd(*args)[-1], dout)
-        if rf and rb:
-            impls["numpy"] = lambda: rb(rf(*args)[-1], dout)
+        impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(*args)[-1], grad),
+                                      "numpy": lambda: rb(rf(*args)[-1], grad)}
     else:
-        impls["seqkern"] = lambda: fwd(*args)
-        if rf:
-            impls["numpy"] = lambda: rf(*args)
+        impls = {"seqkern": lambda: fwd(*args), "numpy": lambda: rf(*args)}
     if ctx.torch:
         torch = ctx.torch
         ts = [torch.from_numpy(a.copy()).requires_grad_(train) for a in args]
-        doutt = torch.from_numpy(dout)
+        grad_t = torch.from_numpy(grad)
 
         def torch_run():
             if not train:
                 with torch.no_grad():
-                    return _torch_additive(torch, *ts)
+                    return torch_formula(torch, *ts)
             for t in ts:
                 t.grad = None
-            _torch_additive(torch, *ts).backward(doutt)
+            torch_formula(torch, *ts).backward(grad_t)
 
         impls["torch"] = torch_run
     return impls
+
+
+def setup_additive(d: dict, ctx: Context, train: bool = False) -> dict[str, Callable]:
+    args = _additive_data(d, ctx.rng)
+    dout = ctx.rng.standard_normal((d["B"], d["Lq"], d["D"]), dtype=np.float32)
+    return _setup_fused(ctx, args, dout, ("additive_attention_forward", "additive_attention_backward"),
+                        _torch_additive, train)
 
 
 def _pool_data(d: dict, rng: np.random.Generator):
@@ -450,32 +440,8 @@ def _torch_pool(torch: Any, h, w, b, w_s):
 def setup_pool(d: dict, ctx: Context, train: bool = False) -> dict[str, Callable]:
     args = _pool_data(d, ctx.rng)
     dctx = ctx.rng.standard_normal((d["B"], d["H"]), dtype=np.float32)
-    fwd, bwd = seqkern.attention_pool_forward, getattr(seqkern, "attention_pool_backward", None)
-    rf, rb = _ref("attention_pool_forward"), _ref("attention_pool_backward")
-    impls: dict[str, Callable] = {}
-    if train:
-        impls["seqkern"] = lambda: bwd(fwd(*args)[-1], dctx)
-        if rf and rb:
-            impls["numpy"] = lambda: rb(rf(*args)[-1], dctx)
-    else:
-        impls["seqkern"] = lambda: fwd(*args)
-        if rf:
-            impls["numpy"] = lambda: rf(*args)
-    if ctx.torch:
-        torch = ctx.torch
-        ts = [torch.from_numpy(a.copy()).requires_grad_(train) for a in args]
-        dctxt = torch.from_numpy(dctx)
-
-        def torch_run():
-            if not train:
-                with torch.no_grad():
-                    return _torch_pool(torch, *ts)
-            for t in ts:
-                t.grad = None
-            _torch_pool(torch, *ts).backward(dctxt)
-
-        impls["torch"] = torch_run
-    return impls
+    return _setup_fused(ctx, args, dctx, ("attention_pool_forward", "attention_pool_backward"),
+                        _torch_pool, train)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,7 +455,6 @@ class Entry:
     setup: Callable[[dict, Context], dict[str, Callable]]
     flops: float = 0.0  # per call; 0 for rows that report bandwidth instead
     bytes: float = 0.0  # per call, for bandwidth-bound rows
-    needs: tuple[str, ...] = ()  # seqkern attributes the entry calls
     quick: bool = False  # part of --quick
     scaling: bool = False  # also timed at 1 thread (GEMM-bound shapes)
 
@@ -566,44 +531,37 @@ def build_entries(quick: bool = False, smoke: bool = False) -> list[Entry]:
             # Read x (and dy), write y: 4 bytes per float32 element and pass.
             nbytes = per_elem * 4 * math.prod(shape)
             add(name, (shape, axis), Entry(name, {"x": shape, "axis": axis}, setup,
-                                           bytes=nbytes, needs=(name,)))
+                                           bytes=nbytes))
     for T, B, D, H in table["lstm"]:
         dims, f = dict(T=T, B=B, D=D, H=H), lstm_flops(T, B, D, H)
         big = B >= 16
-        add("lstm", (T, B, D, H), Entry("lstm_forward", dims, setup_lstm_forward, flops=f,
-                                        needs=("lstm_forward",), scaling=big))
+        add("lstm", (T, B, D, H), Entry("lstm_forward", dims, setup_lstm_forward, flops=f, scaling=big))
         add("lstm", (T, B, D, H), Entry("lstm_forward+backward", dims, setup_lstm_train,
-                                        flops=LSTM_TRAIN * f,
-                                        needs=("lstm_forward", "lstm_backward"), scaling=big))
+                                        flops=LSTM_TRAIN * f, scaling=big))
     for B, D, H in table["lstm_step"]:
         add("lstm_step", (B, D, H), Entry("lstm_step", dict(B=B, D=D, H=H), setup_lstm_step,
-                                          flops=lstm_flops(1, B, D, H), needs=("LSTMWeights",)))
+                                          flops=lstm_flops(1, B, D, H)))
     for B, NH, L, Dh in table["attention"]:
         dims, f = dict(B=B, NH=NH, L=L, Dh=Dh), attention_flops(B, NH, L, L, Dh)
         big = L >= 512
         add("attention", (B, NH, L, Dh), Entry("attention_forward", dims,
-                                               setup_attention_forward, flops=f,
-                                               needs=("attention_forward",), scaling=big))
+                                               setup_attention_forward, flops=f, scaling=big))
         add("attention", (B, NH, L, Dh), Entry("attention_forward+backward", dims,
                                                setup_attention_train, flops=ATTENTION_TRAIN * f,
-                                               needs=("attention_forward", "attention_backward"),
                                                scaling=big))
     for B, Lq, Lk, D, A in table["additive"]:
         dims, f = dict(B=B, Lq=Lq, Lk=Lk, D=D, A=A), additive_flops(B, Lq, Lk, D, A)
         add("additive", (B, Lq, Lk, D, A), Entry("additive_attention_forward", dims,
-                                                 setup_additive, flops=f,
-                                                 needs=("additive_attention_forward",)))
+                                                 setup_additive, flops=f))
         add("additive", (B, Lq, Lk, D, A), Entry(
             "additive_attention_forward+backward", dims,
-            lambda d, c: setup_additive(d, c, train=True), flops=ATTENTION_TRAIN * f,
-            needs=("additive_attention_forward", "additive_attention_backward")))
+            lambda d, c: setup_additive(d, c, train=True), flops=ATTENTION_TRAIN * f))
     for T, B, H, A in table["pool"]:
         dims, f = dict(T=T, B=B, H=H, A=A), pool_flops(T, B, H, A)
-        add("pool", (T, B, H, A), Entry("attention_pool_forward", dims, setup_pool, flops=f,
-                                        needs=("attention_pool_forward",)))
+        add("pool", (T, B, H, A), Entry("attention_pool_forward", dims, setup_pool, flops=f))
         add("pool", (T, B, H, A), Entry(
             "attention_pool_forward+backward", dims, lambda d, c: setup_pool(d, c, train=True),
-            flops=LSTM_TRAIN * f, needs=("attention_pool_forward", "attention_pool_backward")))
+            flops=LSTM_TRAIN * f))
     return out
 
 
@@ -824,13 +782,6 @@ def run_suite(entries: list[Entry], ctx: Context, control: ThreadControl, cfg: S
 
     for index, entry in enumerate(entries, 1):
         tag = f"[{index:2d}/{len(entries)}] {entry.op} {entry.shape}"
-        missing = [n for n in entry.needs if not hasattr(seqkern, n)]
-        if missing:
-            reason = "not available in this build (" + ", ".join(
-                f"seqkern.{n}" for n in missing) + " missing)"
-            res.skipped.append({"op": entry.op, "shape": entry.shape, "reason": reason})
-            log(f"{tag}: {reason}")
-            continue
         t0 = time.perf_counter()
         entry_ctx = replace(ctx, rng=np.random.default_rng(zlib.crc32(tag.encode())))
         try:
