@@ -102,7 +102,9 @@ def _parser():
     p.add_argument("--max-vocab", type=int, default=50000, help="vocabulary: maximum size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", help="write the trained model (.npz with its vocabulary and labels)")
-    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="kernel threads (default 1: these small models gain little from more, and lose much "
+                        "when the cores are busy with other work)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
