@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from checks import assert_close, check_grad
 
+import seqkern
 from seqkern import nn
 from seqkern.text import pad_sequences
 
@@ -381,9 +382,11 @@ def test_demo_on_tsv_files(tmp_path, capsys):
     train.write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows))
     test.write_text("sentence    label\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows[:4]))
     out = tmp_path / "m.npz"
+    threads = seqkern.get_num_threads()
     rc = demo.main(["--train", str(train), "--test", str(test), "--epochs", "2", "--embed", "8", "--hidden", "8",
                     "--quiet", "--save", str(out)])
     assert rc == 0
+    assert seqkern.get_num_threads() == threads, "the demo restores the caller's thread count"
     text = capsys.readouterr().out
     assert "24 training and 4 test lines" in text and "test accuracy:" in text
     loaded = nn.load_model(out)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from . import nn
-from ._runtime import set_num_threads
+from ._runtime import get_num_threads, set_num_threads
 from .text import LabelEncoder, Vocab, read_tsv, tokenize
 
 TOPICS = {
@@ -111,8 +111,15 @@ def _parser():
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    if args.threads is not None:
-        set_num_threads(args.threads)
+    previous = get_num_threads()
+    set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        set_num_threads(previous)
+
+
+def _run(args) -> int:
     files = args.train is not None
     if files != (args.test is not None):
         print("demo: give both --train and --test (or neither for the synthetic task)", file=sys.stderr)
