@@ -444,6 +444,25 @@ def setup_pool(d: dict, ctx: Context, train: bool = False) -> dict[str, Callable
                         _torch_pool, train)
 
 
+def setup_nn_train(d: dict, ctx: Context) -> dict[str, Callable]:
+    """One training pass of the SST-2 model (Embedding, BiLSTM, attention pooling, Dense, Adam)
+    over the same batches in seqkern.nn and in PyTorch with packed sequences."""
+    from .nn.speed import make_runners
+
+    _, runners = make_runners(batch=d["batch"], steps=d["steps"], vocab=d["vocab"], embed=d["E"],
+                              hidden=d["H"], attn=d["H"], with_torch=ctx.torch is not None)
+    impls = {"seqkern": runners["seqkern.nn"]}
+    if "torch" in runners:
+        impls["torch"] = runners["torch"]
+    return impls
+
+
+def nn_train_tokens(d: dict) -> int:
+    from .nn.speed import make_batches
+
+    return int(sum(b[1].sum() for b in make_batches(d["steps"], d["batch"], d["vocab"])))
+
+
 # ---------------------------------------------------------------------------------------------
 # The suite: op, shape, flop (or byte) formula, setup
 
@@ -455,6 +474,7 @@ class Entry:
     setup: Callable[[dict, Context], dict[str, Callable]]
     flops: float = 0.0  # per call; 0 for rows that report bandwidth instead
     bytes: float = 0.0  # per call, for bandwidth-bound rows
+    tokens: float = 0.0  # per call, for model-training rows (reported as tokens/s)
     quick: bool = False  # part of --quick
     scaling: bool = False  # also timed at 1 thread (GEMM-bound shapes)
 
@@ -499,6 +519,7 @@ FULL_SHAPES = {
     "attention": [(8, 8, 512, 64), (32, 4, 128, 64)],
     "additive": [(32, 64, 64, 256, 128)],
     "pool": [(128, 32, 256, 128)],
+    "nn_train": [(32, 20, 15000, 100, 100)],
 }
 QUICK = {  # the --quick subset: (op family, shape) pairs from FULL_SHAPES
     ("softmax", ((4096, 1024), -1)), ("softmax", ((32, 1024, 256), 1)),
@@ -513,6 +534,7 @@ SMOKE_SHAPES = {  # tiny shapes that run every code path in well under a second
     "attention": [(1, 2, 8, 4)],
     "additive": [(2, 3, 5, 4, 6)],
     "pool": [(4, 2, 5, 3)],
+    "nn_train": [(4, 2, 50, 6, 5)],
 }
 
 
@@ -562,6 +584,10 @@ def build_entries(quick: bool = False, smoke: bool = False) -> list[Entry]:
         add("pool", (T, B, H, A), Entry(
             "attention_pool_forward+backward", dims, lambda d, c: setup_pool(d, c, train=True),
             flops=LSTM_TRAIN * f))
+    for batch, steps, vocab, E, H in table["nn_train"]:
+        dims = dict(batch=batch, steps=steps, vocab=vocab, E=E, H=H)
+        add("nn_train", (batch, steps, vocab, E, H), Entry("nn_train_sst2_model", dims, setup_nn_train,
+                                                           tokens=nn_train_tokens(dims)))
     return out
 
 
@@ -636,7 +662,8 @@ def format_table(rows: list[dict]) -> list[str]:
     body = []
     for r in rows:
         rate = (f"{r['gflops']:.1f} GFLOP/s" if r["gflops"] is not None
-                else f"{r['gbps']:.1f} GB/s" if r["gbps"] is not None else "-")
+                else f"{r['gbps']:.1f} GB/s" if r["gbps"] is not None
+                else f"{r['tokens_per_s'] / 1e3:.1f} ktok/s" if r["tokens_per_s"] is not None else "-")
         pct = "-" if r["pct_matmul"] is None else f"{r['pct_matmul']:.0f}%"
         body.append([r["op"], r["shape"], r["isa"], str(r["threads"]), fmt_time(r["ms"]), rate,
                      pct] + [fmt_ratio(r["ratios"].get(k)) for k in keys])
@@ -694,6 +721,7 @@ def make_row(entry: Entry, isa: str, threads: int, times: dict[str, Timing],
         "isa": isa, "threads": threads, "ms": ms["seqkern"],
         "flops": entry.flops or None, "gflops": gflops,
         "bytes": entry.bytes or None, "gbps": entry.bytes / s / 1e9 if entry.bytes else None,
+        "tokens_per_s": entry.tokens / s if entry.tokens else None,
         "pct_matmul": 100 * gflops / rate if gflops and rate else None,
         "impl_ms": ms,
         "ratios": {k: v / ms["seqkern"] for k, v in ms.items() if k != "seqkern"},

@@ -24,7 +24,7 @@ from . import layers as L
 from .model import Sequential
 from .optim import Adam
 
-__all__ = ["make_batches", "seqkern_model", "torch_model", "train_speed", "main"]
+__all__ = ["make_batches", "seqkern_model", "torch_model", "make_runners", "train_speed", "main"]
 
 
 def make_batches(n_batches, batch, vocab, seed=0, min_len=4, max_len=40):
@@ -84,12 +84,10 @@ def torch_model(vocab, embed, hidden, attn, packed=True):
     return net, torch.optim.Adam(net.parameters(), lr=1e-3)
 
 
-def train_speed(batch=32, steps=20, repeats=3, vocab=15000, embed=100, hidden=100, attn=100, threads=None,
-                with_torch=True, seed=0):
-    """Training tokens/s of seqkern.nn and PyTorch on the same batches; returns a list of row
-    dicts {"impl", "tokens_per_s", "ms_per_batch"} (PyTorch rows only when it is importable)."""
-    if threads:
-        set_num_threads(int(threads))
+def make_runners(batch=32, steps=20, vocab=15000, embed=100, hidden=100, attn=100, with_torch=True,
+                 seed=0):
+    """(tokens, {name: callable}): each callable trains its model on the same ``steps`` batches,
+    one pass; ``tokens`` counts the real (non-padding) tokens of a pass."""
     batches = make_batches(steps, batch, vocab, seed=seed)
     tokens = int(sum(b[1].sum() for b in batches))
     runners = {}
@@ -106,8 +104,6 @@ def train_speed(batch=32, steps=20, repeats=3, vocab=15000, embed=100, hidden=10
         except ImportError:
             torch = None
         if torch is not None:
-            if threads:
-                torch.set_num_threads(int(threads))
             tb = [(torch.from_numpy(ids.T.copy()), torch.from_numpy(lens), torch.from_numpy(y))
                   for ids, lens, y in batches]
             for packed in (True, False):
@@ -121,6 +117,23 @@ def train_speed(batch=32, steps=20, repeats=3, vocab=15000, embed=100, hidden=10
                         opt.step()
 
                 runners["torch" if packed else "torch (no packing)"] = run_torch
+    return tokens, runners
+
+
+def train_speed(batch=32, steps=20, repeats=3, vocab=15000, embed=100, hidden=100, attn=100, threads=None,
+                with_torch=True, seed=0):
+    """Training tokens/s of seqkern.nn and PyTorch on the same batches; returns a list of row
+    dicts {"impl", "tokens_per_s", "ms_per_batch"} (PyTorch rows only when it is importable)."""
+    if threads:
+        set_num_threads(int(threads))
+        if with_torch:
+            try:
+                import torch
+
+                torch.set_num_threads(int(threads))
+            except ImportError:
+                pass
+    tokens, runners = make_runners(batch, steps, vocab, embed, hidden, attn, with_torch, seed)
     times = {k: [] for k in runners}
     for k, f in runners.items():  # warm-up
         f()
