@@ -30,6 +30,8 @@ namespace SEQKERN_ISA_NS {
 
 namespace {
 
+using simd::axpy;
+using simd::dot;
 using simd::Vec;
 
 // t = tanh(qp + kp) over A entries into `t`; returns w_v · t.
@@ -52,30 +54,6 @@ bool sees(const AttnMask& m, int64_t b, int64_t i, int64_t j) {
   if (m.kv_len && j >= m.kv_len[b]) return false;
   if (m.keep && m.keep[m.keep_offset[b] + i * m.row_stride + j * m.col_stride] == 0) return false;
   return true;
-}
-
-template <typename T>
-T dot(int64_t n, const T* x, const T* y) {
-  using V = Vec<T>;
-  constexpr int W = V::W;
-  V acc = V::zero();
-  for (int64_t c = 0; c < n; c += W) {
-    const int cnt = static_cast<int>(n - c < W ? n - c : W);
-    acc = simd::fmadd(V::load_n(x + c, cnt), V::load_n(y + c, cnt), acc);
-  }
-  return simd::hsum(acc);
-}
-
-// y += alpha x over n entries.
-template <typename T>
-void axpy(int64_t n, T alpha, const T* x, T* y) {
-  using V = Vec<T>;
-  constexpr int W = V::W;
-  const V va = V::set1(alpha);
-  for (int64_t c = 0; c < n; c += W) {
-    const int cnt = static_cast<int>(n - c < W ? n - c : W);
-    simd::fmadd(va, V::load_n(x + c, cnt), V::load_n(y + c, cnt)).store_n(y + c, cnt);
-  }
 }
 
 }  // namespace

@@ -22,34 +22,9 @@
 namespace seqkern {
 namespace SEQKERN_ISA_NS {
 
-namespace {
-
+using simd::axpy;
+using simd::dot;
 using simd::Vec;
-
-template <typename T>
-T dot(int64_t n, const T* x, const T* y) {
-  using V = Vec<T>;
-  constexpr int W = V::W;
-  V acc = V::zero();
-  for (int64_t c = 0; c < n; c += W) {
-    const int cnt = static_cast<int>(n - c < W ? n - c : W);
-    acc = simd::fmadd(V::load_n(x + c, cnt), V::load_n(y + c, cnt), acc);
-  }
-  return simd::hsum(acc);
-}
-
-template <typename T>
-void axpy(int64_t n, T alpha, const T* x, T* y) {
-  using V = Vec<T>;
-  constexpr int W = V::W;
-  const V va = V::set1(alpha);
-  for (int64_t c = 0; c < n; c += W) {
-    const int cnt = static_cast<int>(n - c < W ? n - c : W);
-    simd::fmadd(va, V::load_n(x + c, cnt), V::load_n(y + c, cnt)).store_n(y + c, cnt);
-  }
-}
-
-}  // namespace
 
 template <typename T>
 void attention_pool_forward(const AttnPoolShape& s, const int64_t* lengths, const T* h, const T* w,

@@ -415,6 +415,32 @@ inline Vec<T> tanh(Vec<T> x) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Level-1 helpers on contiguous vectors of n entries (tails handled by masked loads/stores).
+
+// sum_i x[i] * y[i], accumulated lane-wise in index order, then reduced.
+template <typename T>
+inline T dot(int64_t n, const T* x, const T* y) {
+  using V = Vec<T>;
+  V acc = V::zero();
+  for (int64_t c = 0; c < n; c += V::W) {
+    const int cnt = static_cast<int>(n - c < V::W ? n - c : V::W);
+    acc = fmadd(V::load_n(x + c, cnt), V::load_n(y + c, cnt), acc);
+  }
+  return hsum(acc);
+}
+
+// y += alpha * x.
+template <typename T>
+inline void axpy(int64_t n, T alpha, const T* x, T* y) {
+  using V = Vec<T>;
+  const V va = V::set1(alpha);
+  for (int64_t c = 0; c < n; c += V::W) {
+    const int cnt = static_cast<int>(n - c < V::W ? n - c : V::W);
+    fmadd(va, V::load_n(x + c, cnt), V::load_n(y + c, cnt)).store_n(y + c, cnt);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
 // Hygiene helpers.
 
 // Sets flush-to-zero and denormals-are-zero for this thread's lifetime of the guard; denormal
