@@ -267,3 +267,22 @@ def test_attention_pool_fuzz(data):
         g32 = ref.attention_pool_backward(r32[2], dctx) if r32 is not None else None
     for i, name in enumerate(("dh", "dw", "db", "dw_s")):
         _compare(name, grads[i], g64[i], None if g32 is None else g32[i], _magnitude(*args, dctx))
+
+
+def test_nan_scores_give_nan_rows_not_zeros(isa):
+    # The vector max ignores NaN: a row whose visible scores are all NaN used to look like a
+    # row that sees no key and came out as zeros. It must be NaN, and so must its gradients.
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        q, k, v = (rng.standard_normal((2, 3, 200, 8)).astype(dtype) for _ in range(3))
+        k[0, 1, 150, 2] = np.nan  # key 150 of one problem: a NaN score in every row's 2nd tile
+        k[1, 2, :, 0] = np.nan  # every key of another problem
+        out, cache = seqkern.attention_forward(q, k, v, causal=True)
+        rows_nan = np.isnan(out).any(axis=-1)
+        expected = np.zeros((2, 3, 200), bool)
+        expected[0, 1, 150:] = True  # causal: rows from 150 on see key 150
+        expected[1, 2, :] = True
+        assert np.array_equal(rows_nan, expected)
+        assert np.array_equal(np.isnan(cache.lse), expected)
+        dq, dk, dv = seqkern.attention_backward(cache, np.ones_like(out))
+        assert np.isnan(dq[1, 2]).all() and np.isfinite(dq[0, 0]).all()
