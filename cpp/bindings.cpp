@@ -7,7 +7,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <sstream>
@@ -133,6 +136,54 @@ struct Check {
   }
 };
 
+// What one call is about to allocate (outputs, cache, the kernel's large scratch), counted before
+// anything is allocated or computed. Every product is overflow-checked: a size past 2**63 bytes
+// raises ValueError; a total larger than the machine's physical memory raises MemoryError. Both
+// name `what` (the argument whose shape implies the size), so an impossible call fails at once
+// instead of dying in the allocator or the kernel.
+class Footprint {
+ public:
+  Footprint(const Check& c, std::string what) : c_(c), what_(std::move(what)) {}
+
+  Footprint& add(const std::vector<int64_t>& dims, int64_t elem_bytes) {
+    for (int64_t d : dims) {
+      if (d == 0) return *this;
+    }
+    int64_t n = elem_bytes;
+    for (int64_t d : dims) {
+      if (__builtin_mul_overflow(n, d, &n)) overflow();
+    }
+    if (__builtin_add_overflow(total_, n, &total_)) overflow();
+    return *this;
+  }
+
+  void check() const {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return;
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    const double have = static_cast<double>(pages) * static_cast<double>(page);
+    if (static_cast<double>(total_) > have) {
+      std::ostringstream s;
+      s.precision(1);
+      s << std::fixed << c_.fn << ": " << what_ << " needs " << static_cast<double>(total_) / gib
+        << " GiB of outputs and scratch, more than this machine's " << have / gib << " GiB of memory";
+      PyErr_SetString(PyExc_MemoryError, s.str().c_str());
+      throw py::error_already_set();
+    }
+  }
+
+ private:
+  [[noreturn]] void overflow() const { c_.value_error(what_ + " implies a buffer of more than 2**63 bytes"); }
+
+  const Check& c_;
+  std::string what_;
+  int64_t total_ = 0;
+};
+
+std::string of_shape(const char* name, const py::array& a) {
+  return std::string(name) + " of shape " + shape_str(dims_of(a));
+}
+
 template <typename T>
 py::array_t<T> empty_like_shape(const std::vector<int64_t>& dims) {
   return py::array_t<T>(std::vector<py::ssize_t>(dims.begin(), dims.end()));
@@ -162,6 +213,7 @@ template <typename T>
 py::array softmax_forward_impl(const Check& c, const py::array& x, int64_t axis, const py::object& mask_obj) {
   const std::vector<int64_t> dims = dims_of(x);
   const int64_t ax = normalize_axis(c, axis, x.ndim(), dims);
+  Footprint(c, of_shape("x", x)).add(dims, sizeof(T)).add(dims, mask_obj.is_none() ? 0 : 1).check();
   py::array mask;
   const uint8_t* mp = nullptr;
   if (!mask_obj.is_none()) {
@@ -259,6 +311,13 @@ struct LstmWeightsCore {
     c.ndim("w_hh", w_hh, 2, "(4*H, H)");
     H = w_hh.shape(1);
     D = w_ih.shape(1);
+    // Only an empty w_hh can have an H so large that 4*H overflows.
+    if (H > INT64_MAX / 4) c.value_error("w_hh must have shape (4*H, H), got " + shape_str(dims_of(w_hh)));
+    // The copies and the packed panels: w_ih and w_hh up to three times over.
+    Footprint(c, of_shape("w_ih", w_ih) + " and " + of_shape("w_hh", w_hh))
+        .add({3, 4, H, D}, w_ih.itemsize())
+        .add({3, 4, H, H}, w_ih.itemsize())
+        .check();
     c.shape("w_hh", w_hh, {4 * H, H}, "(4*H, H)");
     c.shape("w_ih", w_ih, {4 * H, D}, "(4*H, D) with H = w_hh.shape[1]");
     w_ih = c_order(w_ih, copy);
@@ -333,6 +392,8 @@ struct LstmWeightsCore {
     c.ndim("x", x, 2, "(B, D)");
     const int64_t B = x.shape(0);
     c.shape("x", x, {B, D}, "(B, D)");
+    // Copies of x, h and c when they are not C-contiguous, the outputs and their temporaries.
+    Footprint(c, of_shape("x", x)).add({B, D}, sizeof(T)).add({6, B, H}, sizeof(T)).check();
     x = c_order(x);
     py::array h = operand<T>(c, "h", h_obj, {B, H}, "(B, H)");
     py::array cc = operand<T>(c, "c", c_obj, {B, H}, "(B, H)");
@@ -416,6 +477,13 @@ py::tuple lstm_forward_impl(const Check& c, const py::array& x, const LstmWeight
                             const py::object& c0_obj, const py::object& lengths_obj, bool need_cache) {
   const int64_t T_ = x.shape(0), B = x.shape(1), D = w.D, H = w.H;
   c.shape("x", x, {T_, B, D}, "(T, B, D) with D = w_ih.shape[1]");
+  // y, the gates (the cache's, or the kernel's scratch without a cache), h and c of every step.
+  Footprint(c, of_shape("x", x) + " with H = " + std::to_string(H))
+      .add({T_, B, H}, sizeof(T))
+      .add({T_, B, 4, H}, sizeof(T))
+      .add({2, T_, B, H}, need_cache ? sizeof(T) : 0)
+      .add({8, B, H}, sizeof(T))
+      .check();
   py::object h0 = h0_obj.is_none() ? py::object(py::none()) : py::object(w.operand<T>(c, "h0", h0_obj, {B, H}, "(B, H)"));
   py::object c0 = c0_obj.is_none() ? py::object(py::none()) : py::object(w.operand<T>(c, "c0", c0_obj, {B, H}, "(B, H)"));
   py::object lengths = lstm_lengths(c, lengths_obj, T_, B);
@@ -474,6 +542,14 @@ py::tuple lstm_backward_impl(const Check& c, const py::array& x, const LstmWeigh
   c.shape("cache gates", gates, {T_, B, 4 * H}, "(T, B, 4*H)");
   c.shape("cache h", hs, {T_ + 1, B, H}, "(T+1, B, H)");
   c.shape("cache c", cs, {T_ + 1, B, H}, "(T+1, B, H)");
+  // dx, the weight gradients, the kernel's (T*B, 4*H) scratch, copies of dy, dh_n and dc_n.
+  Footprint(c, "cache x " + shape_str(dims_of(x)) + " with H = " + std::to_string(H))
+      .add({T_, B, D}, sizeof(T))
+      .add({4, H, D + H + 1}, sizeof(T))
+      .add({T_, B, 4, H}, sizeof(T))
+      .add({T_, B, H}, sizeof(T))
+      .add({7, B, H}, sizeof(T))
+      .check();
   py::object dy = dy_obj.is_none() ? py::object(py::none())
                                    : py::object(w.operand<T>(c, "dy", dy_obj, {T_, B, H}, "(T, B, H), like y"));
   py::object dh = dh_obj.is_none() ? py::object(py::none())
@@ -606,7 +682,7 @@ void attention_masks(const Check& c, MaskArgs& out, const py::object& mask_obj, 
     target.push_back(lk);
     py::array m = c.array("mask", mask_obj);
     c.boolean("mask", m);
-    const std::vector<int64_t> md = dims_of(m);
+    std::vector<int64_t> md = dims_of(m);
     bool ok = md.size() <= target.size();
     for (size_t i = 0; ok && i < md.size(); ++i) {
       const int64_t want = target[target.size() - md.size() + i];
@@ -616,7 +692,15 @@ void attention_masks(const Check& c, MaskArgs& out, const py::object& mask_obj, 
       c.value_error("mask must be broadcastable to " + shape_str(target) + ", got shape " + shape_str(md));
     }
     if (!(m.flags() & py::array::c_style)) {
-      m = py::array(py::module_::import("numpy").attr("ascontiguousarray")(m));
+      // A broadcast view (zero strides) keeps one entry along those dims: only its distinct
+      // values are copied, never the expanded mask.
+      py::tuple idx(m.ndim());
+      for (py::ssize_t i = 0; i < m.ndim(); ++i) {
+        const bool bcast = m.strides(i) == 0 && m.shape(i) > 1;
+        idx[static_cast<size_t>(i)] = py::slice(0, bcast ? 1 : m.shape(i), 1);
+      }
+      m = py::array(py::module_::import("numpy").attr("ascontiguousarray")(m[idx]));
+      md = dims_of(m);
     }
     // Strides of the mask in its own shape, padded on the left to target's rank; 0 along
     // broadcast dims, so the mask is read in place and never expanded.
@@ -702,6 +786,21 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
   a.s.dv = vd[nd - 1];
   a.s.scale = scale;
   a.s.causal = causal;
+  if (!std::isfinite(scale)) c.value_error("scale must be finite, got " + std::to_string(scale));
+  // out, lse (and backward's row sums), the mask's per-problem offsets and lengths, the
+  // kernels' transposed copies of k and v: checked before any of it is allocated.
+  auto with = [&](std::initializer_list<int64_t> tail) {
+    std::vector<int64_t> d = a.lead;
+    d.insert(d.end(), tail);
+    return d;
+  };
+  Footprint(c, of_shape("q", q) + ", " + of_shape("k", k) + " and " + of_shape("v", v))
+      .add(with({a.s.lq, a.s.dv}), sizeof(T))
+      .add(with({2, a.s.lq}), sizeof(T))
+      .add(with({2}), sizeof(int64_t))
+      .add(with({a.s.lk, a.s.dh}), sizeof(T))
+      .add(with({a.s.lk, a.s.dv}), sizeof(T))
+      .check();
   attention_masks(c, a.mask, mask, kv_lengths, a.lead, a.s.lq, a.s.lk, "kv_lengths");
   return a;
 }
@@ -831,6 +930,16 @@ AddArgs additive_args(const Check& c, const py::array& q, const py::array& k, co
   c.shape("w_q", w_q, {a.s.a, a.s.dq}, "(A, Dq)");
   c.shape("w_k", w_k, {a.s.a, a.s.dk}, "(A, Dk)");
   c.shape("w_v", w_v, {a.s.a}, "(A,)");
+  // The projections (and backward's gradients of them), out, lse, the mask's offsets and lengths.
+  Footprint(c, of_shape("q", q) + ", " + of_shape("k", k) + ", " + of_shape("v", v) + " and " +
+                   of_shape("w_q", w_q))
+      .add({2, a.s.batch, a.s.lq, a.s.a}, sizeof(T))
+      .add({2, a.s.batch, a.s.lk, a.s.a}, sizeof(T))
+      .add({a.s.batch, a.s.lq, a.s.dv}, sizeof(T))
+      .add({a.s.batch, a.s.lq}, sizeof(T))
+      .add({a.s.batch, a.s.a}, sizeof(T))
+      .add({a.s.batch, 2}, sizeof(int64_t))
+      .check();
   attention_masks(c, a.mask, mask, kv_lengths, {a.s.batch}, a.s.lq, a.s.lk, "kv_lengths");
   return a;
 }
@@ -940,6 +1049,13 @@ PoolArgs pool_args(const Check& c, const py::array& h, const py::array& w, const
   a.s.h = h.shape(2);
   a.s.a = w.shape(0);
   c.shape("w", w, {a.s.a, a.s.h}, "(A, H)");
+  // u (and backward's dz), alpha (and its gradient), context, dh.
+  Footprint(c, of_shape("h", h) + " and " + of_shape("w", w))
+      .add({2, a.s.t, a.s.b, a.s.a}, sizeof(T))
+      .add({2, a.s.t, a.s.b}, sizeof(T))
+      .add({a.s.b, a.s.h}, sizeof(T))
+      .add({a.s.t, a.s.b, a.s.h}, sizeof(T))
+      .check();
   if (!lengths.is_none()) {
     py::array l = c.array("lengths", lengths);
     const char kind = l.dtype().kind();

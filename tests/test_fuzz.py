@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import seqkern
 from seqkern import reference as ref
-from fuzz_support import CASES, dtypes, layouts, names_an_argument, values
+from fuzz_support import CASES, dtypes, fuzz_settings, layouts, names_an_argument, values
 
-FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz_settings(600)
 
 
 @st.composite

@@ -38,7 +38,114 @@ def _softmax_workload(rng, size=(64, 257)):
     return call, check
 
 
-WORKLOADS = {"softmax": _softmax_workload}
+def _close(actual, expected, rtol=2e-4, atol=2e-5):
+    for a, e in zip(actual, expected):
+        if e is not None:
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol * (1 + np.max(np.abs(e), initial=0)))
+
+
+def _lstm_workload(rng, small=False):
+    T, B, D, H = (3, 2, 4, 5) if small else (8, 32, 48, 64)
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    w = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in ((4 * H, D), (4 * H, H), (4 * H,), (3, H))]
+    lengths = rng.integers(0, T + 1, size=B)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    weights = seqkern.LSTMWeights(*w)
+
+    def call():
+        out = seqkern.lstm_forward(x, weights, lengths=lengths)
+        g = seqkern.lstm_backward(out.cache, dy, out.h_n, None)
+        return (out.y, out.h_n, out.c_n) + tuple(g)
+
+    def check(out):
+        r = ref.lstm_forward(x.astype(np.float64), *(a.astype(np.float64) for a in w[:3]),
+                             peephole=w[3].astype(np.float64), lengths=lengths)
+        g = ref.lstm_backward(r.cache, dy.astype(np.float64), r.h_n, None)
+        _close(out, (r.y, r.h_n, r.c_n) + tuple(g))
+
+    return call, check
+
+
+def _lstm_step_workload(rng, small=False):
+    B, D, H = (2, 4, 5) if small else (64, 96, 128)
+    w = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in ((4 * H, D), (4 * H, H), (4 * H,))]
+    x, h, c = (rng.standard_normal(s).astype(np.float32) for s in ((B, D), (B, H), (B, H)))
+    weights = seqkern.LSTMWeights(*w)
+
+    def call():
+        return weights.step(x, h, c)
+
+    def check(out):
+        r = ref.lstm_forward(x[None].astype(np.float64), *(a.astype(np.float64) for a in w),
+                             h0=h.astype(np.float64), c0=c.astype(np.float64))
+        _close(out, (r.h_n, r.c_n))
+
+    return call, check
+
+
+def _attention_workload(rng, small=False):
+    B, NH, L, Dh = (1, 2, 5, 4) if small else (2, 4, 150, 32)
+    q, k, v, g = (rng.standard_normal((B, NH, L, Dh)).astype(np.float32) for _ in range(4))
+    lengths = rng.integers(1, L + 1, size=B)
+
+    def call():
+        out, cache = seqkern.attention_forward(q, k, v, causal=True, kv_lengths=lengths)
+        return (out,) + tuple(seqkern.attention_backward(cache, g))
+
+    def check(out):
+        r, c = ref.attention_forward(*(a.astype(np.float64) for a in (q, k, v)), causal=True, kv_lengths=lengths)
+        _close(out, (r,) + tuple(ref.attention_backward(c, g.astype(np.float64))))
+
+    return call, check
+
+
+def _additive_workload(rng, small=False):
+    B, Lq, Lk, D, A = (1, 3, 4, 3, 5) if small else (4, 40, 60, 32, 48)
+    q, k, v = (rng.standard_normal((B, L, D)).astype(np.float32) for L in (Lq, Lk, Lk))
+    wq, wk = (rng.standard_normal((A, D)).astype(np.float32) * 0.3 for _ in range(2))
+    wv = rng.standard_normal(A).astype(np.float32)
+    mask = rng.random((B, 1, Lk)) < 0.8
+    g = rng.standard_normal((B, Lq, D)).astype(np.float32)
+
+    def call():
+        out, cache = seqkern.additive_attention_forward(q, k, v, wq, wk, wv, mask=mask)
+        return (out,) + tuple(seqkern.additive_attention_backward(cache, g))
+
+    def check(out):
+        args = [a.astype(np.float64) for a in (q, k, v, wq, wk, wv)]
+        r, c = ref.additive_attention_forward(*args, mask=mask)
+        _close(out, (r,) + tuple(ref.additive_attention_backward(c, g.astype(np.float64))))
+
+    return call, check
+
+
+def _pool_workload(rng, small=False):
+    T, B, H, A = (4, 2, 3, 5) if small else (64, 32, 96, 64)
+    h = rng.standard_normal((T, B, H)).astype(np.float32)
+    w = rng.standard_normal((A, H)).astype(np.float32) * 0.2
+    b, ws = rng.standard_normal(A).astype(np.float32), rng.standard_normal(A).astype(np.float32)
+    lengths = rng.integers(0, T + 1, size=B)
+    g = rng.standard_normal((B, H)).astype(np.float32)
+
+    def call():
+        ctx, alpha, cache = seqkern.attention_pool_forward(h, w, b, ws, lengths=lengths)
+        return (ctx, alpha) + tuple(seqkern.attention_pool_backward(cache, g))
+
+    def check(out):
+        r = ref.attention_pool_forward(*(a.astype(np.float64) for a in (h, w, b, ws)), lengths=lengths)
+        _close(out, r[:2] + tuple(ref.attention_pool_backward(r[2], g.astype(np.float64))))
+
+    return call, check
+
+
+WORKLOADS = {
+    "softmax": _softmax_workload,
+    "lstm": _lstm_workload,
+    "lstm_step": _lstm_step_workload,
+    "attention": _attention_workload,
+    "additive_attention": _additive_workload,
+    "attention_pool": _pool_workload,
+}
 
 
 def _with_threads(n, fn):
@@ -91,11 +198,35 @@ def test_eight_python_threads_get_correct_results(rng, name):
         check(out)
 
 
-def test_gil_is_released_during_a_kernel():
+def _long_call(name):
+    """One call of a kernel that runs for a good fraction of a second on one thread."""
+    rng = np.random.default_rng(0)
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    if name == "softmax":
+        x = r(32, 1 << 20)
+        return lambda: seqkern.softmax(x, axis=0)
+    if name == "lstm":
+        x, w = r(64, 64, 256), seqkern.LSTMWeights(r(1024, 256) * 0.1, r(1024, 256) * 0.1)
+        return lambda: seqkern.lstm_forward(x, w, need_cache=False)
+    if name == "attention":
+        q, k, v = r(1, 4, 1024, 64), r(1, 4, 1024, 64), r(1, 4, 1024, 64)
+        return lambda: seqkern.attention_forward(q, k, v)
+    if name == "additive_attention":
+        q, k, v, w = r(4, 256, 32), r(4, 256, 32), r(4, 256, 32), r(128, 32)
+        return lambda: seqkern.additive_attention_forward(q, k, v, w, w, r(128))
+    h, w = r(512, 64, 256), r(256, 256) * 0.1
+    return lambda: seqkern.attention_pool_forward(h, w, r(256), r(256))
+
+
+@pytest.mark.parametrize("name", ["softmax", "lstm", "attention", "additive_attention", "attention_pool"])
+def test_gil_is_released_during_a_kernel(name):
     # While one thread is inside a long kernel call, another thread keeps running Python code.
     # With a 10 s switch interval the interpreter never forces a switch on its own, so the second
     # thread can only run if the kernel released the GIL.
-    x = np.random.default_rng(0).standard_normal((32, 1 << 20)).astype(np.float32)
+    call = _long_call(name)
     inside = threading.Event()
     done = threading.Event()
     ticks = [0]
@@ -113,7 +244,7 @@ def test_gil_is_released_during_a_kernel():
         t.start()
         inside.set()
         for _ in range(3):
-            _with_threads(1, lambda: seqkern.softmax(x, axis=0))
+            _with_threads(1, call)
         done.set()
         t.join(timeout=60)
     finally:
@@ -129,16 +260,24 @@ def test_forked_child_and_nested_openmp_do_not_hang():
         import seqkern
         from concurrent.futures import ThreadPoolExecutor
         x = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
-        seqkern.softmax(x)                 # warm the OpenMP pool in the parent
+        q = x.reshape(4, 128, 512)
+        w = seqkern.LSTMWeights(x[:, :128] * 0.05, x[:, 128:256] * 0.05)
+
+        def all_kernels():
+            return (seqkern.softmax(x), seqkern.lstm_forward(q[:, :, :128], w).y,
+                    seqkern.attention_forward(q, q, q)[0],
+                    seqkern.attention_pool_forward(q, x[:64, :512], x[0, :64], x[1, :64])[0])
+
+        first = all_kernels()              # warms the OpenMP pool in the parent
         pid = os.fork()
         if pid == 0:
-            y = seqkern.softmax(x)         # the child must not wait on the parent's pool
-            os._exit(0 if abs(float(y.sum()) - 512) < 1e-2 else 3)
+            ys = all_kernels()             # the child must not wait on the parent's pool
+            os._exit(0 if all(np.array_equal(a, b) for a, b in zip(ys, first)) else 3)
         _, status = os.waitpid(pid, 0)
         assert os.WEXITSTATUS(status) == 0, status
         with ThreadPoolExecutor(4) as ex:  # kernels from several pool threads at once
-            outs = list(ex.map(lambda _: seqkern.softmax(x), range(16)))
-        assert all(np.array_equal(o, outs[0]) for o in outs)
+            outs = list(ex.map(lambda _: all_kernels(), range(8)))
+        assert all(np.array_equal(a, b) for o in outs for a, b in zip(o, first))
         print("ok")
         """
     )
@@ -152,9 +291,12 @@ def _rss_bytes():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+@pytest.mark.skipif(bool(os.environ.get("SEQKERN_SANITIZED")),
+                    reason="AddressSanitizer's quarantine keeps freed memory resident")
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
 def test_ten_thousand_calls_leave_memory_flat(name):
-    call, _ = WORKLOADS[name](np.random.default_rng(1), *(((8, 33),) if name == "softmax" else ()))
+    rng = np.random.default_rng(1)
+    call, _ = WORKLOADS[name](rng, (8, 33)) if name == "softmax" else WORKLOADS[name](rng, small=True)
     for _ in range(200):
         call()
     before = _rss_bytes()

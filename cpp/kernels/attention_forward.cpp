@@ -71,10 +71,17 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
       const T tmax = (visible >= cols && !kr) ? attn::row_max(x, cols)
                                               : attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride);
       const T m_old = row_max[r];
-      const T m_new = tmax > m_old ? tmax : m_old;
-      if (m_new == ninf) {  // nothing seen yet: p = 0 for the whole tile row
-        for (int64_t j = 0; j < cols; ++j) x[j] = T(0);
-        continue;
+      T m_new = tmax > m_old ? tmax : m_old;
+      if (m_new == ninf) {
+        // The vector max drops NaN: a tile row whose scores are all NaN or -inf looks unseen.
+        // NaN scores make the row NaN (as the softmax of a NaN is); otherwise p = 0 here.
+        bool nan = false;
+        for (int64_t j = 0; j < cols; ++j) nan |= x[j] != x[j];
+        if (!nan) {
+          for (int64_t j = 0; j < cols; ++j) x[j] = T(0);
+          continue;
+        }
+        m_new = std::numeric_limits<T>::quiet_NaN();
       }
       const V shift = V::set1(m_new);
       V acc = V::zero();
@@ -107,8 +114,9 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
       const int cnt = static_cast<int>(s.dv - c < W ? s.dv - c : W);
       (V::load_n(o + c, cnt) * inv).store_n(o + c, cnt);
     }
+    // +inf marks a row that saw no key; a NaN row keeps NaN, so backward propagates it.
     lse[b * s.lq + i0 + r] =
-        l > T(0) ? row_max[r] + std::log2(l) : std::numeric_limits<T>::infinity();
+        l > T(0) ? row_max[r] + std::log2(l) : (l == T(0) ? std::numeric_limits<T>::infinity() : l);
   }
 }
 

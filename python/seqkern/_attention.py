@@ -53,7 +53,20 @@ class AttentionGrads(NamedTuple):
 
 
 def _mask(mask):
-    return None if mask is None else contiguous(np.asarray(mask))
+    # Not copied here: the compiled layer reads a broadcast view (zero strides) in place.
+    return None if mask is None else np.asarray(mask)
+
+
+def _scale(fn, scale, q):
+    if scale is None:
+        dh = q.shape[-1] if isinstance(q, np.ndarray) and q.ndim >= 1 else 0
+        return 1.0 / math.sqrt(dh) if dh > 0 else 1.0
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: scale must be a real number or None, got {type(scale).__name__}")
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"{fn}: scale must be finite, got {scale}")
+    return scale
 
 
 def attention_forward(
@@ -81,7 +94,8 @@ def attention_forward(
     kv_lengths : integer ndarray, shape (B,) for the first leading dim B, optional
         Keys j >= kv_lengths[b] are masked for every problem under index b. Values in [0, Lk].
     scale : float, optional
-        Defaults to 1/sqrt(Dh).
+        Defaults to 1/sqrt(Dh). 0 and negative values are allowed; NaN or inf raises
+        ``ValueError`` (it would make every score NaN), a non-number ``TypeError``.
 
     Returns
     -------
@@ -91,15 +105,14 @@ def attention_forward(
 
     The (Lq, Lk) score matrix is never built: extra memory is O(rows x Dh) plus small tiles.
     """
-    q, k, v = contiguous(q), contiguous(k), contiguous(v)
-    if scale is None:
-        dh = q.shape[-1] if isinstance(q, np.ndarray) and q.ndim >= 1 else 0
-        scale = 1.0 / math.sqrt(dh) if dh > 0 else 1.0
+    fn = "attention_forward"
+    q, k, v = contiguous(q, fn, "q"), contiguous(k, fn, "k"), contiguous(v, fn, "v")
+    scale = _scale(fn, scale, q)
     mask = _mask(mask)
     kv_lengths = None if kv_lengths is None else np.asarray(kv_lengths)
     causal = bool(causal)
-    out, lse = _core.attention_forward(q, k, v, mask, causal, kv_lengths, float(scale))
-    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, float(scale))
+    out, lse = _core.attention_forward(q, k, v, mask, causal, kv_lengths, scale)
+    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale)
     return AttentionForward(out, cache)
 
 
@@ -119,7 +132,7 @@ def attention_backward(cache: AttentionCache, dout: np.ndarray) -> AttentionGrad
     """
     c = cache
     dq, dk, dv = _core.attention_backward(
-        c.q, c.k, c.v, c.out, c.lse, contiguous(dout), c.mask, c.causal, c.kv_lengths, c.scale
+        c.q, c.k, c.v, c.out, c.lse, contiguous(dout, "attention_backward", "dout"), c.mask, c.causal, c.kv_lengths, c.scale
     )
     return AttentionGrads(dq, dk, dv)
 
@@ -187,8 +200,9 @@ def additive_attention_forward(
 
     q and k are projected once (two GEMMs); the (B, Lq, Lk, A) tensor is never built.
     """
-    q, k, v = contiguous(q), contiguous(k), contiguous(v)
-    w_q, w_k, w_v = contiguous(w_q), contiguous(w_k), contiguous(w_v)
+    fn = "additive_attention_forward"
+    q, k, v = contiguous(q, fn, "q"), contiguous(k, fn, "k"), contiguous(v, fn, "v")
+    w_q, w_k, w_v = contiguous(w_q, fn, "w_q"), contiguous(w_k, fn, "w_k"), contiguous(w_v, fn, "w_v")
     mask = _mask(mask)
     kv_lengths = None if kv_lengths is None else np.asarray(kv_lengths)
     out, qp, kp, lse = _core.additive_attention_forward(q, k, v, w_q, w_k, w_v, mask, kv_lengths)
@@ -213,7 +227,7 @@ def additive_attention_backward(
     """
     c = cache
     grads = _core.additive_attention_backward(
-        c.q, c.k, c.v, c.w_q, c.w_k, c.w_v, c.qp, c.kp, c.out, c.lse, contiguous(dout),
+        c.q, c.k, c.v, c.w_q, c.w_k, c.w_v, c.qp, c.kp, c.out, c.lse, contiguous(dout, "additive_attention_backward", "dout"),
         c.mask, c.kv_lengths,
     )
     return AdditiveAttentionGrads(*grads)
@@ -268,7 +282,8 @@ def attention_pool_forward(
     -------
     AttentionPoolForward(context (B, H), alpha (T, B), cache)
     """
-    h, w, b, w_s = contiguous(h), contiguous(w), contiguous(b), contiguous(w_s)
+    fn = "attention_pool_forward"
+    h, w, b, w_s = contiguous(h, fn, "h"), contiguous(w, fn, "w"), contiguous(b, fn, "b"), contiguous(w_s, fn, "w_s")
     lengths = None if lengths is None else np.asarray(lengths)
     context, alpha, u = _core.attention_pool_forward(h, w, b, w_s, lengths)
     return AttentionPoolForward(context, alpha, AttentionPoolCache(h, w, w_s, u, alpha, lengths))
@@ -281,7 +296,7 @@ def attention_pool_backward(cache: AttentionPoolCache, dcontext: np.ndarray) -> 
     """
     c = cache
     grads = _core.attention_pool_backward(
-        c.h, c.w, c.w_s, c.u, c.alpha, contiguous(dcontext), c.lengths
+        c.h, c.w, c.w_s, c.u, c.alpha, contiguous(dcontext, "attention_pool_backward", "dcontext"), c.lengths
     )
     return AttentionPoolGrads(*grads)
 

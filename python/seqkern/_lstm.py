@@ -180,7 +180,7 @@ def lstm_forward(
         :class:`LSTMCache` (see there for exactly what it keeps), or None.
     """
     weights = _weights("lstm_forward", w_ih, w_hh, bias, peephole)
-    x = contiguous(x)
+    x = contiguous(x, "lstm_forward", "x")
     y, h_n, c_n, gates, hs, cs, lens = _core.lstm_forward(x, weights, h0, c0, lengths, bool(need_cache))
     cache = LSTMCache(x, weights, lens, gates, hs, cs) if need_cache else None
     return LSTMOutput(y, h_n, c_n, cache)
@@ -216,6 +216,7 @@ def lstm_backward(
         raise TypeError(f"lstm_backward: cache must be the LSTMCache from lstm_forward, got {type(cache).__name__}")
     out = _core.lstm_backward(
         cache.x, cache.weights, cache.lengths, cache.gates, cache.h, cache.c,
-        contiguous(dy), contiguous(dh_n), contiguous(dc_n),
+        contiguous(dy, "lstm_backward", "dy"), contiguous(dh_n, "lstm_backward", "dh_n"),
+        contiguous(dc_n, "lstm_backward", "dc_n"),
     )
     return LSTMGrads(*out)

@@ -29,7 +29,7 @@ def softmax(x: np.ndarray, axis: int = -1, mask: np.ndarray | None = None) -> np
     ndarray, same shape and dtype as ``x``, C-contiguous.
     A NaN or ``+inf`` among a row's kept entries makes that row NaN.
     """
-    return _core.softmax_forward(contiguous(x), int(axis), mask)
+    return _core.softmax_forward(contiguous(x, "softmax", "x"), int(axis), mask)
 
 
 softmax_forward = softmax
@@ -51,4 +51,5 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray, axis: int = -1) -> np.ndarra
     -------
     ndarray ``dx``, same shape and dtype as ``y``.
     """
-    return _core.softmax_backward(contiguous(y), contiguous(dy), int(axis))
+    return _core.softmax_backward(
+        contiguous(y, "softmax_backward", "y"), contiguous(dy, "softmax_backward", "dy"), int(axis))

@@ -115,7 +115,7 @@ def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=No
     h = np.zeros((B, H), dt) if h0 is None else np.array(h0, dtype=dt)
     c = np.zeros((B, H), dt) if c0 is None else np.array(c0, dtype=dt)
     b = np.zeros(4 * H, dt) if bias is None else np.asarray(bias)
-    p = np.zeros((3, H), dt) if peephole is None else np.asarray(peephole)
+    p = None if peephole is None else np.asarray(peephole)
     lens = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
 
     y = np.zeros((T, B, H), dt)
@@ -126,11 +126,12 @@ def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=No
     for t in range(T):
         active = (t < lens)[:, None]
         a = x[t] @ w_ih.T + h @ w_hh.T + b
-        i = _sigmoid(a[:, 0:H] + p[0] * c)
-        f = _sigmoid(a[:, H : 2 * H] + p[1] * c)
+        # Without peepholes there is no p * c term at all (not 0 * c, which is NaN for c = inf).
+        i = _sigmoid(a[:, 0:H] + (0 if p is None else p[0] * c))
+        f = _sigmoid(a[:, H : 2 * H] + (0 if p is None else p[1] * c))
         g = np.tanh(a[:, 2 * H : 3 * H])
         c_new = f * c + i * g
-        o = _sigmoid(a[:, 3 * H :] + p[2] * c_new)
+        o = _sigmoid(a[:, 3 * H :] + (0 if p is None else p[2] * c_new))
         h_new = o * np.tanh(c_new)
         gates[t] = np.concatenate([i, f, g, o], axis=1)
         y[t] = np.where(active, h_new, 0)
