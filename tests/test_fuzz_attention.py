@@ -19,7 +19,7 @@ import seqkern
 from seqkern import reference as ref
 from fuzz_support import (
     CASES, finite_pattern_matches, floats_ok, fuzz_settings, isa_levels, layouts, lengths_arg, lengths_ok,
-    names_an_argument, operand, values,
+    names_an_argument, operand,
 )
 
 

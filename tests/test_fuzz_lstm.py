@@ -188,7 +188,6 @@ def test_lstm_step_fuzz(data):
 def test_converters_fuzz(data):
     draw = data.draw
     H, D = draw(st.integers(0, 4)), draw(st.integers(0, 4))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     which = draw(st.sampled_from(["torch", "keras", "onnx", "to_torch"]))
     fn = {"torch": "from_torch_lstm", "keras": "from_keras_lstm", "onnx": "from_onnx_lstm",
           "to_torch": "to_torch_lstm"}[which]

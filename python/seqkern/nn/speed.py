@@ -135,7 +135,7 @@ def train_speed(batch=32, steps=20, repeats=3, vocab=15000, embed=100, hidden=10
                 pass
     tokens, runners = make_runners(batch, steps, vocab, embed, hidden, attn, with_torch, seed)
     times = {k: [] for k in runners}
-    for k, f in runners.items():  # warm-up
+    for f in runners.values():  # warm-up
         f()
     for _ in range(repeats):
         for k, f in runners.items():
