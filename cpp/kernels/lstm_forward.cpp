@@ -5,7 +5,9 @@
 //   a_t = x_t·w_ihᵀ + h_{t-1}·w_hhᵀ + bias
 //   i = σ(a_i + p_i⊙c_{t-1})   f = σ(a_f + p_f⊙c_{t-1})   g = tanh(a_g)
 //   c_t = f⊙c_{t-1} + i⊙g      o = σ(a_o + p_o⊙c_t)       h_t = o⊙tanh(c_t),  y_t = h_t
-// Rows with t >= lengths[b] keep h and c and get y_t = 0.
+// Rows with t >= lengths[b] keep h and c and get y_t = 0. From kGemmRowsMin rows, the rows are
+// ordered by decreasing length once per call, so each step's GEMM and cell update cover only the
+// rows still running (the product's rows are independent, so the bits do not change).
 // Saves for lstm_backward (when asked): the post-activation gates (T, B, 4H, order i, f, g, o) and
 // the states hs, cs (T+1, B, H) with hs[0] = h0, hs[t+1] = h after step t.
 // Numerics: accumulation in T. With B >= kGemmRowsMin each step computes
@@ -67,6 +69,7 @@ struct CellStep {
   T* y_out = nullptr;        // (B, H), or nullptr
   T* gates_out = nullptr;    // (B, 4H), may equal g_in, or nullptr
   const int64_t* lengths = nullptr;
+  const int64_t* row_of = nullptr;  // batch row of tile row i (pre, h_next), or nullptr: i itself
   int64_t t = 0;
 };
 
@@ -129,13 +132,14 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j, int64_t kb, int64_t 
   }
 
   for (int r = 0; r < R; ++r) {
-    const int64_t m = m0 + r;
+    const int64_t ri = m0 + r;
+    const int64_t m = a.row_of ? a.row_of[ri] : ri;
     const int64_t o = m * H + u0;
     if (a.lengths && a.t >= a.lengths[m]) {
       // Past this row's length: carry the state, output 0.
       for (int v = 0; v < NV; ++v) {
         st(ld(a.h_prev + o, v), a.h_out + o, v);
-        if (a.h_next) st(ld(a.h_prev + o, v), a.h_next + m * a.ld_next + u0, v);
+        if (a.h_next) st(ld(a.h_prev + o, v), a.h_next + ri * a.ld_next + u0, v);
         st(ld(a.c_prev + o, v), a.c_out + o, v);
         if (a.y_out) st(V::zero(), a.y_out + o, v);
       }
@@ -155,7 +159,7 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j, int64_t kb, int64_t 
       const V h = og * simd::tanh(c);
       st(c, a.c_out + o, v);
       st(h, a.h_out + o, v);
-      if (a.h_next) st(h, a.h_next + m * a.ld_next + u0, v);
+      if (a.h_next) st(h, a.h_next + ri * a.ld_next + u0, v);
       if (a.y_out) st(h, a.y_out + o, v);
       if (a.gates_out) {
         T* gp = a.gates_out + m * N4 + u0;
@@ -255,6 +259,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   const int64_t ldx = KX % 16 == 0 ? KX + 16 : KX;  // row stride of the A buffers
   gemm::PackedB<T> w_pk;
   simd::Buffer<T> pre, xh;
+  simd::Buffer<int64_t> order;
   int64_t ldp = 0;
   simd::Buffer<T> scratch;
   T* G = nullptr;
@@ -274,9 +279,20 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     ldp = (N4 + 15) / 16 * 16 + 16;
     pre.reset(B * ldp);
     xh.reset(2 * B * ldx);
-    for (int64_t m = 0; m < B; ++m) {
-      copy_or_zero(xh.data() + m * ldx, x + m * D, D);
-      copy_or_zero(xh.data() + m * ldx + D, h0 ? h0 + m * H : nullptr, H);
+    if (lengths) {
+      // Rows by decreasing length (stable): the rows still running at step t are then the
+      // first ones of the A buffers, and the step's GEMM and cell update cover only those.
+      order.reset(B);
+      for (int64_t i = 0; i < B; ++i) {
+        int64_t k = i;
+        for (; k > 0 && lengths[order[k - 1]] < lengths[i]; --k) order[k] = order[k - 1];
+        order[k] = i;
+      }
+    }
+    for (int64_t i = 0; i < B; ++i) {
+      const int64_t m = lengths ? order[i] : i;
+      copy_or_zero(xh.data() + i * ldx, x + m * D, D);
+      copy_or_zero(xh.data() + i * ldx + D, h0 ? h0 + m * H : nullptr, H);
     }
   } else {
     G = gates;
@@ -333,19 +349,27 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
       a.pre = pre.data();
       a.ldp = ldp;
       a.ld_next = ldx;
+      a.row_of = lengths ? order.data() : nullptr;
     }
+    int64_t active = B;  // rows with t < length (the first ones in `order`)
     const int64_t n0 = 4 * j0 * U, n1 = 4 * j1 * U < N4 ? 4 * j1 * U : N4;
     for (int64_t t = 0; t < T_; ++t) {
       a.t = t;
       a.gates_out = gates ? gates + t * B * N4 : nullptr;
       a.h_prev = hbuf + slot(t);
       if (use_gemm) {
+        if (lengths) {
+          while (active > 0 && lengths[order[active - 1]] <= t) --active;
+        }
         const T* xh_t = xh.data() + (t & 1) * B * ldx;
         T* xh_next = xh.data() + ((t + 1) & 1) * B * ldx;
-        if (n1 > n0) gemm::gemm_packed<T>(false, B, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp, n0, n1);
+        if (n1 > n0) gemm::gemm_packed<T>(false, active, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp, n0, n1);
         // The buffer for step t+1 was last read in step t-1 (before the previous barrier).
         if (t + 1 < T_) {
-          for (int64_t m = m0; m < m1; ++m) copy_or_zero(xh_next + m * ldx, x + ((t + 1) * B + m) * D, D);
+          for (int64_t i = m0; i < m1 && i < active; ++i) {
+            const int64_t m = lengths ? order[i] : i;
+            copy_or_zero(xh_next + i * ldx, x + ((t + 1) * B + m) * D, D);
+          }
         }
         a.h_next = xh_next + D;
       } else {
@@ -366,7 +390,21 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
       a.h_out = hbuf + slot(t + 1);
       a.c_out = cbuf + slot(t + 1);
       a.y_out = y + t * BH;
-      cell_blocks(a, B, j0, j1);
+      if (use_gemm) {
+        cell_blocks(a, active, j0, j1);
+        // Rows past their length: carry h and c, output 0, for this thread's units.
+        const int64_t ua = j0 * U, ub = j1 * U < H ? j1 * U : H;
+        for (int64_t i = active; i < B; ++i) {
+          const int64_t o = order[i] * H;
+          for (int64_t u = ua; u < ub; ++u) {
+            a.h_out[o + u] = a.h_prev[o + u];
+            a.c_out[o + u] = a.c_prev[o + u];
+            a.y_out[o + u] = T(0);
+          }
+        }
+      } else {
+        cell_blocks(a, B, j0, j1);
+      }
       // Step t+1 reads all of h_t; with ping-pong buffers this also keeps step t+1 from
       // overwriting what a slower thread still reads in step t.
 #pragma omp barrier
