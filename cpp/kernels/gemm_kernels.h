@@ -185,12 +185,39 @@ struct TransposeBlock<double> {
 
 // Packs rows [0, mc) and columns [0, kc) of op(A) (already offset to the block) into row
 // panels of MR (the last one mr rows), scaled by alpha.
+// With alpha == 1 (every kernel's case) the copies are vector moves: rows of op(A)^T are
+// contiguous, and op(A) itself is transposed in TB x TB register blocks (the last block of a
+// panel overlaps the previous one when TB does not divide mr; it writes the same values).
 template <typename T>
 void pack_a(bool trans_a, int64_t mc, int64_t kc, const T* A, int64_t lda, T alpha, T* out) {
+  using V = simd::Vec<T>;
+  constexpr int W = V::W;
   constexpr int MR = Tiles<T>::MR;
+  constexpr int TB = TransposeBlock<T>::size;
   for (int64_t i0 = 0; i0 < mc; i0 += MR) {
     const int mr = static_cast<int>(mc - i0 < MR ? mc - i0 : MR);
     T* o = out + i0 * kc;
+    if (alpha == T(1) && trans_a && W > 1) {
+      const T* a = A + i0;
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int i = 0; i < mr; i += W) V::load_n(a + k * lda + i, mr - i).store_n(o + k * mr + i, mr - i);
+      }
+      continue;
+    }
+    if (alpha == T(1) && !trans_a && TB > 1 && mr >= TB) {
+      const T* a = A + i0 * lda;
+      int64_t k0 = 0;
+      for (; k0 + TB <= kc; k0 += TB) {
+        for (int r0 = 0; r0 < mr; r0 += TB) {
+          const int r = r0 + TB <= mr ? r0 : mr - TB;
+          TransposeBlock<T>::run(a + r * lda + k0, lda, o + k0 * mr + r, mr);
+        }
+      }
+      for (int i = 0; i < mr; ++i) {
+        for (int64_t k = k0; k < kc; ++k) o[k * mr + i] = a[i * lda + k];
+      }
+      continue;
+    }
     if (trans_a) {
       const T* a = A + i0;
       for (int64_t k = 0; k < kc; ++k) {

@@ -7,15 +7,16 @@
 //   dc  += dh⊙o⊙(1-tanh²(c_t)) + da_o⊙p_o
 //   da_i = dc⊙g⊙i(1-i)   da_f = dc⊙c_{t-1}⊙f(1-f)   da_g = dc⊙i⊙(1-g²)
 //   dc_{t-1} = dc⊙f + da_i⊙p_i + da_f⊙p_f           dh_{t-1} = da_t·w_hh
-//   dp_i = Σ da_i⊙c_{t-1}   dp_f = Σ da_f⊙c_{t-1}   dp_o = Σ da_o⊙c_t
+//   dp_i = Σ da_i⊙c_{t-1}   dp_f = Σ da_f⊙c_{t-1}   dp_o = Σ da_o⊙c_t   dbias = Σ da
 // Only the recurrent part stays in the time loop: the element-wise gate derivatives and
 // dh_{t-1} = da_t·w_hh. da for all steps is stored (T·B, 4H, natural gate order), and after the
-// loop dx = da·w_ih, dw_ih = daᵀ·x and dw_hh = daᵀ·h_{t-1} are single GEMMs; dbias is a column sum.
+// loop dx = da·w_ih, dw_ih = daᵀ·x and dw_hh = daᵀ·h_{t-1} are single GEMMs; dbias and dpeephole
+// are summed in the loop while da is in registers (rows past their length have da = 0).
 // Threads: one parallel region for the loop; each thread owns a fixed range of units (whole
 // unit blocks and whole gemm panels), computes da and dc for them, waits at the step's one
 // barrier, then its units of dh_{t-1} (which only it reads next) with the packed GEMM over
 // w_hh packed once per call. Every sum runs in a fixed order (k increasing in the
-// products, t descending then b increasing for dpeephole, rows increasing for dbias), so
+// products, t descending then b increasing for dpeephole and dbias), so
 // results are bitwise identical for any thread count.
 // Cost: 2·T·B·4H·H flops in the loop, 2·T·B·4H·(2D+H) in the GEMMs after it (about twice the
 // forward); scratch T·B·4H values for da.
@@ -44,7 +45,7 @@ struct BwdStep {
 // The element-wise part of step t for unit block j, all rows: da (natural order) and dc_{t-1}.
 template <typename T>
 void gate_grads(const BwdStep& st, int64_t B, int64_t j, const T* gates, const T* c_prev, const T* c_cur,
-                const T* dy, const T* peep, const T* dh, T* dc, T* da, T* dp) {
+                const T* dy, const T* peep, const T* dh, T* dc, T* da, T* dp, T* db) {
   using V = Vec<T>;
   constexpr int W = V::W;
   constexpr int U = lstm::kUnits<T>;
@@ -90,6 +91,13 @@ void gate_grads(const BwdStep& st, int64_t B, int64_t j, const T* gates, const T
       da_f.store_n(dam + H + v * W, n);
       da_g.store_n(dam + 2 * H + v * W, n);
       da_o.store_n(dam + 3 * H + v * W, n);
+      if (db) {
+        T* bv = db + u0 + v * W;
+        (V::load_n(bv, n) + da_i).store_n(bv, n);
+        (V::load_n(bv + H, n) + da_f).store_n(bv + H, n);
+        (V::load_n(bv + 2 * H, n) + da_g).store_n(bv + 2 * H, n);
+        (V::load_n(bv + 3 * H, n) + da_o).store_n(bv + 3 * H, n);
+      }
       if (dp) {
         T* pv = dp + u0 + v * W;
         simd::fmadd(da_i, cp, V::load_n(pv, n)).store_n(pv, n);
@@ -105,26 +113,6 @@ void copy_or_zero(T* dst, const T* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src ? src[i] : T(0);
 }
 
-// out[n] = Σ_r a[r*N + n] over rows in increasing order; columns split over threads.
-template <typename T>
-void column_sums(int64_t R, int64_t N, const T* a, T* out) {
-  using V = Vec<T>;
-  constexpr int64_t kChunk = 8 * V::W;
-  const int64_t chunks = (N + kChunk - 1) / kChunk;
-  const int nt = simd::threads_for(R * N, kGemmGrain);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && chunks > 1)
-  for (int64_t ch = 0; ch < chunks; ++ch) {
-    const int64_t n0 = ch * kChunk;
-    const int64_t n1 = n0 + kChunk < N ? n0 + kChunk : N;
-    for (int64_t n = n0; n < n1; n += V::W) {
-      const int cnt = static_cast<int>(n1 - n < V::W ? n1 - n : V::W);
-      V acc = V::zero();
-      for (int64_t r = 0; r < R; ++r) acc = acc + V::load_n(a + r * N + n, cnt);
-      acc.store_n(out + n, cnt);
-    }
-  }
-}
-
 }  // namespace
 
 template <typename T>
@@ -136,6 +124,7 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
   copy_or_zero(dh0, dh_n, BH);
   copy_or_zero(dc0, dc_n, BH);
   if (dpeephole) copy_or_zero<T>(dpeephole, nullptr, 3 * H);
+  copy_or_zero<T>(dbias, nullptr, N4);
   simd::Buffer<T> da_buf(R * N4);
   T* da = da_buf.data();
 
@@ -171,7 +160,7 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
         T* da_t = da + t * B * N4;
         for (int64_t j = j0; j < j1; ++j) {
           gate_grads(st, B, j, gates + t * B * N4, cs + t * BH, cs + (t + 1) * BH, dy ? dy + t * BH : nullptr,
-                     p.peephole, dh0, dc0, da_t, dpeephole);
+                     p.peephole, dh0, dc0, da_t, dpeephole, dbias);
         }
         // dh_{t-1} needs all of da_t; it then writes only this thread's units of dh, which only
         // this thread reads in step t-1, so one barrier per step suffices.
@@ -193,7 +182,6 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
   gemm::gemm_mt<T>(false, false, R, D, N4, T(1), da, N4, p.w_ih, D, T(0), dx, D, gt);
   gemm::gemm_mt<T>(true, false, N4, D, R, T(1), da, N4, x, D, T(0), dw_ih, D, gt);
   gemm::gemm_mt<T>(true, false, N4, H, R, T(1), da, N4, hs, H, T(0), dw_hh, H, gt);
-  column_sums(R, N4, da, dbias);
 }
 
 template void lstm_backward<float>(const LstmShape&, const float*, const LstmParams<float>&, const int64_t*,

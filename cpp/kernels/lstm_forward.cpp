@@ -5,15 +5,18 @@
 //   a_t = x_t·w_ihᵀ + h_{t-1}·w_hhᵀ + bias
 //   i = σ(a_i + p_i⊙c_{t-1})   f = σ(a_f + p_f⊙c_{t-1})   g = tanh(a_g)
 //   c_t = f⊙c_{t-1} + i⊙g      o = σ(a_o + p_o⊙c_t)       h_t = o⊙tanh(c_t),  y_t = h_t
-// Rows with t >= lengths[b] keep h and c and get y_t = 0.
+// Rows with t >= lengths[b] keep h and c and get y_t = 0. From kGemmRowsMin rows, the rows are
+// ordered by decreasing length once per call, so each step's GEMM and cell update cover only the
+// rows still running (the product's rows are independent, so the bits do not change).
 // Saves for lstm_backward (when asked): the post-activation gates (T, B, 4H, order i, f, g, o) and
 // the states hs, cs (T+1, B, H) with hs[0] = h0, hs[t+1] = h after step t.
-// Numerics: accumulation in T. x·w_ihᵀ for all steps is one GEMM up front (into the gates
-// buffer, overwritten in place by the activations). With B >= kGemmRowsMin each step computes
-// h_{t-1}·w_hhᵀ with the packed GEMM (w_hh packed once per call in gate-interleaved order) into a
-// (B, 4H) buffer and the cell adds x·w_ihᵀ + bias + that; with fewer rows each step adds bias and
-// h_{t-1}·w_hhᵀ in registers (k increasing, streaming the block's gate-interleaved w_hh panel,
-// see lstm_common.h) and runs the cell update on the accumulators.
+// Numerics: accumulation in T. With B >= kGemmRowsMin each step computes
+// [x_t | h_{t-1}]·[w_ih | w_hh]ᵀ (one chain over k = 0 .. D+H-1) with the packed GEMM (the weights
+// packed once per call in gate-interleaved order) into a (B, 4H) buffer and the cell adds bias
+// to that. With fewer rows x·w_ihᵀ for all steps is one GEMM up front (into the gates buffer,
+// overwritten in place by the activations) and each step adds bias and h_{t-1}·w_hhᵀ in
+// registers (k increasing, streaming the block's gate-interleaved w_hh panel, see
+// lstm_common.h) and runs the cell update on the accumulators.
 // Threads: one parallel region for the whole sequence; each thread owns a fixed range of unit
 // blocks (its slice of w_hh stays in its cache) and the team meets at one barrier per step.
 // Every output element is computed by one thread in a fixed order, so results are bitwise
@@ -60,10 +63,13 @@ struct CellStep {
   const T* peep = nullptr;   // (3, H), or nullptr
   const T* c_prev = nullptr;
   T* h_out = nullptr;
+  T* h_next = nullptr;       // a second copy of h_out, row stride ld_next (the next step's A operand), or nullptr
+  int64_t ld_next = 0;
   T* c_out = nullptr;
   T* y_out = nullptr;        // (B, H), or nullptr
   T* gates_out = nullptr;    // (B, 4H), may equal g_in, or nullptr
   const int64_t* lengths = nullptr;
+  const int64_t* row_of = nullptr;  // batch row of tile row i (pre, h_next), or nullptr: i itself
   int64_t t = 0;
 };
 
@@ -126,12 +132,14 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j, int64_t kb, int64_t 
   }
 
   for (int r = 0; r < R; ++r) {
-    const int64_t m = m0 + r;
+    const int64_t ri = m0 + r;
+    const int64_t m = a.row_of ? a.row_of[ri] : ri;
     const int64_t o = m * H + u0;
     if (a.lengths && a.t >= a.lengths[m]) {
       // Past this row's length: carry the state, output 0.
       for (int v = 0; v < NV; ++v) {
         st(ld(a.h_prev + o, v), a.h_out + o, v);
+        if (a.h_next) st(ld(a.h_prev + o, v), a.h_next + ri * a.ld_next + u0, v);
         st(ld(a.c_prev + o, v), a.c_out + o, v);
         if (a.y_out) st(V::zero(), a.y_out + o, v);
       }
@@ -151,6 +159,7 @@ void cell_tile(const CellStep<T>& a, int64_t m0, int64_t j, int64_t kb, int64_t 
       const V h = og * simd::tanh(c);
       st(c, a.c_out + o, v);
       st(h, a.h_out + o, v);
+      if (a.h_next) st(h, a.h_next + ri * a.ld_next + u0, v);
       if (a.y_out) st(h, a.y_out + o, v);
       if (a.gates_out) {
         T* gp = a.gates_out + m * N4 + u0;
@@ -236,15 +245,65 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   const int64_t T_ = s.T, B = s.B, D = s.D, H = s.H, N4 = 4 * H, BH = B * H;
   if (BH == 0) return;
   simd::DenormalGuard guard;
+  constexpr int64_t U = lstm::kUnits<T>;
+  const int64_t nb = lstm::num_blocks(H, U);
+  // From a few rows up, each step is one packed GEMM [x_t | h_{t-1}]·[w_ih | w_hh]ᵀ (K = D+H)
+  // over the weights' rows in the gate-interleaved block order (block j's columns
+  // j*4U + q*w + r, see lstm_common.h), into a (B, 4H) buffer whose row stride avoids a power
+  // of two; the cell update then reads it while it is still in L1/L2. The A operand lives in
+  // two ping-pong (B, D+H) buffers: the cell of step t writes h_t into the one step t+1 reads.
+  // (One GEMM for the input projection of all steps up front would leave a T·B·4H buffer that
+  // the cell reads back from memory, step by step.)
+  const bool use_gemm = B >= kGemmRowsMin;
+  const int64_t KX = D + H;
+  const int64_t ldx = KX % 16 == 0 ? KX + 16 : KX;  // row stride of the A buffers
+  gemm::PackedB<T> w_pk;
+  simd::Buffer<T> pre, xh;
+  simd::Buffer<int64_t> order;
+  int64_t ldp = 0;
   simd::Buffer<T> scratch;
-  T* G = gates;
-  if (!G) {
-    scratch.reset(T_ * B * N4);
-    G = scratch.data();
+  T* G = nullptr;
+  if (use_gemm) {
+    simd::Buffer<T> perm(N4 * KX);
+    for (int64_t j = 0; j < nb; ++j) {
+      const int64_t u0 = j * U, w = lstm::block_width(j, H, U);
+      for (int64_t q = 0; q < 4; ++q)
+        for (int64_t r = 0; r < w; ++r) {
+          const int64_t n = q * H + u0 + r;
+          T* dst = perm.data() + (4 * u0 + q * w + r) * KX;
+          for (int64_t k = 0; k < D; ++k) dst[k] = p.w_ih[n * D + k];
+          for (int64_t k = 0; k < H; ++k) dst[D + k] = p.w_hh[n * H + k];
+        }
+    }
+    w_pk.pack(true, KX, N4, perm.data(), KX);
+    ldp = (N4 + 15) / 16 * 16 + 16;
+    pre.reset(B * ldp);
+    xh.reset(2 * B * ldx);
+    if (lengths) {
+      // Rows by decreasing length (stable): the rows still running at step t are then the
+      // first ones of the A buffers, and the step's GEMM and cell update cover only those.
+      order.reset(B);
+      for (int64_t i = 0; i < B; ++i) {
+        int64_t k = i;
+        for (; k > 0 && lengths[order[k - 1]] < lengths[i]; --k) order[k] = order[k - 1];
+        order[k] = i;
+      }
+    }
+    for (int64_t i = 0; i < B; ++i) {
+      const int64_t m = lengths ? order[i] : i;
+      copy_or_zero(xh.data() + i * ldx, x + m * D, D);
+      copy_or_zero(xh.data() + i * ldx + D, h0 ? h0 + m * H : nullptr, H);
+    }
+  } else {
+    G = gates;
+    if (!G) {
+      scratch.reset(T_ * B * N4);
+      G = scratch.data();
+    }
+    // The input projection of every step in one GEMM.
+    gemm::gemm_mt<T>(false, true, T_ * B, N4, D, T(1), x, D, p.w_ih, D, T(0), G, N4,
+                     simd::threads_for(T_ * B * N4 * D, kGemmGrain));
   }
-  // The input projection of every step in one GEMM.
-  gemm::gemm_mt<T>(false, true, T_ * B, N4, D, T(1), x, D, p.w_ih, D, T(0), G, N4,
-                   simd::threads_for(T_ * B * N4 * D, kGemmGrain));
 
   // States: the cache's (T+1, B, H) arrays, or two ping-pong buffers without a cache.
   simd::Buffer<T> state;
@@ -260,32 +319,8 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   copy_or_zero(cbuf, c0, BH);
   auto slot = [&](int64_t t) { return hs ? t * stride : (t & 1) * stride; };
 
-  constexpr int64_t U = lstm::kUnits<T>;
-  const int64_t nb = lstm::num_blocks(H, U);
-  int nt = simd::threads_for(B * N4 * H, kStepGrain);
+  int nt = simd::threads_for(B * N4 * (use_gemm ? KX : H), kStepGrain);
   if (nt > nb) nt = static_cast<int>(nb);
-  // From a few rows up, the recurrent product runs as a packed GEMM over w_hh with its rows in
-  // the gate-interleaved block order (block j's columns j*4U + q*w + r, see lstm_common.h), into
-  // a (B, 4H) buffer whose row stride avoids a power of two; the cell update then reads it.
-  const bool use_gemm = B >= kGemmRowsMin;
-  gemm::PackedB<T> whh_pk;
-  simd::Buffer<T> pre;
-  int64_t ldp = 0;
-  if (use_gemm) {
-    simd::Buffer<T> perm(N4 * H);
-    for (int64_t j = 0; j < nb; ++j) {
-      const int64_t u0 = j * U, w = lstm::block_width(j, H, U);
-      for (int64_t q = 0; q < 4; ++q)
-        for (int64_t r = 0; r < w; ++r) {
-          const T* src = p.w_hh + (q * H + u0 + r) * H;
-          T* dst = perm.data() + (4 * u0 + q * w + r) * H;
-          for (int64_t k = 0; k < H; ++k) dst[k] = src[k];
-        }
-    }
-    whh_pk.pack(true, H, N4, perm.data(), H);
-    ldp = (N4 + 15) / 16 * 16 + 16;
-    pre.reset(B * ldp);
-  }
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard thread_guard;
@@ -296,6 +331,8 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
 #endif
     int64_t j0, j1;
     lstm::split_range(nb, team, tid, &j0, &j1);
+    int64_t m0, m1;
+    lstm::split_range(B, team, tid, &m0, &m1);
     // h_{t-1} transposed to (H, B): a tile's rows for one k then share a cache line, where rows
     // H apart (a power of two, often) would fight over the same L1 sets.
     simd::Buffer<T> h_t(B > 1 && !use_gemm ? BH : 0);
@@ -311,31 +348,63 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     if (use_gemm) {
       a.pre = pre.data();
       a.ldp = ldp;
+      a.ld_next = ldx;
+      a.row_of = lengths ? order.data() : nullptr;
     }
+    int64_t active = B;  // rows with t < length (the first ones in `order`)
     const int64_t n0 = 4 * j0 * U, n1 = 4 * j1 * U < N4 ? 4 * j1 * U : N4;
     for (int64_t t = 0; t < T_; ++t) {
       a.t = t;
-      a.g_in = G + t * B * N4;
       a.gates_out = gates ? gates + t * B * N4 : nullptr;
       a.h_prev = hbuf + slot(t);
       if (use_gemm) {
-        if (n1 > n0) gemm::gemm_packed<T>(false, B, T(1), a.h_prev, H, whh_pk, T(0), pre.data(), ldp, n0, n1);
-      } else if (B > 1) {
-        for (int64_t m = 0; m < B; ++m)
-          for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
-        a.h_rows = h_t.data();
-        a.h_sm = 1;
-        a.h_sk = B;
+        if (lengths) {
+          while (active > 0 && lengths[order[active - 1]] <= t) --active;
+        }
+        const T* xh_t = xh.data() + (t & 1) * B * ldx;
+        T* xh_next = xh.data() + ((t + 1) & 1) * B * ldx;
+        if (n1 > n0) gemm::gemm_packed<T>(false, active, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp, n0, n1);
+        // The buffer for step t+1 was last read in step t-1 (before the previous barrier).
+        if (t + 1 < T_) {
+          for (int64_t i = m0; i < m1 && i < active; ++i) {
+            const int64_t m = lengths ? order[i] : i;
+            copy_or_zero(xh_next + i * ldx, x + ((t + 1) * B + m) * D, D);
+          }
+        }
+        a.h_next = xh_next + D;
       } else {
-        a.h_rows = a.h_prev;
-        a.h_sm = H;
-        a.h_sk = 1;
+        a.g_in = G + t * B * N4;
+        if (B > 1) {
+          for (int64_t m = 0; m < B; ++m)
+            for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
+          a.h_rows = h_t.data();
+          a.h_sm = 1;
+          a.h_sk = B;
+        } else {
+          a.h_rows = a.h_prev;
+          a.h_sm = H;
+          a.h_sk = 1;
+        }
       }
       a.c_prev = cbuf + slot(t);
       a.h_out = hbuf + slot(t + 1);
       a.c_out = cbuf + slot(t + 1);
       a.y_out = y + t * BH;
-      cell_blocks(a, B, j0, j1);
+      if (use_gemm) {
+        cell_blocks(a, active, j0, j1);
+        // Rows past their length: carry h and c, output 0, for this thread's units.
+        const int64_t ua = j0 * U, ub = j1 * U < H ? j1 * U : H;
+        for (int64_t i = active; i < B; ++i) {
+          const int64_t o = order[i] * H;
+          for (int64_t u = ua; u < ub; ++u) {
+            a.h_out[o + u] = a.h_prev[o + u];
+            a.c_out[o + u] = a.c_prev[o + u];
+            a.y_out[o + u] = T(0);
+          }
+        }
+      } else {
+        cell_blocks(a, B, j0, j1);
+      }
       // Step t+1 reads all of h_t; with ping-pong buffers this also keeps step t+1 from
       // overwriting what a slower thread still reads in step t.
 #pragma omp barrier
