@@ -11,7 +11,9 @@ OpenMP threads keep spinning for a while after a call.
 The machine's float32 matmul rate (``numpy.matmul``) is measured first in the same run; every row
 reports its GFLOP/s as a fraction of it. Ratios are ``peer_ms / seqkern_ms``: above 1 means
 seqkern is faster. The single LSTM step has no reference twin (it is the streaming API), so its
-``numpy`` baseline is the step as a NumPy user writes it. On the GEMM-bound shapes seqkern is
+``numpy`` baseline is the step as a NumPy user writes it. The ``lstm_forward`` rows time
+inference as the peers do it (weights prepared once, no cache kept for a backward); the
+``+backward`` rows time a training step from plain arrays. On the GEMM-bound shapes seqkern is
 timed at one thread too: an extra row, and ``x1thr`` (the speed-up of all threads) on the main one.
 
 Usage::
@@ -247,9 +249,11 @@ def _ort_lstm(ctx: Context, w_ih, w_hh, bias, x_shape: tuple, with_state: bool) 
 
 
 def setup_lstm_forward(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Inference, as the peers run it: weights prepared once (an LSTMWeights, like a torch module
+    or an ORT session), no cache for a backward (torch under no_grad, ORT keep none either)."""
     x, w_ih, w_hh, bias = _lstm_data(d, ctx.rng)
-    f = seqkern.lstm_forward
-    impls: dict[str, Callable] = {"seqkern": lambda: f(x, w_ih, w_hh, bias)}
+    f, weights = seqkern.lstm_forward, seqkern.LSTMWeights(w_ih, w_hh, bias)
+    impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
     impls["numpy"] = lambda: reference.lstm_forward(x, w_ih, w_hh, bias)
     if ctx.torch:
         torch, xt = ctx.torch, ctx.torch.from_numpy(x)
