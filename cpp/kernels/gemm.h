@@ -307,11 +307,7 @@ void gemm_mt(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alph
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard guard;
-    int t = 0, team = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    team = omp_get_num_threads();
-#endif
+    const int t = simd::team_rank(), team = simd::team_size();
     const detail::Split s = detail::split_for<T>(M, N, t, team, true);
     if (s.hi > s.lo) {
       if (s.by_rows) {
@@ -335,11 +331,7 @@ void gemm_packed_mt(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, c
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard guard;
-    int t = 0, team = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    team = omp_get_num_threads();
-#endif
+    const int t = simd::team_rank(), team = simd::team_size();
     const detail::Split s = detail::split_for<T>(M, n1 - n0, t, team, true);
     if (s.hi > s.lo) {
       if (s.by_rows) {

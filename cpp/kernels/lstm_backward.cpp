@@ -143,11 +143,7 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       simd::DenormalGuard thread_guard;
-      int tid = 0, team = 1;
-#ifdef _OPENMP
-      tid = omp_get_thread_num();
-      team = omp_get_num_threads();
-#endif
+      const int tid = simd::team_rank(), team = simd::team_size();
       int64_t g0, g1;
       lstm::split_range(ng, team, tid, &g0, &g1);
       const int64_t u0 = g0 * G, u1 = g1 * G < H ? g1 * G : H;

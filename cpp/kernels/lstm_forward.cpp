@@ -324,11 +324,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard thread_guard;
-    int tid = 0, team = 1;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-    team = omp_get_num_threads();
-#endif
+    const int tid = simd::team_rank(), team = simd::team_size();
     int64_t j0, j1;
     lstm::split_range(nb, team, tid, &j0, &j1);
     int64_t m0, m1;
@@ -446,11 +442,7 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
 #pragma omp parallel num_threads(nt)
   {
     simd::DenormalGuard guard;
-    int tid = 0, team = 1;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-    team = omp_get_num_threads();
-#endif
+    const int tid = simd::team_rank(), team = simd::team_size();
     int64_t j0, j1;
     lstm::split_range(nb, team, tid, &j0, &j1);
     cell_blocks(a, B, j0, j1);

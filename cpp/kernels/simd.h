@@ -487,6 +487,22 @@ class Buffer {
   int64_t n_ = 0;
 };
 
+// This thread's index in the enclosing OpenMP team, and the team's size (0 and 1 outside one).
+inline int team_rank() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 // Threads for `work` units of roughly `grain` cost each: never more than the caller's OpenMP
 // limit (set_num_threads / OMP_NUM_THREADS / threadpoolctl), and 1 for small problems where
 // waking a team costs more than it saves.
