@@ -8,9 +8,10 @@ root=$(pwd)
 build="$root/build/sanitize"
 stage="$build/stage"
 
+mkdir -p "$build"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEQKERN_SANITIZE=ON \
-  -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" > "$build.cmake.log" 2>&1 || {
-  cat "$build.cmake.log"; exit 1; }
+  -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" > "$build/cmake.log" 2>&1 || {
+  cat "$build/cmake.log"; exit 1; }
 cmake --build "$build" -j 2
 rm -rf "$stage" && mkdir -p "$stage"
 cp -r python/seqkern "$stage/"
