@@ -32,9 +32,6 @@ namespace {
 
 using simd::Vec;
 
-constexpr int64_t kStepGrain = 1 << 16;
-constexpr int64_t kGemmGrain = 1 << 18;
-
 struct BwdStep {
   int64_t H = 0;
   int64_t t = 0;
@@ -135,7 +132,7 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
   constexpr int64_t NR = gemm::PackedB<T>::panel_width;
   constexpr int64_t G = U > NR ? U : NR;
   const int64_t ng = (H + G - 1) / G;
-  int nt = simd::threads_for(B * N4 * H, kStepGrain);
+  int nt = simd::threads_for(B * N4 * H, lstm::kStepGrain);
   if (nt > ng) nt = static_cast<int>(ng);
   // Rows past their length keep dh: the product then goes to scratch and only active rows are copied.
   simd::Buffer<T> dh_new(lengths ? BH : 0);
@@ -174,7 +171,7 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
       }
     }
   }
-  const int gt = simd::threads_for(R * N4 * (D > H ? D : H), kGemmGrain);
+  const int gt = simd::threads_for(R * N4 * (D > H ? D : H), lstm::kGemmGrain);
   gemm::gemm_mt<T>(false, false, R, D, N4, T(1), da, N4, p.w_ih, D, T(0), dx, D, gt);
   gemm::gemm_mt<T>(true, false, N4, D, R, T(1), da, N4, x, D, T(0), dw_ih, D, gt);
   gemm::gemm_mt<T>(true, false, N4, H, R, T(1), da, N4, hs, H, T(0), dw_hh, H, gt);

@@ -18,6 +18,11 @@ namespace seqkern {
 namespace SEQKERN_ISA_NS {
 namespace lstm {
 
+// Per-step work of at least this many multiply-adds per thread before a second thread helps
+// (the per-step barrier costs about a microsecond); the one-off GEMMs need more.
+constexpr int64_t kStepGrain = 1 << 16;
+constexpr int64_t kGemmGrain = 1 << 18;
+
 template <typename T>
 constexpr int kUnits = 64 / static_cast<int>(sizeof(T));
 

@@ -34,10 +34,6 @@ namespace {
 
 using simd::Vec;
 
-// Per-step work of at least this many multiply-adds per thread before a second thread helps
-// (the per-step barrier costs about a microsecond).
-constexpr int64_t kStepGrain = 1 << 16;
-constexpr int64_t kGemmGrain = 1 << 18;
 // Rows of a weight panel per k chunk: 64 rows of 4 gates x 64 bytes = 16 KiB, half of L1.
 constexpr int64_t kChunkRows = 64;
 
@@ -302,7 +298,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     }
     // The input projection of every step in one GEMM.
     gemm::gemm_mt<T>(false, true, T_ * B, N4, D, T(1), x, D, p.w_ih, D, T(0), G, N4,
-                     simd::threads_for(T_ * B * N4 * D, kGemmGrain));
+                     simd::threads_for(T_ * B * N4 * D, lstm::kGemmGrain));
   }
 
   // States: the cache's (T+1, B, H) arrays, or two ping-pong buffers without a cache.
@@ -319,7 +315,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   copy_or_zero(cbuf, c0, BH);
   auto slot = [&](int64_t t) { return hs ? t * stride : (t & 1) * stride; };
 
-  int nt = simd::threads_for(B * N4 * (use_gemm ? KX : H), kStepGrain);
+  int nt = simd::threads_for(B * N4 * (use_gemm ? KX : H), lstm::kStepGrain);
   if (nt > nb) nt = static_cast<int>(nb);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
