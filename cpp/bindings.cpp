@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -143,7 +144,8 @@ struct Check {
 // instead of dying in the allocator or the kernel.
 class Footprint {
  public:
-  Footprint(const Check& c, std::string what) : c_(c), what_(std::move(what)) {}
+  // `what` builds the name only when a check fails (the hot, small calls never pay for it).
+  Footprint(const Check& c, std::function<std::string()> what) : c_(c), what_(std::move(what)) {}
 
   Footprint& add(const std::vector<int64_t>& dims, int64_t elem_bytes) {
     for (int64_t d : dims) {
@@ -158,14 +160,13 @@ class Footprint {
   }
 
   void check() const {
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (pages <= 0 || page <= 0) return;
+    static const double have = physical_memory();
+    if (have <= 0) return;
     const double gib = 1024.0 * 1024.0 * 1024.0;
-    const double have = static_cast<double>(pages) * static_cast<double>(page);
     if (static_cast<double>(total_) > have) {
       std::ostringstream s;
       s.precision(1);
-      s << std::fixed << c_.fn << ": " << what_ << " needs " << static_cast<double>(total_) / gib
+      s << std::fixed << c_.fn << ": " << what_() << " needs " << static_cast<double>(total_) / gib
         << " GiB of outputs and scratch, more than this machine's " << have / gib << " GiB of memory";
       PyErr_SetString(PyExc_MemoryError, s.str().c_str());
       throw py::error_already_set();
@@ -173,10 +174,16 @@ class Footprint {
   }
 
  private:
-  [[noreturn]] void overflow() const { c_.value_error(what_ + " implies a buffer of more than 2**63 bytes"); }
+  [[noreturn]] void overflow() const { c_.value_error(what_() + " implies a buffer of more than 2**63 bytes"); }
+
+  // Bytes of physical memory (0 when unknown); read once, as it costs a system call.
+  static double physical_memory() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
+  }
 
   const Check& c_;
-  std::string what_;
+  std::function<std::string()> what_;
   int64_t total_ = 0;
 };
 
@@ -213,7 +220,7 @@ template <typename T>
 py::array softmax_forward_impl(const Check& c, const py::array& x, int64_t axis, const py::object& mask_obj) {
   const std::vector<int64_t> dims = dims_of(x);
   const int64_t ax = normalize_axis(c, axis, x.ndim(), dims);
-  Footprint(c, of_shape("x", x)).add(dims, sizeof(T)).add(dims, mask_obj.is_none() ? 0 : 1).check();
+  Footprint(c, [&] { return of_shape("x", x); }).add(dims, sizeof(T)).add(dims, mask_obj.is_none() ? 0 : 1).check();
   py::array mask;
   const uint8_t* mp = nullptr;
   if (!mask_obj.is_none()) {
@@ -314,7 +321,7 @@ struct LstmWeightsCore {
     // Only an empty w_hh can have an H so large that 4*H overflows.
     if (H > INT64_MAX / 4) c.value_error("w_hh must have shape (4*H, H), got " + shape_str(dims_of(w_hh)));
     // The copies and the packed panels: w_ih and w_hh up to three times over.
-    Footprint(c, of_shape("w_ih", w_ih) + " and " + of_shape("w_hh", w_hh))
+    Footprint(c, [&] { return of_shape("w_ih", w_ih) + " and " + of_shape("w_hh", w_hh); })
         .add({3, 4, H, D}, w_ih.itemsize())
         .add({3, 4, H, H}, w_ih.itemsize())
         .check();
@@ -393,7 +400,7 @@ struct LstmWeightsCore {
     const int64_t B = x.shape(0);
     c.shape("x", x, {B, D}, "(B, D)");
     // Copies of x, h and c when they are not C-contiguous, the outputs and their temporaries.
-    Footprint(c, of_shape("x", x)).add({B, D}, sizeof(T)).add({6, B, H}, sizeof(T)).check();
+    Footprint(c, [&] { return of_shape("x", x); }).add({B, D}, sizeof(T)).add({6, B, H}, sizeof(T)).check();
     x = c_order(x);
     py::array h = operand<T>(c, "h", h_obj, {B, H}, "(B, H)");
     py::array cc = operand<T>(c, "c", c_obj, {B, H}, "(B, H)");
@@ -478,7 +485,7 @@ py::tuple lstm_forward_impl(const Check& c, const py::array& x, const LstmWeight
   const int64_t T_ = x.shape(0), B = x.shape(1), D = w.D, H = w.H;
   c.shape("x", x, {T_, B, D}, "(T, B, D) with D = w_ih.shape[1]");
   // y, the gates (the cache's, or the kernel's scratch without a cache), h and c of every step.
-  Footprint(c, of_shape("x", x) + " with H = " + std::to_string(H))
+  Footprint(c, [&] { return of_shape("x", x) + " with H = " + std::to_string(H); })
       .add({T_, B, H}, sizeof(T))
       .add({T_, B, 4, H}, sizeof(T))
       .add({2, T_, B, H}, need_cache ? sizeof(T) : 0)
@@ -543,7 +550,7 @@ py::tuple lstm_backward_impl(const Check& c, const py::array& x, const LstmWeigh
   c.shape("cache h", hs, {T_ + 1, B, H}, "(T+1, B, H)");
   c.shape("cache c", cs, {T_ + 1, B, H}, "(T+1, B, H)");
   // dx, the weight gradients, the kernel's (T*B, 4*H) scratch, copies of dy, dh_n and dc_n.
-  Footprint(c, "cache x " + shape_str(dims_of(x)) + " with H = " + std::to_string(H))
+  Footprint(c, [&] { return "cache x " + shape_str(dims_of(x)) + " with H = " + std::to_string(H); })
       .add({T_, B, D}, sizeof(T))
       .add({4, H, D + H + 1}, sizeof(T))
       .add({T_, B, 4, H}, sizeof(T))
@@ -794,7 +801,7 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
     d.insert(d.end(), tail);
     return d;
   };
-  Footprint(c, of_shape("q", q) + ", " + of_shape("k", k) + " and " + of_shape("v", v))
+  Footprint(c, [&] { return of_shape("q", q) + ", " + of_shape("k", k) + " and " + of_shape("v", v); })
       .add(with({a.s.lq, a.s.dv}), sizeof(T))
       .add(with({2, a.s.lq}), sizeof(T))
       .add(with({2}), sizeof(int64_t))
@@ -931,8 +938,8 @@ AddArgs additive_args(const Check& c, const py::array& q, const py::array& k, co
   c.shape("w_k", w_k, {a.s.a, a.s.dk}, "(A, Dk)");
   c.shape("w_v", w_v, {a.s.a}, "(A,)");
   // The projections (and backward's gradients of them), out, lse, the mask's offsets and lengths.
-  Footprint(c, of_shape("q", q) + ", " + of_shape("k", k) + ", " + of_shape("v", v) + " and " +
-                   of_shape("w_q", w_q))
+  Footprint(c, [&] { return of_shape("q", q) + ", " + of_shape("k", k) + ", " + of_shape("v", v) + " and " +
+                   of_shape("w_q", w_q); })
       .add({2, a.s.batch, a.s.lq, a.s.a}, sizeof(T))
       .add({2, a.s.batch, a.s.lk, a.s.a}, sizeof(T))
       .add({a.s.batch, a.s.lq, a.s.dv}, sizeof(T))
@@ -1050,7 +1057,7 @@ PoolArgs pool_args(const Check& c, const py::array& h, const py::array& w, const
   a.s.a = w.shape(0);
   c.shape("w", w, {a.s.a, a.s.h}, "(A, H)");
   // u (and backward's dz), alpha (and its gradient), context, dh.
-  Footprint(c, of_shape("h", h) + " and " + of_shape("w", w))
+  Footprint(c, [&] { return of_shape("h", h) + " and " + of_shape("w", w); })
       .add({2, a.s.t, a.s.b, a.s.a}, sizeof(T))
       .add({2, a.s.t, a.s.b}, sizeof(T))
       .add({a.s.b, a.s.h}, sizeof(T))

@@ -132,8 +132,13 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
   constexpr int64_t NR = gemm::PackedB<T>::panel_width;
   constexpr int64_t G = U > NR ? U : NR;
   const int64_t ng = (H + G - 1) / G;
-  int nt = simd::threads_for(B * N4 * H, lstm::kStepGrain);
+  // Small batches share each step's granules by claiming (lstm_common.h), in two rounds per
+  // step (da, then dh_{t-1}); larger ones split them once and meet at one barrier per step.
+  const bool claim = B < lstm::kClaimRowsMax;
+  int nt = simd::threads_for(B * N4 * H, claim ? lstm::kClaimGrain : lstm::kStepGrain);
   if (nt > ng) nt = static_cast<int>(ng);
+  std::unique_ptr<lstm::RoundClaims> claims;
+  if (claim && nt > 1) claims.reset(new lstm::RoundClaims(ng));
   // Rows past their length keep dh: the product then goes to scratch and only active rows are copied.
   simd::Buffer<T> dh_new(lengths ? BH : 0);
   if (R > 0 && H > 0) {
@@ -141,33 +146,45 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
     {
       simd::DenormalGuard thread_guard;
       const int tid = simd::team_rank(), team = simd::team_size();
-      int64_t g0, g1;
-      lstm::split_range(ng, team, tid, &g0, &g1);
-      const int64_t u0 = g0 * G, u1 = g1 * G < H ? g1 * G : H;
-      const int64_t j0 = u0 / U, j1 = (u1 + U - 1) / U;
       BwdStep st;
       st.H = H;
       st.lengths = lengths;
+      // Granules [g0, g1): their unit blocks' da and dc, then their units of dh_{t-1}.
+      auto grads = [&](int64_t g0, int64_t g1) {
+        const int64_t u0 = g0 * G, u1 = g1 * G < H ? g1 * G : H;
+        const int64_t t = st.t;
+        for (int64_t j = u0 / U; j < (u1 + U - 1) / U; ++j) {
+          gate_grads(st, B, j, gates + t * B * N4, cs + t * BH, cs + (t + 1) * BH, dy ? dy + t * BH : nullptr,
+                     p.peephole, dh0, dc0, da + t * B * N4, dpeephole, dbias);
+        }
+      };
+      auto product = [&](int64_t g0, int64_t g1) {
+        const int64_t u0 = g0 * G, u1 = g1 * G < H ? g1 * G : H;
+        if (u1 <= u0) return;
+        T* out = lengths ? dh_new.data() : dh0;
+        gemm::gemm_packed<T>(false, B, T(1), da + st.t * B * N4, N4, whh_pk, T(0), out, H, u0, u1);
+        if (lengths) {
+          for (int64_t m = 0; m < B; ++m) {
+            if (!st.active(m)) continue;
+            for (int64_t u = u0; u < u1; ++u) dh0[m * H + u] = out[m * H + u];
+          }
+        }
+      };
+      int64_t g0, g1;
+      lstm::split_range(ng, team, tid, &g0, &g1);
       for (int64_t t = T_ - 1; t >= 0; --t) {
         st.t = t;
-        T* da_t = da + t * B * N4;
-        for (int64_t j = j0; j < j1; ++j) {
-          gate_grads(st, B, j, gates + t * B * N4, cs + t * BH, cs + (t + 1) * BH, dy ? dy + t * BH : nullptr,
-                     p.peephole, dh0, dc0, da_t, dpeephole, dbias);
+        if (claims) {
+          const int64_t round = 2 * (T_ - 1 - t);
+          claims->finish(round, claims->run(round, tid, team, [&](int64_t g) { grads(g, g + 1); }));
+          claims->finish(round + 1, claims->run(round + 1, tid, team, [&](int64_t g) { product(g, g + 1); }));
+          continue;
         }
+        grads(g0, g1);
         // dh_{t-1} needs all of da_t; it then writes only this thread's units of dh, which only
         // this thread reads in step t-1, so one barrier per step suffices.
 #pragma omp barrier
-        if (u1 > u0) {
-          T* out = lengths ? dh_new.data() : dh0;
-          gemm::gemm_packed<T>(false, B, T(1), da_t, N4, whh_pk, T(0), out, H, u0, u1);
-          if (lengths) {
-            for (int64_t m = 0; m < B; ++m) {
-              if (!st.active(m)) continue;
-              for (int64_t u = u0; u < u1; ++u) dh0[m * H + u] = out[m * H + u];
-            }
-          }
-        }
+        product(g0, g1);
       }
     }
   }

@@ -5,12 +5,12 @@
 //   a_t = x_t·w_ihᵀ + h_{t-1}·w_hhᵀ + bias
 //   i = σ(a_i + p_i⊙c_{t-1})   f = σ(a_f + p_f⊙c_{t-1})   g = tanh(a_g)
 //   c_t = f⊙c_{t-1} + i⊙g      o = σ(a_o + p_o⊙c_t)       h_t = o⊙tanh(c_t),  y_t = h_t
-// Rows with t >= lengths[b] keep h and c and get y_t = 0. From kGemmRowsMin rows, the rows are
+// Rows with t >= lengths[b] keep h and c and get y_t = 0. From kClaimRowsMax rows (lstm_common.h), the rows are
 // ordered by decreasing length once per call, so each step's GEMM and cell update cover only the
 // rows still running (the product's rows are independent, so the bits do not change).
 // Saves for lstm_backward (when asked): the post-activation gates (T, B, 4H, order i, f, g, o) and
 // the states hs, cs (T+1, B, H) with hs[0] = h0, hs[t+1] = h after step t.
-// Numerics: accumulation in T. With B >= kGemmRowsMin each step computes
+// Numerics: accumulation in T. With B >= kClaimRowsMax each step computes
 // [x_t | h_{t-1}]·[w_ih | w_hh]ᵀ (one chain over k = 0 .. D+H-1) with the packed GEMM (the weights
 // packed once per call in gate-interleaved order) into a (B, 4H) buffer and the cell adds bias
 // to that. With fewer rows x·w_ihᵀ for all steps is one GEMM up front (into the gates buffer,
@@ -34,12 +34,11 @@ namespace {
 
 using simd::Vec;
 
+// Multiply-adds of one streaming step per thread before a second thread helps.
+constexpr int64_t kStepCallGrain = 1 << 17;
+
 // Rows of a weight panel per k chunk: 64 rows of 4 gates x 64 bytes = 16 KiB, half of L1.
 constexpr int64_t kChunkRows = 64;
-
-// Rows from which the recurrent product runs as a packed GEMM (measured: at 8 rows it is as fast
-// as the fused tile, above it faster, up to 10% at H = 512).
-constexpr int64_t kGemmRowsMin = 8;
 
 // What one step of the cell reads and writes; rows are B, all arrays C-contiguous.
 template <typename T>
@@ -250,7 +249,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   // two ping-pong (B, D+H) buffers: the cell of step t writes h_t into the one step t+1 reads.
   // (One GEMM for the input projection of all steps up front would leave a T·B·4H buffer that
   // the cell reads back from memory, step by step.)
-  const bool use_gemm = B >= kGemmRowsMin;
+  const bool use_gemm = B >= lstm::kClaimRowsMax;
   const int64_t KX = D + H;
   const int64_t ldx = KX % 16 == 0 ? KX + 16 : KX;  // row stride of the A buffers
   gemm::PackedB<T> w_pk;
@@ -315,8 +314,12 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   copy_or_zero(cbuf, c0, BH);
   auto slot = [&](int64_t t) { return hs ? t * stride : (t & 1) * stride; };
 
-  int nt = simd::threads_for(B * N4 * (use_gemm ? KX : H), lstm::kStepGrain);
+  int nt = simd::threads_for(B * N4 * (use_gemm ? KX : H), use_gemm ? lstm::kStepGrain : lstm::kClaimGrain);
   if (nt > nb) nt = static_cast<int>(nb);
+  // Small batches share each step's unit blocks by claiming (lstm_common.h), large ones split
+  // them once and meet at a barrier.
+  std::unique_ptr<lstm::RoundClaims> claims;
+  if (!use_gemm && nt > 1) claims.reset(new lstm::RoundClaims(nb));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard thread_guard;
@@ -367,8 +370,6 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
       } else {
         a.g_in = G + t * B * N4;
         if (B > 1) {
-          for (int64_t m = 0; m < B; ++m)
-            for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
           a.h_rows = h_t.data();
           a.h_sm = 1;
           a.h_sk = B;
@@ -378,6 +379,10 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
           a.h_sk = 1;
         }
       }
+      auto transpose_h = [&] {
+        for (int64_t m = 0; m < B; ++m)
+          for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
+      };
       a.c_prev = cbuf + slot(t);
       a.h_out = hbuf + slot(t + 1);
       a.c_out = cbuf + slot(t + 1);
@@ -394,7 +399,19 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
             a.y_out[o + u] = T(0);
           }
         }
+      } else if (claims) {
+        // h_{t-1} is read only once this thread holds a block of step t: until that block is
+        // done no thread can start step t+1 and overwrite it (ping-pong buffers).
+        bool have_h = B == 1;
+        const int64_t did = claims->run(t, tid, team, [&](int64_t j) {
+          if (!have_h) transpose_h();
+          have_h = true;
+          cell_blocks(a, B, j, j + 1);
+        });
+        claims->finish(t, did);
+        continue;
       } else {
+        if (B > 1) transpose_h();
         cell_blocks(a, B, j0, j1);
       }
       // Step t+1 reads all of h_t; with ping-pong buffers this also keeps step t+1 from
@@ -428,20 +445,19 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
   const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
   // A second thread would halve the weight traffic, but waking a team costs microseconds on a
   // quiet machine and far more on a busy one: only large batches use it.
-  int nt = simd::threads_for(B * 4 * H * (D + H), 1 << 21);
+  int nt = simd::threads_for(B * 4 * H * (D + H), kStepCallGrain);
   if (nt > nb) nt = static_cast<int>(nb);
   if (nt <= 1) {
     simd::DenormalGuard guard;
     cell_blocks(a, B, 0, nb);
     return;
   }
+  lstm::RoundClaims claims(nb);
 #pragma omp parallel num_threads(nt)
   {
     simd::DenormalGuard guard;
     const int tid = simd::team_rank(), team = simd::team_size();
-    int64_t j0, j1;
-    lstm::split_range(nb, team, tid, &j0, &j1);
-    cell_blocks(a, B, j0, j1);
+    claims.run(0, tid, team, [&](int64_t j) { cell_blocks(a, B, j, j + 1); });
   }
 }
 
