@@ -196,6 +196,19 @@ inline int64_t padded_ld(int64_t n) {
   return (((n + kLine - 1) / kLine) | 1) * kLine;
 }
 
+// Asks for x[0, n) in L2 (the next problem's operands while this one computes).
+template <typename T>
+inline void prefetch_l2(const T* x, int64_t n) {
+#if defined(SEQKERN_X86)
+  const char* p = reinterpret_cast<const char*>(x);
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+#else
+  (void)x;
+  (void)n;
+#endif
+}
+
 constexpr double kLog2e = 1.44269504088896340735992468100189214;
 
 // y[0, n) = f · x[0, n).

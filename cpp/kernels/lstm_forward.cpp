@@ -319,7 +319,8 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   // Small batches share each step's unit blocks by claiming (lstm_common.h), large ones split
   // them once and meet at a barrier.
   std::unique_ptr<lstm::RoundClaims> claims;
-  if (!use_gemm && nt > 1) claims.reset(new lstm::RoundClaims(nb));
+  const int64_t per = lstm::blocks_per_item(nb, nt);
+  if (!use_gemm && nt > 1) claims.reset(new lstm::RoundClaims((nb + per - 1) / per));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard thread_guard;
@@ -406,7 +407,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
         const int64_t did = claims->run(t, tid, team, [&](int64_t j) {
           if (!have_h) transpose_h();
           have_h = true;
-          cell_blocks(a, B, j, j + 1);
+          cell_blocks(a, B, j * per, (j + 1) * per < nb ? (j + 1) * per : nb);
         });
         claims->finish(t, did);
         continue;
@@ -452,12 +453,13 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
     cell_blocks(a, B, 0, nb);
     return;
   }
-  lstm::RoundClaims claims(nb);
+  const int64_t per = lstm::blocks_per_item(nb, nt);
+  lstm::RoundClaims claims((nb + per - 1) / per);
 #pragma omp parallel num_threads(nt)
   {
     simd::DenormalGuard guard;
     const int tid = simd::team_rank(), team = simd::team_size();
-    claims.run(0, tid, team, [&](int64_t j) { cell_blocks(a, B, j, j + 1); });
+    claims.run(0, tid, team, [&](int64_t j) { cell_blocks(a, B, j * per, (j + 1) * per < nb ? (j + 1) * per : nb); });
   }
 }
 
