@@ -15,7 +15,8 @@
 // Threads: one parallel region for the loop; each thread owns a fixed range of units (whole
 // unit blocks and whole gemm panels), computes da and dc for them, waits at the step's one
 // barrier, then its units of dh_{t-1} (which only it reads next) with the packed GEMM over
-// w_hh packed once per call. Every sum runs in a fixed order (k increasing in the
+// w_hh packed once per call. Small batches claim the units instead, in two rounds per step (da
+// and dc, then dh_{t-1}; lstm_common.h). Every sum runs in a fixed order (k increasing in the
 // products, t descending then b increasing for dpeephole and dbias), so
 // results are bitwise identical for any thread count.
 // Cost: 2·T·B·4H·H flops in the loop, 2·T·B·4H·(2D+H) in the GEMMs after it (about twice the

@@ -17,8 +17,11 @@
 // overwritten in place by the activations) and each step adds bias and h_{t-1}·w_hhᵀ in
 // registers (k increasing, streaming the block's gate-interleaved w_hh panel, see
 // lstm_common.h) and runs the cell update on the accumulators.
-// Threads: one parallel region for the whole sequence; each thread owns a fixed range of unit
-// blocks (its slice of w_hh stays in its cache) and the team meets at one barrier per step.
+// Threads: one parallel region for the whole sequence. From kClaimRowsMax rows each thread owns a
+// fixed range of unit blocks (its slice of w_hh stays in its cache) and the team meets at one
+// barrier per step; below it, where a step takes a few microseconds, the threads claim the
+// step's blocks (own range first, lstm_common.h), so a descheduled thread delays a step by at
+// most one block. The streaming step claims blocks the same way.
 // Every output element is computed by one thread in a fixed order, so results are bitwise
 // identical for any thread count. Denormals are flushed inside (per thread).
 // Cost: 2·T·B·4H·(D+H) flops, plus ~5 transcendental evaluations per B·H per step.
@@ -317,10 +320,12 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   int nt = simd::threads_for(B * N4 * (use_gemm ? KX : H), use_gemm ? lstm::kStepGrain : lstm::kClaimGrain);
   if (nt > nb) nt = static_cast<int>(nb);
   // Small batches share each step's unit blocks by claiming (lstm_common.h), large ones split
-  // them once and meet at a barrier.
+  // them once and meet at a barrier (claiming measured 4% slower there: twice the GEMM calls,
+  // each half as wide).
   std::unique_ptr<lstm::RoundClaims> claims;
   const int64_t per = lstm::blocks_per_item(nb, nt);
-  if (!use_gemm && nt > 1) claims.reset(new lstm::RoundClaims((nb + per - 1) / per));
+  const int64_t items = (nb + per - 1) / per;
+  if (nt > 1 && !use_gemm) claims.reset(new lstm::RoundClaims(items));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard thread_guard;
@@ -348,25 +353,22 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
       a.row_of = lengths ? order.data() : nullptr;
     }
     int64_t active = B;  // rows with t < length (the first ones in `order`)
-    const int64_t n0 = 4 * j0 * U, n1 = 4 * j1 * U < N4 ? 4 * j1 * U : N4;
     for (int64_t t = 0; t < T_; ++t) {
       a.t = t;
       a.gates_out = gates ? gates + t * B * N4 : nullptr;
       a.h_prev = hbuf + slot(t);
+      a.c_prev = cbuf + slot(t);
+      a.h_out = hbuf + slot(t + 1);
+      a.c_out = cbuf + slot(t + 1);
+      a.y_out = y + t * BH;
+      const T* xh_t = nullptr;
+      T* xh_next = nullptr;
       if (use_gemm) {
         if (lengths) {
           while (active > 0 && lengths[order[active - 1]] <= t) --active;
         }
-        const T* xh_t = xh.data() + (t & 1) * B * ldx;
-        T* xh_next = xh.data() + ((t + 1) & 1) * B * ldx;
-        if (n1 > n0) gemm::gemm_packed<T>(false, active, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp, n0, n1);
-        // The buffer for step t+1 was last read in step t-1 (before the previous barrier).
-        if (t + 1 < T_) {
-          for (int64_t i = m0; i < m1 && i < active; ++i) {
-            const int64_t m = lengths ? order[i] : i;
-            copy_or_zero(xh_next + i * ldx, x + ((t + 1) * B + m) * D, D);
-          }
-        }
+        xh_t = xh.data() + (t & 1) * B * ldx;
+        xh_next = xh.data() + ((t + 1) & 1) * B * ldx;
         a.h_next = xh_next + D;
       } else {
         a.g_in = G + t * B * N4;
@@ -380,18 +382,30 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
           a.h_sk = 1;
         }
       }
-      auto transpose_h = [&] {
-        for (int64_t m = 0; m < B; ++m)
-          for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
-      };
-      a.c_prev = cbuf + slot(t);
-      a.h_out = hbuf + slot(t + 1);
-      a.c_out = cbuf + slot(t + 1);
-      a.y_out = y + t * BH;
-      if (use_gemm) {
-        cell_blocks(a, active, j0, j1);
-        // Rows past their length: carry h and c, output 0, for this thread's units.
-        const int64_t ua = j0 * U, ub = j1 * U < H ? j1 * U : H;
+      // Unit blocks [jb, je) of step t, and (GEMM steps) rows [r0, r1) of x_{t+1} into the next
+      // A buffer, which was last read in step t-1.
+      bool have_h = B == 1 || use_gemm;
+      auto blocks = [&](int64_t jb, int64_t je, int64_t r0, int64_t r1) {
+        if (!use_gemm) {
+          if (!have_h) {
+            for (int64_t m = 0; m < B; ++m)
+              for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
+            have_h = true;
+          }
+          cell_blocks(a, B, jb, je);
+          return;
+        }
+        const int64_t c0 = 4 * jb * U, c1 = 4 * je * U < N4 ? 4 * je * U : N4;
+        if (c1 > c0) gemm::gemm_packed<T>(false, active, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp, c0, c1);
+        if (t + 1 < T_) {
+          for (int64_t i = r0; i < r1 && i < active; ++i) {
+            const int64_t m = lengths ? order[i] : i;
+            copy_or_zero(xh_next + i * ldx, x + ((t + 1) * B + m) * D, D);
+          }
+        }
+        cell_blocks(a, active, jb, je);
+        // Rows past their length: carry h and c, output 0.
+        const int64_t ua = jb * U, ub = je * U < H ? je * U : H;
         for (int64_t i = active; i < B; ++i) {
           const int64_t o = order[i] * H;
           for (int64_t u = ua; u < ub; ++u) {
@@ -400,21 +414,17 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
             a.y_out[o + u] = T(0);
           }
         }
-      } else if (claims) {
-        // h_{t-1} is read only once this thread holds a block of step t: until that block is
-        // done no thread can start step t+1 and overwrite it (ping-pong buffers).
-        bool have_h = B == 1;
-        const int64_t did = claims->run(t, tid, team, [&](int64_t j) {
-          if (!have_h) transpose_h();
-          have_h = true;
-          cell_blocks(a, B, j * per, (j + 1) * per < nb ? (j + 1) * per : nb);
+      };
+      if (claims) {
+        // Small batches: h_{t-1} is read only once this thread holds a block of step t; until
+        // that block is done no thread can start step t+1 and overwrite it (ping-pong buffers).
+        const int64_t did = claims->run(t, tid, team, [&](int64_t it) {
+          blocks(it * per, (it + 1) * per < nb ? (it + 1) * per : nb, 0, 0);
         });
         claims->finish(t, did);
         continue;
-      } else {
-        if (B > 1) transpose_h();
-        cell_blocks(a, B, j0, j1);
       }
+      blocks(j0, j1, m0, m1);
       // Step t+1 reads all of h_t; with ping-pong buffers this also keeps step t+1 from
       // overwriting what a slower thread still reads in step t.
 #pragma omp barrier
