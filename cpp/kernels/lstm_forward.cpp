@@ -458,7 +458,8 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
   a.c_out = c_out;
   const int64_t nb = lstm::num_blocks(H, lstm::kUnits<T>);
   // A second thread halves each core's weight traffic (its share stays in its own L2 between
-  // calls); the blocks are claimed, so a thread that is late to the region costs little.
+  // calls). The blocks are claimed, so a thread that starts late finds its share done; the
+  // region still ends only when every thread of the team has arrived.
   int nt = simd::threads_for(B * 4 * H * (D + H), kStepCallGrain);
   if (nt > nb) nt = static_cast<int>(nb);
   if (nt <= 1) {
