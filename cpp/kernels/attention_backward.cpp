@@ -157,15 +157,6 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
       simd::Buffer<T> vtl(s.dv * ldt);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < s.batch; ++b) {
-        // The next problem's operands (it is usually this thread's next) while this one computes.
-        if (b + nt < s.batch) {
-          const int64_t n = b + nt;
-          attn::prefetch_l2(k + n * s.lk * s.dh, s.lk * s.dh);
-          attn::prefetch_l2(v + n * s.lk * s.dv, s.lk * s.dv);
-          attn::prefetch_l2(q + n * s.lq * s.dh, s.lq * s.dh);
-          attn::prefetch_l2(out + n * s.lq * s.dv, s.lq * s.dv);
-          attn::prefetch_l2(dout + n * s.lq * s.dv, s.lq * s.dv);
-        }
         prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
         attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), ldt);
         attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vtl.data(), ldt);
