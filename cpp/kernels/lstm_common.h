@@ -81,7 +81,7 @@ inline void split_range(int64_t n, int parts, int idx, int64_t* lo, int64_t* hi)
 // faster than one block per item, and one item per thread was slower whenever a thread stole a
 // whole half.
 inline int64_t blocks_per_item(int64_t nb, int team) {
-  const int64_t per = nb / (2 * static_cast<int64_t>(team));
+  const int64_t per = team > 0 ? nb / (2 * static_cast<int64_t>(team)) : nb;
   return per < 1 ? 1 : per;
 }
 
@@ -128,8 +128,9 @@ class RoundClaims {
   void finish(int64_t round, int64_t did) {
     const int64_t target = (round + 1) * n_;
     if (done_.fetch_add(did, std::memory_order_acq_rel) + did >= target) return;
-    for (int spins = 0; done_.load(std::memory_order_acquire) < target; ++spins) {
+    for (int spins = 0; done_.load(std::memory_order_acquire) < target;) {
       if (spins < 4096) {
+        ++spins;
 #if defined(SEQKERN_X86)
         _mm_pause();
 #endif
