@@ -138,9 +138,8 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
   const bool claim = B < lstm::kClaimRowsMax;
   int nt = simd::threads_for(B * N4 * H, claim ? lstm::kClaimGrain : lstm::kStepGrain);
   if (nt > ng) nt = static_cast<int>(ng);
-  const int64_t per = lstm::blocks_per_item(ng, nt);  // granules per claimed item
   std::unique_ptr<lstm::RoundClaims> claims;
-  if (claim && nt > 1) claims.reset(new lstm::RoundClaims((ng + per - 1) / per));
+  if (claim && nt > 1) claims.reset(new lstm::RoundClaims(ng, nt));
   // Rows past their length keep dh: the product then goes to scratch and only active rows are copied.
   simd::Buffer<T> dh_new(lengths ? BH : 0);
   if (R > 0 && H > 0) {
@@ -178,20 +177,8 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
         st.t = t;
         if (claims) {
           const int64_t round = 2 * (T_ - 1 - t);
-          auto item = [&](int64_t it, int64_t* ga, int64_t* gb) {
-            *ga = it * per;
-            *gb = (it + 1) * per < ng ? (it + 1) * per : ng;
-          };
-          claims->finish(round, claims->run(round, tid, team, [&](int64_t it) {
-            int64_t ga, gb;
-            item(it, &ga, &gb);
-            grads(ga, gb);
-          }));
-          claims->finish(round + 1, claims->run(round + 1, tid, team, [&](int64_t it) {
-            int64_t ga, gb;
-            item(it, &ga, &gb);
-            product(ga, gb);
-          }));
+          claims->finish(round, claims->run(round, tid, team, grads));
+          claims->finish(round + 1, claims->run(round + 1, tid, team, product));
           continue;
         }
         grads(g0, g1);

@@ -76,48 +76,51 @@ inline void split_range(int64_t n, int parts, int idx, int64_t* lo, int64_t* hi)
   *hi = n * (idx + 1) / parts;
 }
 
-// Unit blocks per claimed item: about two items per thread. Each claim is an atomic operation on
-// a line the other thread may have read; measured at B = 1, H = 128 (8 blocks, 2 threads): 4%
-// faster than one block per item, and one item per thread was slower whenever a thread stole a
-// whole half.
-inline int64_t blocks_per_item(int64_t nb, int team) {
-  const int64_t per = team > 0 ? nb / (2 * static_cast<int64_t>(team)) : nb;
-  return per < 1 ? 1 : per;
-}
-
 // Work sharing for the small-batch time loops, where one step is a few microseconds of work and
-// a fixed split would make every step wait for the slowest thread: the step's items (unit
-// blocks) are claimed one at a time. A thread first claims its own range in order (so in a
-// quiet run each thread keeps its slice of the weights in its own cache, as with a fixed split),
-// then what is left of the other ranges, from their ends. A descheduled thread then holds a step
-// up by at most the one item it is computing, not by its whole share. Which thread computes an
-// item never changes how it is computed, so results stay bitwise the same.
+// a fixed split would make every step wait for the slowest thread: the step's units (unit blocks
+// or granules), grouped into items, are claimed one item at a time. A thread first claims its
+// own range in order (so in a quiet run each thread keeps its slice of the weights in its own
+// cache, as with a fixed split), then what is left of the other ranges, from their ends. A
+// descheduled thread then holds a step up by at most the one item it is computing, not by its
+// whole share. Which thread computes an item never changes how it is computed, so results stay
+// bitwise the same.
+// Items are about two per thread: each claim is an atomic operation on a line the other thread
+// may have read; measured at B = 1, H = 128 (8 blocks, 2 threads): 4% faster than one block per
+// item, and one item per thread was slower whenever a thread stole a whole half.
 // Item j's flag holds the number of rounds in which it was claimed; a round ends when `done`
-// reaches (round+1)·n, and nobody starts round r+1 before that.
+// reaches (round+1)·(items), and nobody starts round r+1 before that.
 class RoundClaims {
  public:
-  explicit RoundClaims(int64_t n) : n_(n), flags_(new Flag[n > 0 ? n : 1]) {
-    for (int64_t j = 0; j < n; ++j) flags_[j].v.store(0, std::memory_order_relaxed);
+  // `units` units shared by a team of `team` threads.
+  RoundClaims(int64_t units, int team)
+      : units_(units), per_(units_per_item(units, team)), n_((units + per_ - 1) / per_),
+        flags_(new Flag[n_ > 0 ? n_ : 1]) {
+    for (int64_t j = 0; j < n_; ++j) flags_[j].v.store(0, std::memory_order_relaxed);
   }
   RoundClaims(const RoundClaims&) = delete;
   RoundClaims& operator=(const RoundClaims&) = delete;
 
-  // Runs f(j) for every item this thread claims in `round`; returns how many it ran.
+  // Runs f(u0, u1) for the units [u0, u1) of every item this thread claims in `round`; returns
+  // how many items it ran.
   template <typename F>
   int64_t run(int64_t round, int tid, int team, F&& f) {
+    auto item = [&](int64_t j) {
+      const int64_t u0 = j * per_;
+      f(u0, u0 + per_ < units_ ? u0 + per_ : units_);
+    };
     int64_t did = 0;
     int64_t lo, hi;
     split_range(n_, team, tid, &lo, &hi);
     for (int64_t j = lo; j < hi; ++j) {
       if (claim(j, round)) {
-        f(j);
+        item(j);
         ++did;
       }
     }
     for (int o = 1; o < team; ++o) {
       split_range(n_, team, (tid + o) % team, &lo, &hi);
       for (int64_t j = hi - 1; j >= lo && claim(j, round); --j) {
-        f(j);
+        item(j);
         ++did;
       }
     }
@@ -141,6 +144,11 @@ class RoundClaims {
   }
 
  private:
+  static int64_t units_per_item(int64_t units, int team) {
+    const int64_t per = team > 0 ? units / (2 * static_cast<int64_t>(team)) : units;
+    return per < 1 ? 1 : per;
+  }
+
   bool claim(int64_t j, int64_t round) {
     int64_t expected = round;
     return flags_[j].v.load(std::memory_order_relaxed) == round &&
@@ -151,7 +159,7 @@ class RoundClaims {
   struct alignas(64) Flag {
     std::atomic<int64_t> v;
   };
-  int64_t n_;
+  int64_t units_, per_, n_;  // units, units per item, items
   std::unique_ptr<Flag[]> flags_;
   alignas(64) std::atomic<int64_t> done_{0};
 };

@@ -326,9 +326,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   // them once and meet at a barrier (claiming measured 4% slower there: twice the GEMM calls,
   // each half as wide).
   std::unique_ptr<lstm::RoundClaims> claims;
-  const int64_t per = lstm::blocks_per_item(nb, nt);
-  const int64_t items = (nb + per - 1) / per;
-  if (nt > 1 && !use_gemm) claims.reset(new lstm::RoundClaims(items));
+  if (nt > 1 && !use_gemm) claims.reset(new lstm::RoundClaims(nb, nt));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     simd::DenormalGuard thread_guard;
@@ -385,19 +383,19 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
           a.h_sk = 1;
         }
       }
-      // Unit blocks [jb, je) of step t, and (GEMM steps) rows [r0, r1) of x_{t+1} into the next
-      // A buffer, which was last read in step t-1.
-      bool have_h = B == 1 || use_gemm;
-      auto blocks = [&](int64_t jb, int64_t je, int64_t r0, int64_t r1) {
-        if (!use_gemm) {
-          if (!have_h) {
-            for (int64_t m = 0; m < B; ++m)
-              for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
-            have_h = true;
-          }
-          cell_blocks(a, B, jb, je);
-          return;
+      // Unit blocks [jb, je) of a step without GEMM; h_{t-1} is transposed at the first.
+      bool have_h = B == 1;
+      auto tile_blocks = [&](int64_t jb, int64_t je) {
+        if (!have_h) {
+          for (int64_t m = 0; m < B; ++m)
+            for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.h_prev[m * H + k];
+          have_h = true;
         }
+        cell_blocks(a, B, jb, je);
+      };
+      // Unit blocks [jb, je) of a GEMM step, and rows [r0, r1) of x_{t+1} into the next A buffer,
+      // which was last read in step t-1.
+      auto gemm_blocks = [&](int64_t jb, int64_t je, int64_t r0, int64_t r1) {
         const int64_t c0 = 4 * jb * U, c1 = 4 * je * U < N4 ? 4 * je * U : N4;
         if (c1 > c0) gemm::gemm_packed<T>(false, active, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp, c0, c1);
         if (t + 1 < T_) {
@@ -421,13 +419,14 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
       if (claims) {
         // Small batches: h_{t-1} is read only once this thread holds a block of step t; until
         // that block is done no thread can start step t+1 and overwrite it (ping-pong buffers).
-        const int64_t did = claims->run(t, tid, team, [&](int64_t it) {
-          blocks(it * per, (it + 1) * per < nb ? (it + 1) * per : nb, 0, 0);
-        });
-        claims->finish(t, did);
+        claims->finish(t, claims->run(t, tid, team, tile_blocks));
         continue;
       }
-      blocks(j0, j1, m0, m1);
+      if (use_gemm) {
+        gemm_blocks(j0, j1, m0, m1);
+      } else {
+        tile_blocks(j0, j1);
+      }
       // Step t+1 reads all of h_t; with ping-pong buffers this also keeps step t+1 from
       // overwriting what a slower thread still reads in step t.
 #pragma omp barrier
@@ -467,13 +466,11 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
     cell_blocks(a, B, 0, nb);
     return;
   }
-  const int64_t per = lstm::blocks_per_item(nb, nt);
-  lstm::RoundClaims claims((nb + per - 1) / per);
+  lstm::RoundClaims claims(nb, nt);
 #pragma omp parallel num_threads(nt)
   {
     simd::DenormalGuard guard;
-    const int tid = simd::team_rank(), team = simd::team_size();
-    claims.run(0, tid, team, [&](int64_t j) { cell_blocks(a, B, j * per, (j + 1) * per < nb ? (j + 1) * per : nb); });
+    claims.run(0, simd::team_rank(), simd::team_size(), [&](int64_t jb, int64_t je) { cell_blocks(a, B, jb, je); });
   }
 }
 
