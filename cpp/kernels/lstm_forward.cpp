@@ -49,6 +49,10 @@ constexpr int64_t kChunkRows = 64;
 // What one step of the cell reads and writes; rows are B, all arrays C-contiguous.
 template <typename T>
 struct CellStep {
+  // The layer's sizes and weights; the rest is set per step.
+  CellStep(int64_t H_, int64_t D_, const LstmParams<T>& p)
+      : H(H_), D(D_), wih_p(p.wih_p), whh_p(p.whh_p), bias(p.bias), peep(p.peephole) {}
+
   int64_t H = 0, D = 0;
   const T* g_in = nullptr;   // (B, 4H) pre-activations x·w_ihᵀ, or nullptr
   T* part = nullptr;         // per-thread (B, 4U) partial sums between k chunks (nullptr: no chunks)
@@ -339,12 +343,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     // H apart (a power of two, often) would fight over the same L1 sets.
     simd::Buffer<T> h_t(B > 1 && !use_gemm ? BH : 0);
     simd::Buffer<T> part(use_gemm ? 0 : B * 4 * U);
-    CellStep<T> a;
-    a.H = H;
-    a.D = D;
-    a.whh_p = p.whh_p;
-    a.bias = p.bias;
-    a.peep = p.peephole;
+    CellStep<T> a(H, D, p);
     a.lengths = lengths;
     a.part = part.data();
     if (use_gemm) {
@@ -441,17 +440,11 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
                T* c_out) {
   const int64_t B = s.B, D = s.D, H = s.H;
   if (B * H == 0) return;
-  CellStep<T> a;
-  a.H = H;
-  a.D = D;
+  CellStep<T> a(H, D, p);
   a.x = x;
-  a.wih_p = p.wih_p;
   a.h_prev = h;
   a.h_rows = h;
   a.h_sm = H;
-  a.whh_p = p.whh_p;
-  a.bias = p.bias;
-  a.peep = p.peephole;
   a.c_prev = c;
   a.h_out = h_out;
   a.c_out = c_out;
