@@ -54,6 +54,33 @@ def _refs(fn, args64, args, dtype, **kw):
     return r64, r32
 
 
+def _fuzz_backward(draw, isa, name, grad_arg, backward, ref_backward, cache, caches, out, dtype, inputs, grad_names,
+                   skip):
+    """The backward half of a forward property test. Draws the upstream gradient `grad_arg`
+    (sometimes of a wrong dtype or shape): a bad one must be rejected naming it, a good one
+    accepted; then, unless `skip`, every gradient is compared with the reference's, whose float64
+    and float32 caches are `caches` (the second None when there is no float32 reference)."""
+    CASES[name] += 1
+    g = operand(draw, out.shape, dtype, wrong=12)
+    gvalid = g.dtype == dtype and g.shape == out.shape
+    try:
+        with seqkern.use_isa(isa):
+            grads = backward(cache, g)
+    except (TypeError, ValueError) as e:
+        assert not gvalid, f"valid {grad_arg} rejected: {e}"
+        assert names_an_argument(e, name, [grad_arg]), e
+        return
+    assert gvalid, f"invalid {grad_arg} accepted"
+    if skip:
+        return
+    c64, c32 = caches
+    with np.errstate(all="ignore"):
+        g64 = ref_backward(c64, g.astype(np.float64))
+        g32 = ref_backward(c32, g) if c32 is not None else None
+    for i, gname in enumerate(grad_names):
+        _compare(gname, grads[i], g64[i], None if g32 is None else g32[i], _magnitude(*inputs, g))
+
+
 def _mask(draw, target):
     """A bool mask broadcastable to `target` (sometimes not, or not bool), in a random layout."""
     nd = draw(st.integers(0, len(target)))
@@ -130,24 +157,10 @@ def test_attention_fuzz(case, data):
     r64, r32 = _refs(ref.attention_forward, [a.astype(np.float64) for a in (q, k, v)], [q, k, v], q.dtype, **kw64)
     _compare("out", out, r64[0], None if r32 is None else r32[0])
 
-    CASES["attention_backward"] += 1
-    dout = operand(data.draw, out.shape, q.dtype, wrong=12)
-    gvalid = dout.dtype == q.dtype and dout.shape == out.shape
-    try:
-        with seqkern.use_isa(isa):
-            grads = seqkern.attention_backward(cache, dout)
-    except (TypeError, ValueError) as e:
-        assert not gvalid, f"valid dout rejected: {e}"
-        assert names_an_argument(e, "attention_backward", ["dout"]), e
-        return
-    assert gvalid, "invalid dout accepted"
-    if special or not np.all(np.isfinite(out)):
-        return  # non-finite forward: only "no crash" is asked of backward
-    with np.errstate(all="ignore"):
-        g64 = ref.attention_backward(r64[1], dout.astype(np.float64))
-        g32 = ref.attention_backward(r32[1], dout) if r32 is not None else None
-    for name, a, i in zip(("dq", "dk", "dv"), grads, range(3)):
-        _compare(name, a, g64[i], None if g32 is None else g32[i], _magnitude(q, k, v, dout))
+    # Non-finite forward: only "no crash" is asked of backward.
+    _fuzz_backward(data.draw, isa, "attention_backward", "dout", seqkern.attention_backward, ref.attention_backward,
+                   cache, (r64[1], None if r32 is None else r32[1]), out, q.dtype, (q, k, v), ("dq", "dk", "dv"),
+                   skip=special or not np.all(np.isfinite(out)))
 
 
 @st.composite
@@ -200,24 +213,9 @@ def test_additive_attention_fuzz(case, data):
     r64, r32 = _refs(ref.additive_attention_forward, [a.astype(np.float64) for a in args], args, dtype, **kw)
     _compare("out", out, r64[0], None if r32 is None else r32[0])
 
-    CASES["additive_attention_backward"] += 1
-    dout = operand(data.draw, out.shape, dtype, wrong=12)
-    gvalid = dout.dtype == dtype and dout.shape == out.shape
-    try:
-        with seqkern.use_isa(isa):
-            grads = seqkern.additive_attention_backward(cache, dout)
-    except (TypeError, ValueError) as e:
-        assert not gvalid, f"valid dout rejected: {e}"
-        assert names_an_argument(e, "additive_attention_backward", ["dout"]), e
-        return
-    assert gvalid, "invalid dout accepted"
-    if special:
-        return
-    with np.errstate(all="ignore"):
-        g64 = ref.additive_attention_backward(r64[1], dout.astype(np.float64))
-        g32 = ref.additive_attention_backward(r32[1], dout) if r32 is not None else None
-    for i, name in enumerate(("dq", "dk", "dv", "dw_q", "dw_k", "dw_v")):
-        _compare(name, grads[i], g64[i], None if g32 is None else g32[i], _magnitude(*args, dout))
+    _fuzz_backward(data.draw, isa, "additive_attention_backward", "dout", seqkern.additive_attention_backward,
+                   ref.additive_attention_backward, cache, (r64[1], None if r32 is None else r32[1]), out, dtype,
+                   args, ("dq", "dk", "dv", "dw_q", "dw_k", "dw_v"), skip=special)
 
 
 @fuzz_settings(600)
@@ -249,24 +247,9 @@ def test_attention_pool_fuzz(data):
     _compare("context", ctx, r64[0], None if r32 is None else r32[0])
     _compare("alpha", alpha, r64[1], None if r32 is None else r32[1])
 
-    CASES["attention_pool_backward"] += 1
-    dctx = operand(draw, ctx.shape, dtype, wrong=12)
-    gvalid = dctx.dtype == dtype and dctx.shape == ctx.shape
-    try:
-        with seqkern.use_isa(isa):
-            grads = seqkern.attention_pool_backward(cache, dctx)
-    except (TypeError, ValueError) as e:
-        assert not gvalid, f"valid dcontext rejected: {e}"
-        assert names_an_argument(e, "attention_pool_backward", ["dcontext"]), e
-        return
-    assert gvalid, "invalid dcontext accepted"
-    if special:
-        return
-    with np.errstate(all="ignore"):
-        g64 = ref.attention_pool_backward(r64[2], dctx.astype(np.float64))
-        g32 = ref.attention_pool_backward(r32[2], dctx) if r32 is not None else None
-    for i, name in enumerate(("dh", "dw", "db", "dw_s")):
-        _compare(name, grads[i], g64[i], None if g32 is None else g32[i], _magnitude(*args, dctx))
+    _fuzz_backward(draw, isa, "attention_pool_backward", "dcontext", seqkern.attention_pool_backward,
+                   ref.attention_pool_backward, cache, (r64[2], None if r32 is None else r32[2]), ctx, dtype,
+                   args, ("dh", "dw", "db", "dw_s"), skip=special)
 
 
 def test_nan_scores_give_nan_rows_not_zeros(isa):
