@@ -8,6 +8,9 @@ hand-tuned number per test. For float64 kernels the bound is ``1e-9 * max|expect
 
 ``check_grad``: a reference backward against a central finite difference along a random
 direction, in float64.
+
+``additive_inputs``: the float64 inputs of an additive-attention case, shared by the accuracy and
+peer tests.
 """
 
 from __future__ import annotations
@@ -81,3 +84,16 @@ def check_grad(f, inputs, grads, *, eps=1e-6, rtol=1e-6, rng=None, name=""):
         assert abs(numeric - exact) <= tol, (
             f"{name} d/d{key}: analytic {exact!r} vs finite difference {numeric!r} (tol {tol:.2e})"
         )
+
+
+def additive_inputs(rng, b, lq, lk, dq, dk, dv, a):
+    """float64 q, k, v, w_q, w_k, w_v for additive attention, weights scaled so that the tanh
+    arguments stay in its curved range."""
+    return [
+        rng.standard_normal((b, lq, dq)),
+        rng.standard_normal((b, lk, dk)),
+        rng.standard_normal((b, lk, dv)),
+        rng.standard_normal((a, dq)) * 0.5,
+        rng.standard_normal((a, dk)) * 0.5,
+        rng.standard_normal(a),
+    ]

@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from checks import assert_close
+from checks import additive_inputs, assert_close
 
 import seqkern
 from seqkern import reference as ref
@@ -233,14 +233,7 @@ def test_sdpa_errors(rng):
 
 
 def _additive_case(rng, b, lq, lk, dq, dk, dv, a, dtype, **kw):
-    arrays = [
-        rng.standard_normal((b, lq, dq)),
-        rng.standard_normal((b, lk, dk)),
-        rng.standard_normal((b, lk, dv)),
-        rng.standard_normal((a, dq)) * 0.5,
-        rng.standard_normal((a, dk)) * 0.5,
-        rng.standard_normal(a),
-    ]
+    arrays = additive_inputs(rng, b, lq, lk, dq, dk, dv, a)
     g = rng.standard_normal((b, lq, dv))
     out, cache = seqkern.additive_attention_forward(*(x.astype(dtype) for x in arrays), **kw)
     grads = seqkern.additive_attention_backward(cache, g.astype(dtype))

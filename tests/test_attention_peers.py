@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from checks import additive_inputs
 
 import seqkern
 
@@ -62,14 +63,7 @@ def test_sdpa_matches_torch(rng, dtype, kind, lq, lk):
 @pytest.mark.parametrize("masked", [False, True])
 def test_additive_matches_torch(rng, dtype, masked):
     b, lq, lk, dq, dk, dv, a = 2, 5, 9, 6, 7, 4, 8
-    arrays = [
-        rng.standard_normal((b, lq, dq)),
-        rng.standard_normal((b, lk, dk)),
-        rng.standard_normal((b, lk, dv)),
-        rng.standard_normal((a, dq)) * 0.5,
-        rng.standard_normal((a, dk)) * 0.5,
-        rng.standard_normal(a),
-    ]
+    arrays = additive_inputs(rng, b, lq, lk, dq, dk, dv, a)
     arrays = [x.astype(dtype) for x in arrays]
     g = rng.standard_normal((b, lq, dv)).astype(dtype)
     keep = np.ones((b, lq, lk), dtype=bool)
