@@ -336,6 +336,30 @@ def test_pool(isa, rng, dtype, t, b, h, a, with_lengths):
         assert np.all(ctx[0] == 0) and np.all(alpha[:, 0] == 0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pool_all_scores_minus_inf_give_zero_row(isa, dtype):
+    # As the reference's softmax: a row whose valid scores are all -inf pools to 0 (not NaN),
+    # while a +inf score makes its row NaN. w_s = inf turns u = +-1 into scores +-inf.
+    h = np.array([[[4.5], [-3.2]]], dtype=dtype)  # (T=1, B=2, H=1)
+    w, bias, w_s = (np.array(v, dtype=dtype) for v in ([[2.0]], [1.0], [np.inf]))
+    for kw in ({}, {"lengths": np.array([1, 1])}):
+        with np.errstate(all="ignore"):
+            ctx, alpha, _ = seqkern.attention_pool_forward(h, w, bias, w_s, **kw)
+            c64, a64, _ = ref.attention_pool_forward(h.astype(np.float64), w, bias, w_s, **kw)
+        assert np.isnan(c64[0, 0]) and c64[1, 0] == 0 and a64[0, 1] == 0
+        assert np.isnan(ctx[0, 0]) and np.isnan(alpha[0, 0])
+        assert ctx[1, 0] == 0 and alpha[0, 1] == 0
+    # Scores +inf and -inf in one row: the sum is NaN, so every valid alpha is NaN (not 0);
+    # a step past the row's length stays exactly 0 even then.
+    h2 = np.array([[[2.0]], [[-2.5]], [[1.0]]], dtype=dtype)  # (T=3, B=1, H=1)
+    w2, b2 = np.array([[0.125]], dtype=dtype), np.array([0.125], dtype=dtype)
+    with np.errstate(all="ignore"):
+        _, alpha, _ = seqkern.attention_pool_forward(h2, w2, b2, w_s, lengths=np.array([2]))
+        _, a64, _ = ref.attention_pool_forward(h2.astype(np.float64), w2, b2, w_s, lengths=np.array([2]))
+    assert np.all(np.isnan(alpha[:2, 0])) and alpha[2, 0] == 0
+    assert np.all(np.isnan(a64[:2, 0])) and a64[2, 0] == 0
+
+
 def test_pool_errors(rng):
     h = rng.standard_normal((5, 2, 4))
     w, bias, w_s = rng.standard_normal((3, 4)), rng.standard_normal(3), rng.standard_normal(3)

@@ -4,6 +4,7 @@
 //   u_tb = tanh(h_tb wᵀ + bias)  (T, B, A)      one GEMM over all T·B rows, saved
 //   e_tb = u_tb · w_s
 //   alpha_tb = softmax over t < lengths[b] of e_tb, 0 for t >= lengths[b]; all 0 when lengths[b] = 0
+//   or when every valid e_tb is -inf (as the reference's softmax)
 //   context_b = Σ_t alpha_tb h_tb   (B, H)
 // Backward from dcontext (B, H):
 //   dalpha_tb = dcontext_b · h_tb     de_tb = alpha_tb (dalpha_tb - Σ_t alpha_tb dalpha_tb)
@@ -53,13 +54,15 @@ void attention_pool_forward(const AttnPoolShape& s, const int64_t* lengths, cons
     const int64_t len = lengths ? lengths[b] : s.t;
     T mx = -std::numeric_limits<T>::infinity();
     for (int64_t t = 0; t < len; ++t) mx = alpha[t * s.b + b] > mx ? alpha[t * s.b + b] : mx;
+    // Every valid score -inf (or none valid): shift by 0, so the row's alpha is all 0, not NaN.
+    const T shift = mx == -std::numeric_limits<T>::infinity() ? T(0) : mx;
     T l = T(0);
     for (int64_t t = 0; t < len; ++t) {
-      const T e = std::exp(alpha[t * s.b + b] - mx);
+      const T e = std::exp(alpha[t * s.b + b] - shift);
       alpha[t * s.b + b] = e;
       l += e;
     }
-    const T inv = l > T(0) ? T(1) / l : T(0);
+    const T inv = l == T(0) ? T(0) : T(1) / l;  // a NaN sum makes the whole row NaN
     for (int64_t t = 0; t < s.t; ++t) {
       const T a = t < len ? alpha[t * s.b + b] * inv : T(0);
       alpha[t * s.b + b] = a;

@@ -300,7 +300,8 @@ def attention_pool_forward(h, w, b, w_s, *, lengths=None):
     keep = np.ones((steps, batch), dtype=bool)
     if lengths is not None:
         keep = np.arange(steps)[:, None] < np.asarray(lengths)[None, :]
-    alpha = softmax(scores, axis=0, mask=keep)
+    # Steps past a row's length get exactly 0, even when a NaN score makes the row's softmax NaN.
+    alpha = np.where(keep, softmax(scores, axis=0, mask=keep), 0)
     context = np.einsum("tb,tbh->bh", alpha, h)
     return context, alpha, {"h": h, "w": w, "w_s": w_s, "u": u, "alpha": alpha}
 
