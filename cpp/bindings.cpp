@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "seqkern/cache.h"
 #include "seqkern/dispatch.h"
 #include "seqkern/kernels.h"
 
@@ -1190,7 +1191,7 @@ No lengths here: every row takes the step.
 PYBIND11_MODULE(_core, m) {
   using namespace seqkern;
   m.doc() = "seqkern compiled kernels; use the functions in the seqkern package instead";
-  current_isa();  // reads SEQKERN_ISA now, so a bad value fails the import with ValueError
+  current_isa();  // reads SEQKERN_ISA now, so a bad value fails the import (ImportError)
 
   m.def("compiled_isas", [] { return isa_names(compiled_isas()); });
   m.def("available_isas", [] { return isa_names(available_isas()); });
@@ -1199,6 +1200,17 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &seqkern::get_num_threads);
   m.def("set_num_threads", &seqkern::set_num_threads, py::arg("n"));
   m.def("have_openmp", &seqkern::have_openmp);
+  cache_sizes();  // reads SEQKERN_CACHE now, so a bad value fails the import (ImportError)
+  m.def("cache_sizes", [] {
+    const CacheSizes c = cache_sizes();
+    py::dict d;
+    d["l1d"] = c.l1d;
+    d["l2"] = c.l2;
+    d["l3"] = c.l3;
+    d["source"] = c.source;
+    return d;
+  });
+  m.def("_set_cache_sizes", &seqkern::set_cache_sizes, py::arg("l1d"), py::arg("l2"), py::arg("l3"));
 
   m.def("softmax_forward", &softmax_forward, py::arg("x"), py::arg("axis"), py::arg("mask"));
   m.def("softmax_backward", &softmax_backward, py::arg("y"), py::arg("dy"), py::arg("axis"));

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import seqkern
@@ -163,3 +164,59 @@ def test_module_entry_point():
     assert proc.returncode == 0, proc.stderr
     assert "softmax" in proc.stdout and "xnumpy" in proc.stdout
     assert "[ 1/" in proc.stderr  # progress, one line per item
+
+
+def test_header_names_isa_caches_and_load(capsys):
+    assert bench.main(["--smoke", "--no-peers", "--op", "softmax", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    c = seqkern.cache_sizes()
+    assert f"seqkern ISA: {seqkern.get_isa()}" in out
+    assert f"L2 {bench.cache_line(c).split('L2 ')[1]}" in out and "load average" in out
+    assert "check: every peer's result is compared" in out
+
+
+def test_cache_line_sizes():
+    line = bench.cache_line({"l1d": 32 << 10, "l2": 512 << 10, "l3": 32 << 20, "source": "sysfs"})
+    assert line == "L1d 32 KiB, L2 512 KiB, L3 32 MiB (sysfs)"
+
+
+def test_primary_takes_the_first_float_array():
+    y = np.ones((2, 3), np.float32)
+    assert bench._bench_check.primary((y, np.zeros(2), "cache")) is y
+    assert bench._bench_check.primary([None, (np.arange(3), y)]) is y  # ints are skipped
+    assert bench._bench_check.primary(None) is None and bench._bench_check.primary(1.5) is None
+
+
+def test_disagreement():
+    dis = bench._bench_check.disagreement
+    y = np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 4)
+    assert dis(y, y[:, None]) is None  # ONNX's direction axis is dropped
+    assert dis(y, y + 1e-5) is None
+    assert "max difference" in dis(y, y + 0.1)
+    assert "values where seqkern gives" in dis(y, y[0])
+    bad = y.copy()
+    bad[0, 0, 0] = np.nan
+    assert dis(y, bad) == "non-finite values in other places"
+
+
+def test_check_drops_a_peer_that_disagrees():
+    y = np.arange(6, dtype=np.float32)
+    impls = {"seqkern": lambda: (y, "cache"), "numpy": lambda: y + 1e-6, "torch": lambda: y[::-1].copy(),
+             "ort": lambda: None}
+    res = bench.Results()
+    entry = bench.Entry("softmax", {"x": (6,), "axis": -1}, bench.setup_softmax)
+    bench.check_peers(impls, entry, res)
+    assert set(impls) == {"seqkern", "numpy", "ort"}
+    assert len(res.errors) == 1 and "torch disagrees with seqkern" in res.errors[0]
+    assert res.unchecked == [f"softmax {entry.shape}: ort"]
+
+
+def test_peers_agree_with_seqkern(tmp_path):
+    # With every installed peer: the smoke suite's check passes for all of them (a wrong adapter,
+    # e.g. ONNX's gate order, would show up here as an error).
+    pytest.importorskip("torch")
+    doc = run_json(tmp_path, "--op", "lstm")
+    assert doc["check"] is True and doc["errors"] == []
+    for row in doc["rows"]:
+        if row["threads"] == 2:
+            assert "torch" in row["ratios"]

@@ -27,6 +27,7 @@
 
 #include "kernels/gemm_kernels.h"
 #include "kernels/simd.h"
+#include "seqkern/cache.h"
 
 namespace seqkern {
 namespace SEQKERN_ISA_NS {
@@ -78,51 +79,64 @@ struct BView {
 template <typename T>
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const T* ap, const BView<T>& bv, T* C,
                   int64_t ldc, int mode, T beta) {
-  constexpr int MR = Tiles<T>::MR;
   constexpr int NR = Tiles<T>::NR;
   const int64_t npan = (nc + NR - 1) / NR;
   auto panel = [&](int64_t q) { return q == bv.full && bv.tail ? bv.tail : bv.p + q * bv.bp; };
   auto stride = [&](int64_t q) { return q == bv.full && bv.tail ? int64_t(NR) : bv.bk; };
-  // Full MR-row panels: the kc x NR B micro-panel stays in L1 while A row panels stream from L2.
-  const int64_t mfull = mc / MR * MR;
-  if (mfull > 0) {
-    const MicroKernel<T> full_rows = kernel_for<T>(MR, false);
-    for (int64_t q = 0; q < npan; ++q) {
-      const T* b = panel(q);
-      const int64_t bk = stride(q);
-      const int64_t ncols = min64(nc - q * NR, NR);
-      for (int64_t i = 0; i < mfull; i += MR) {
-        full_rows(kc, ap + i * kc, b, bk, 0, C + i * ldc + q * NR, ldc, ncols, mode, beta);
-      }
+  const RowTiles<T> tiles(mc);
+  // Tiles tall enough for a one-panel kernel: the kc x NR B micro-panel stays in L1 while the A
+  // tiles stream from L2.
+  for (int64_t q = 0; q < npan; ++q) {
+    const T* b = panel(q);
+    const int64_t bk = stride(q);
+    const int64_t ncols = min64(nc - q * NR, NR);
+    for (int64_t t = 0; t < tiles.n; ++t) {
+      const int mr = tiles.rows(t);
+      if (Tiles<T>::panels_for(mr) > 1) continue;
+      const int64_t i0 = tiles.start(t);
+      kernel_for<T>(mr, false)(kc, ap + i0 * kc, b, bk, 0, C + i0 * ldc + q * NR, ldc, ncols, mode, beta);
     }
   }
-  if (mfull == mc) return;
-  // A short row panel (small M, or the last rows): span several B panels per call so that
-  // enough independent FMA chains are in flight.
-  const int mr = static_cast<int>(mc - mfull);
-  const T* a = ap + mfull * kc;
-  T* c = C + mfull * ldc;
-  const int np = Tiles<T>::panels_for(mr);
-  int64_t q = 0;
-  if (np > 1) {
+  // Tiles of few rows (small M): span several B panels per call so that enough independent FMA
+  // chains are in flight.
+  for (int64_t t = 0; t < tiles.n; ++t) {
+    const int mr = tiles.rows(t);
+    const int np = Tiles<T>::panels_for(mr);
+    if (np == 1) continue;
+    const T* a = ap + tiles.start(t) * kc;
+    T* c = C + tiles.start(t) * ldc;
     const MicroKernel<T> wide = kernel_for<T>(mr, true);
     const int64_t full = bv.tail ? bv.full : npan;
+    int64_t q = 0;
     for (; q + np <= full; q += np) {
       wide(kc, a, panel(q), bv.bk, bv.bp, c + q * NR, ldc, min64(nc - q * NR, int64_t(np) * NR), mode, beta);
     }
+    const MicroKernel<T> narrow = kernel_for<T>(mr, false);
+    for (; q < npan; ++q) {
+      narrow(kc, a, panel(q), stride(q), 0, c + q * NR, ldc, min64(nc - q * NR, NR), mode, beta);
+    }
   }
-  const MicroKernel<T> narrow = kernel_for<T>(mr, false);
-  for (; q < npan; ++q) {
-    narrow(kc, a, panel(q), stride(q), 0, c + q * NR, ldc, min64(nc - q * NR, NR), mode, beta);
-  }
+}
+
+// Rows of op(A) per packed block of kc columns: the block fills at most half the L2 (the
+// other half holds the B micro-panels passing through and C), capped by the level's measured
+// best (Tiles::MC: on Zen 4, 1 MiB L2, the cap rules; on Zen 3, 512 KiB, the L2 does).
+template <typename T>
+int64_t block_rows(int64_t kc) {
+  constexpr int MR = Tiles<T>::MR;
+  const int64_t fit = cache_bytes(2) / (2 * kc * static_cast<int64_t>(sizeof(T))) / MR * MR;
+  return fit < MR ? MR : fit > Tiles<T>::MC ? Tiles<T>::MC : fit;
 }
 
 // The blocked loop nest. `bsrc.block(jc, nc, pc, kc)` yields the B view of one block.
 template <typename T, typename BSource>
 void blocked(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
              BSource& bsrc, T beta, T* C, int64_t ldc) {
-  constexpr int KC = Tiles<T>::KC;
-  constexpr int MC = Tiles<T>::MC;
+  // K in equal slices of at most KC (768 = 384 + 384, not 512 + 256): each slice re-reads and
+  // re-writes C, so a thin last slice costs nearly as much C traffic as a full one.
+  const int64_t slices = (K + Tiles<T>::KC - 1) / Tiles<T>::KC;
+  const int64_t KC = (K + slices - 1) / slices;
+  const int64_t MC = block_rows<T>(KC);
   constexpr int NC = Tiles<T>::NC;
   const int64_t kcap = min64(K, KC);
   T* abuf = scratch<T>(0, min64(M, MC) * kcap);

@@ -196,12 +196,27 @@ void cell_blocks(const CellStep<T>& a, int64_t B, int64_t j0, int64_t j1) {
   constexpr int MR = lstm::kCellRows<T>;
   // Rows in equal tiles (32 = 6+6+5+5+5+5, not 6*5+2): a thin last tile would waste its pass
   // over the weight panel.
+  if (a.pre) {
+    // After the step's GEMM there is nothing left to accumulate: walk each row's blocks in
+    // order, so the reads of `pre` (gate-interleaved, a row's blocks side by side) are
+    // sequential; block by block, they jumped a whole row stride at every call.
+    for (int64_t m = 0; m < B; ++m) {
+      for (int64_t j = j0; j < j1; ++j) {
+        if ((j + 1) * U <= a.H) {
+          cell_tile<T, 1, true>(a, m, j, 0, 0, true, true);
+        } else {
+          cell_tile<T, 1, false>(a, m, j, 0, 0, true, true);
+        }
+      }
+    }
+    return;
+  }
   const int64_t tiles = (B + MR - 1) / MR;
-  const int64_t chunks = tiles > 1 && a.part && !a.pre ? (a.H + kChunkRows - 1) / kChunkRows : 1;
+  const int64_t chunks = tiles > 1 && a.part ? (a.H + kChunkRows - 1) / kChunkRows : 1;
   for (int64_t j = j0; j < j1; ++j) {
     const bool full = (j + 1) * U <= a.H;
     for (int64_t ch = 0; ch < chunks; ++ch) {
-      const int64_t kb = a.pre ? 0 : a.H * ch / chunks, ke = a.pre ? 0 : a.H * (ch + 1) / chunks;
+      const int64_t kb = a.H * ch / chunks, ke = a.H * (ch + 1) / chunks;
       const bool first = ch == 0, last = ch == chunks - 1;
       for (int64_t tile = 0; tile < tiles; ++tile) {
         const int64_t m0 = B * tile / tiles;

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from ._runtime import (
     available_isas,
+    cache_sizes,
     get_isa,
     get_num_threads,
     isa_info,
     set_isa,
     set_num_threads,
+    use_cache_sizes,
     use_isa,
 )
 from ._lstm import LSTMCache, LSTMGrads, LSTMOutput, LSTMWeights, lstm_backward, lstm_forward
@@ -35,6 +37,8 @@ __all__ = [
     "set_isa",
     "use_isa",
     "isa_info",
+    "cache_sizes",
+    "use_cache_sizes",
     "get_num_threads",
     "set_num_threads",
     "softmax",

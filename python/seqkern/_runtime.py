@@ -15,6 +15,8 @@ __all__ = [
     "set_isa",
     "use_isa",
     "isa_info",
+    "cache_sizes",
+    "use_cache_sizes",
     "get_num_threads",
     "set_num_threads",
 ]
@@ -52,7 +54,7 @@ def use_isa(name: str) -> Iterator[str]:
 
 
 def isa_info() -> dict:
-    """``{"current", "available", "compiled", "env", "openmp", "threads", "machine"}``."""
+    """``{"current", "available", "compiled", "env", "openmp", "threads", "machine", "cache"}``."""
     return {
         "current": get_isa(),
         "available": available_isas(),
@@ -61,7 +63,35 @@ def isa_info() -> dict:
         "openmp": bool(_core.have_openmp()),
         "threads": get_num_threads(),
         "machine": platform.machine(),
+        "cache": cache_sizes(),
     }
+
+
+def cache_sizes() -> dict:
+    """The data-cache sizes the kernels block for: ``{"l1d", "l2", "l3", "source"}``, in bytes.
+
+    Read once from sysfs (else CPUID, else defaults); ``SEQKERN_CACHE=l2=512K,l3=32M`` overrides
+    any of them at import. They choose blocking and code paths, never the results' bits.
+    """
+    return dict(_core.cache_sizes())
+
+
+@contextlib.contextmanager
+def use_cache_sizes(l1d: int | None = None, l2: int | None = None, l3: int | None = None) -> Iterator[dict]:
+    """Context manager: block for these cache sizes (bytes) inside the block, then restore.
+
+    For tests and tuning: it drives every blocking path on any machine. Process-wide, like
+    ``set_isa``; sizes left as ``None`` keep their current value.
+    """
+    for name, v in (("l1d", l1d), ("l2", l2), ("l3", l3)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"use_cache_sizes: {name} must be a positive int (bytes), got {v!r}")
+    previous = cache_sizes()
+    _core._set_cache_sizes(l1d or 0, l2 or 0, l3 or 0)
+    try:
+        yield cache_sizes()
+    finally:
+        _core._set_cache_sizes(previous["l1d"], previous["l2"], previous["l3"])
 
 
 def get_num_threads() -> int:

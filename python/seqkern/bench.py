@@ -40,9 +40,9 @@ from typing import Any, Callable
 import numpy as np
 
 import seqkern
-from seqkern import reference
+from seqkern import _bench_check, reference
 
-PEERS = ("numpy", "torch", "ort")
+PEERS = ("numpy", "torch", "ort", "openvino")
 
 # ---------------------------------------------------------------------------------------------
 # Timing
@@ -100,6 +100,7 @@ class Context:
     torch: Any = None
     ort: Any = None  # onnxruntime, only when onnx (to build the models) is importable too
     onnx: Any = None
+    openvino: Any = None  # reads the same ONNX models; also needs onnx
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 
@@ -108,7 +109,7 @@ def import_peers(enabled: bool) -> tuple[dict[str, Any], dict[str, str]]:
     modules: dict[str, Any] = {}
     versions = {"python": platform.python_version(), "seqkern": seqkern.__version__,
                 "numpy": np.__version__}
-    names = {"torch": "torch", "onnxruntime": "onnxruntime", "onnx": "onnx"}
+    names = {"torch": "torch", "onnxruntime": "onnxruntime", "onnx": "onnx", "openvino": "openvino"}
     for key, name in names.items():
         if not enabled:
             versions[key] = "not used (--no-peers)"
@@ -156,9 +157,9 @@ class ThreadControl:
             self.torch.set_num_threads(self._original[1])
 
 
-def ort_session(ctx: Context, node: Any, inputs: dict[str, tuple], outputs: list[str],
-                initializers: dict[str, np.ndarray]) -> Any:
-    """An ONNX Runtime session over a one-node float32 model, ``ctx.threads`` intra-op threads."""
+def onnx_model(ctx: Context, node: Any, inputs: dict[str, tuple], outputs: list[str],
+               initializers: dict[str, np.ndarray]) -> Any:
+    """A one-node float32 ONNX model (ONNX Runtime and OpenVINO both run it)."""
     helper, tensor_proto = ctx.onnx.helper, ctx.onnx.TensorProto
     graph = helper.make_graph(
         [node],
@@ -169,12 +170,41 @@ def ort_session(ctx: Context, node: Any, inputs: dict[str, tuple], outputs: list
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # a version every recent ONNX Runtime reads
+    return model
+
+
+def ort_session(ctx: Context, node: Any, inputs: dict[str, tuple], outputs: list[str],
+                initializers: dict[str, np.ndarray]) -> Any:
+    """An ONNX Runtime session over a one-node float32 model, ``ctx.threads`` intra-op threads."""
+    model = onnx_model(ctx, node, inputs, outputs, initializers)
     options = ctx.ort.SessionOptions()
     options.intra_op_num_threads = ctx.threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ctx.ort.InferenceSession(model.SerializeToString(), options,
                                     providers=["CPUExecutionProvider"])
+
+
+def openvino_runner(ctx: Context, model: Any, feed: dict[str, np.ndarray]) -> Callable:
+    """OpenVINO's CPU plugin on an ONNX model: float32 (no bf16 down-conversion), latency mode,
+    ``ctx.threads`` inference threads; the callable returns the first output."""
+    import tempfile
+
+    ov = ctx.openvino
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        ctx.onnx.save(model, path)
+        compiled = ov.Core().compile_model(path, "CPU", {
+            "INFERENCE_NUM_THREADS": ctx.threads, "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    names = list(feed)
+
+    def run():
+        request.infer({names.index(k): v for k, v in feed.items()})
+        return request.get_output_tensor(0).data
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +262,9 @@ def _torch_lstm(torch: Any, w_ih, w_hh, bias, cell: bool = False) -> Any:
     return module
 
 
-def _ort_lstm(ctx: Context, w_ih, w_hh, bias, x_shape: tuple, with_state: bool) -> Any:
-    """ONNX's LSTM operator over our weights: its gate order is i, o, f, c (ours i, f, g, o)."""
+def _onnx_lstm(ctx: Context, w_ih, w_hh, bias, x_shape: tuple, with_state: bool, build=None) -> Any:
+    """ONNX's LSTM operator over our weights (its gate order is i, o, f, c; ours i, f, g, o), as
+    an ONNX Runtime session, or whatever ``build`` (onnx_model's signature) makes of it."""
     H = w_hh.shape[1]
     order = [0, 3, 1, 2]
     W = w_ih.reshape(4, H, -1)[order].reshape(1, 4 * H, -1)
@@ -244,8 +275,8 @@ def _ort_lstm(ctx: Context, w_ih, w_hh, bias, x_shape: tuple, with_state: bool) 
                                      ["Y", "Y_h", "Y_c"], hidden_size=H)
     inputs = {"X": x_shape}
     inputs.update({k: (1, x_shape[1], H) for k in state})
-    return ort_session(ctx, node, inputs, ["Y", "Y_h", "Y_c"],
-                       {"W": W, "R": R, "B": Bias[None]})
+    return (build or ort_session)(ctx, node, inputs, ["Y", "Y_h", "Y_c"],
+                                  {"W": W, "R": R, "B": Bias[None]})
 
 
 def setup_lstm_forward(d: dict, ctx: Context) -> dict[str, Callable]:
@@ -265,8 +296,11 @@ def setup_lstm_forward(d: dict, ctx: Context) -> dict[str, Callable]:
 
         impls["torch"] = torch_forward
     if ctx.ort:
-        sess = _ort_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=False)
+        sess = _onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=False)
         impls["ort"] = lambda: sess.run(["Y"], {"X": x})
+    if ctx.openvino:
+        model = _onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=False, build=onnx_model)
+        impls["openvino"] = openvino_runner(ctx, model, {"X": x})
     return impls
 
 
@@ -286,6 +320,7 @@ def setup_lstm_train(d: dict, ctx: Context) -> dict[str, Callable]:
             lstm.zero_grad(set_to_none=True)
             xt.grad = None
             lstm(xt)[0].backward(dyt)
+            return xt.grad  # dx, what --check compares with seqkern's first gradient
 
         impls["torch"] = torch_train
     return impls
@@ -321,7 +356,7 @@ def setup_lstm_step(d: dict, ctx: Context) -> dict[str, Callable]:
 
         impls["torch"] = torch_step
     if ctx.ort:
-        sess = _ort_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=True)
+        sess = _onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=True)
         feed = {"X": x, "h0": h[None], "c0": c[None]}
         impls["ort"] = lambda: sess.run(["Y_h", "Y_c"], feed)
     return impls
@@ -367,6 +402,7 @@ def setup_attention_train(d: dict, ctx: Context) -> dict[str, Callable]:
             for t in ts:
                 t.grad = None
             sdpa(*ts).backward(doutt)
+            return ts[0].grad
 
         impls["torch"] = torch_train
     return impls
@@ -413,6 +449,7 @@ def _setup_fused(ctx: Context, args: tuple, grad: np.ndarray, names: tuple[str, 
             for t in ts:
                 t.grad = None
             torch_formula(torch, *ts).backward(grad_t)
+            return ts[0].grad
 
         impls["torch"] = torch_run
     return impls
@@ -518,7 +555,9 @@ FULL_SHAPES = {
     "softmax": [((4096, 1024), -1), ((64, 8, 128, 128), -1), ((256, 32000), -1),
                 ((32, 1024, 256), 1)],
     "softmax_backward": [((4096, 1024), -1), ((32, 1024, 256), 1)],
-    "lstm": [(128, 32, 128, 256), (256, 1, 64, 128), (64, 64, 256, 512), (512, 16, 128, 128)],
+    # (128, 32, 100, 100) is the SST-2 model's size; (128, 32, 96, 96) the nearest multiple of 16
+    "lstm": [(128, 32, 128, 256), (256, 1, 64, 128), (64, 64, 256, 512), (512, 16, 128, 128),
+             (128, 32, 100, 100), (128, 32, 96, 96)],
     "lstm_step": [(1, 128, 256)],
     "attention": [(8, 8, 512, 64), (32, 4, 128, 64)],
     "additive": [(32, 64, 64, 256, 128)],
@@ -629,8 +668,19 @@ def machine_info() -> dict:
         blas = cfg["Build Dependencies"]["blas"]["name"]
     except Exception:  # older NumPy: no dict mode
         pass
+    try:
+        load = list(os.getloadavg())
+    except (AttributeError, OSError):  # not on every platform
+        load = [0.0, 0.0, 0.0]
     return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": usable,
-            "platform": platform.platform(), "numpy_blas": blas}
+            "platform": platform.platform(), "numpy_blas": blas, "load": load}
+
+
+def cache_line(cache: dict) -> str:
+    """``L1d 32 KiB, L2 512 KiB, L3 32 MiB (sysfs)``: the sizes the kernels block for."""
+    def size(n: int) -> str:
+        return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n >> 10} KiB"
+    return f"L1d {size(cache['l1d'])}, L2 {size(cache['l2'])}, L3 {size(cache['l3'])} ({cache['source']})"
 
 
 def matmul_rate(n: int, repeats: int, warmup: int) -> float:
@@ -749,7 +799,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="timed repeats per item (default 7)")
     p.add_argument("--json", metavar="FILE", help="write rows, machine and version info as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (needs matplotlib)")
-    p.add_argument("--no-peers", action="store_true", help="skip PyTorch and ONNX Runtime")
+    p.add_argument("--no-peers", action="store_true", help="skip PyTorch, ONNX Runtime and OpenVINO")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="do not compare each peer's result with seqkern's before timing it")
     p.add_argument("--all-isas", action="store_true",
                    help="also time seqkern at every other available ISA level (x<level> columns)")
     p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny, for the tests
@@ -776,6 +828,7 @@ class Settings:
     matmul_n: int
     other_isas: list[str]
     scaling: bool  # time the GEMM-bound entries at 1 thread too
+    check: bool = True  # compare every peer's result with seqkern's before timing
 
 
 @dataclass
@@ -784,6 +837,28 @@ class Results:
     rows: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # "op shape: peer" whose result has no array
+
+
+def check_peers(impls: dict[str, Callable], entry: Entry, res: Results) -> None:
+    """--check: runs every implementation once and drops (with an error line) each peer whose
+    result differs from seqkern's; a peer whose result holds no array is listed as unchecked."""
+    expected = _bench_check.primary(impls["seqkern"]())
+    for name in [k for k in impls if k != "seqkern"]:
+        try:
+            got = _bench_check.primary(impls[name]())
+        except Exception as e:  # a failing peer must not stop the suite
+            res.errors.append(f"{entry.op} {entry.shape}: {name}: {type(e).__name__}: {e}")
+            del impls[name]
+            continue
+        if expected is None or got is None:
+            res.unchecked.append(f"{entry.op} {entry.shape}: {name}")
+            continue
+        why = _bench_check.disagreement(expected, got)
+        if why:
+            res.errors.append(f"{entry.op} {entry.shape}: {name} disagrees with seqkern ({why}); not timed")
+            log(f"  {name} disagrees with seqkern: {why}")
+            del impls[name]
 
 
 def run_suite(entries: list[Entry], ctx: Context, control: ThreadControl, cfg: Settings) -> Results:
@@ -821,7 +896,9 @@ def run_suite(entries: list[Entry], ctx: Context, control: ThreadControl, cfg: S
         except Exception as e:  # retry without peers so one peer's failure costs only its column
             res.errors.append(f"{entry.op} {entry.shape}: peer setup: {type(e).__name__}: {e}")
             log(f"  peer setup failed ({type(e).__name__}: {e}); timing without PyTorch/ORT")
-            impls = entry.setup(entry.dims, replace(entry_ctx, torch=None, ort=None, onnx=None))
+            impls = entry.setup(entry.dims, replace(entry_ctx, torch=None, ort=None, onnx=None, openvino=None))
+        if cfg.check:
+            check_peers(impls, entry, res)
         times: dict[str, Timing] = {}
         for name, fn in impls.items():
             times[name] = timed(name, fn, entry)
@@ -883,11 +960,13 @@ def main(argv: list[str] | None = None) -> int:
         matmul_n=64 if args.smoke else 1024 if args.quick else 2048,
         other_isas=[i for i in seqkern.available_isas() if i != isa] if args.all_isas else [],
         scaling=not args.quick and threads > 1,
+        check=args.check,
     )
     modules, versions = import_peers(not args.no_peers)
     ctx = Context(threads=threads, torch=modules.get("torch"))
-    if "onnxruntime" in modules and "onnx" in modules:
-        ctx.ort, ctx.onnx = modules["onnxruntime"], modules["onnx"]
+    if "onnx" in modules:
+        ctx.onnx = modules["onnx"]
+        ctx.ort, ctx.openvino = modules.get("onnxruntime"), modules.get("openvino")
     machine = machine_info()
     control = ThreadControl(ctx.torch)
     control.set(threads)
@@ -900,15 +979,22 @@ def main(argv: list[str] | None = None) -> int:
           f"logical CPUs), {machine['platform']}")
     print(f"seqkern ISA: {info['current']} (available {', '.join(info['available'])}; compiled "
           f"{', '.join(info['compiled'])}), OpenMP {'on' if info.get('openmp') else 'off'}; "
-          f"threads: {threads} (seqkern, PyTorch, ONNX Runtime, NumPy BLAS)")
-    peers = (f"PyTorch {versions['torch']}, ONNX Runtime {versions['onnxruntime']} "
-             f"(onnx {versions['onnx']})" if not args.no_peers
-             else "PyTorch and ONNX Runtime not used (--no-peers)")
+          f"threads: {threads} (seqkern, PyTorch, ONNX Runtime, OpenVINO, NumPy BLAS)")
+    print(f"caches: {cache_line(info['cache'])}; load average {machine['load'][0]:.2f} "
+          f"{machine['load'][1]:.2f} {machine['load'][2]:.2f} (1, 5, 15 min)")
+    if machine["load"][0] > machine["usable_cpus"]:
+        print(f"warning: the load average ({machine['load'][0]:.2f}) exceeds the {machine['usable_cpus']} "
+              "usable CPUs: other work shares the cores, and these figures are not meaningful")
+    peers = (f"PyTorch {versions['torch']}, ONNX Runtime {versions['onnxruntime']}, OpenVINO "
+             f"{versions['openvino']} (onnx {versions['onnx']})" if not args.no_peers
+             else "PyTorch, ONNX Runtime and OpenVINO not used (--no-peers)")
     print(f"NumPy {versions['numpy']} ({machine['numpy_blas']}), {peers}")
     if control.blas_note:
         print("note: " + control.blas_note)
-    if "onnxruntime" in modules and "onnx" not in modules:
-        print("note: onnx is not installed; the ONNX Runtime columns need it to build their models")
+    if ("onnxruntime" in modules or "openvino" in modules) and "onnx" not in modules:
+        print("note: onnx is not installed; the ONNX Runtime and OpenVINO columns need it to build their models")
+    print("check: " + ("every peer's result is compared with seqkern's before timing (a peer that "
+                       "disagrees is not timed)" if cfg.check else "off (--no-check)"))
     sys.stdout.flush()
 
     t_start = time.perf_counter()
@@ -931,6 +1017,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s['op']} {s['shape']}: {s['reason']}")
     for e in res.errors:
         print("error: " + e)
+    if res.unchecked:
+        print("not checked (no array result to compare): " + "; ".join(res.unchecked))
     sys.stdout.flush()
 
     if args.json:
@@ -942,6 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
             "matmul": {"n": cfg.matmul_n, "op": "numpy.matmul float32",
                        "gflops": {str(k): v for k, v in res.matmul.items()}},
             "rows": res.rows, "skipped": res.skipped, "errors": res.errors,
+            "check": cfg.check, "unchecked": res.unchecked,
         }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1)
