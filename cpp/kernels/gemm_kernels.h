@@ -137,19 +137,22 @@ MicroKernel<T> kernel_for(int mr, bool wide) {
 }
 
 // dst[r * ldd + c] = src[c * lds + r] for a size x size block (size 1: no vector transpose).
+// run_rows: the same with only the first `rows` source rows read (the others taken as 0).
 template <typename T>
 struct TransposeBlock {
   static constexpr int size = 1;
   static void run(const T*, int64_t, T*, int64_t) {}
+  static void run_rows(const T*, int64_t, int, T*, int64_t) {}
 };
 
 #if defined(__AVX2__)
 template <>
 struct TransposeBlock<float> {
   static constexpr int size = 8;
-  static void run(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  static void run(const float* src, int64_t lds, float* dst, int64_t ldd) { run_rows(src, lds, 8, dst, ldd); }
+  static void run_rows(const float* src, int64_t lds, int rows, float* dst, int64_t ldd) {
     __m256 r[8], t[8], u[8];
-    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
     for (int i = 0; i < 8; i += 2) {
       t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
       t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -170,9 +173,11 @@ struct TransposeBlock<float> {
 template <>
 struct TransposeBlock<double> {
   static constexpr int size = 4;
-  static void run(const double* src, int64_t lds, double* dst, int64_t ldd) {
-    const __m256d r0 = _mm256_loadu_pd(src), r1 = _mm256_loadu_pd(src + lds);
-    const __m256d r2 = _mm256_loadu_pd(src + 2 * lds), r3 = _mm256_loadu_pd(src + 3 * lds);
+  static void run(const double* src, int64_t lds, double* dst, int64_t ldd) { run_rows(src, lds, 4, dst, ldd); }
+  static void run_rows(const double* src, int64_t lds, int rows, double* dst, int64_t ldd) {
+    const __m256d z = _mm256_setzero_pd();
+    const __m256d r0 = _mm256_loadu_pd(src), r1 = rows > 1 ? _mm256_loadu_pd(src + lds) : z;
+    const __m256d r2 = rows > 2 ? _mm256_loadu_pd(src + 2 * lds) : z, r3 = rows > 3 ? _mm256_loadu_pd(src + 3 * lds) : z;
     const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
     const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
     _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
@@ -225,6 +230,21 @@ void pack_a(bool trans_a, int64_t mc, int64_t kc, const T* A, int64_t lda, T alp
           const int r = r0 + TB <= mr ? r0 : mr - TB;
           TransposeBlock<T>::run(a + r * lda + k0, lda, o + k0 * mr + r, mr);
         }
+      }
+      for (int i = 0; i < mr; ++i) {
+        for (int64_t k = k0; k < kc; ++k) o[k * mr + i] = a[i * lda + k];
+      }
+      continue;
+    }
+    if (alpha == T(1) && !trans_a && TB > 1) {
+      // A tile of fewer rows than a transpose block (AVX2's 5- and 6-row tiles of floats):
+      // transpose TB columns of its rows at a time through a small buffer.
+      const T* a = A + i0 * lda;
+      alignas(64) T tmp[TB * TB];
+      int64_t k0 = 0;
+      for (; k0 + TB <= kc; k0 += TB) {
+        TransposeBlock<T>::run_rows(a + k0, lda, mr, tmp, TB);
+        for (int k = 0; k < TB; ++k) V::load_n(tmp + k * TB, mr).store_n(o + (k0 + k) * mr, mr);
       }
       for (int i = 0; i < mr; ++i) {
         for (int64_t k = k0; k < kc; ++k) o[k * mr + i] = a[i * lda + k];
