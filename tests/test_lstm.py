@@ -166,6 +166,38 @@ def test_thread_count_does_not_change_results(isa, rng, shape):
             np.testing.assert_array_equal(a, b)
 
 
+# From 16 rows per thread the forward splits the batch between the threads (each runs its own
+# rows through every step, no barrier) instead of the units when the packed weights fit the L2
+# (40 KiB here: an L2 of 1 GiB splits the batch at 2 and 3 threads, 4 and 30 KiB the units).
+# Every split, every thread count: the bits of one thread, and the reference's values.
+@pytest.mark.parametrize("full", [False, True])
+def test_batch_and_unit_splits_agree_bitwise(isa, rng, full):
+    if not seqkern.isa_info()["openmp"]:
+        pytest.skip("built without OpenMP")
+    T, B, D, H = 5, 50, 24, 40
+    kw64 = make_inputs(rng, T, B, D, H, full=full)
+    kw = cast(kw64, np.float32)
+    grads = tuple(g.astype(np.float32) for g in upstream(rng, T, B, H))
+    before = seqkern.get_num_threads()
+    results = []
+    try:
+        for l2 in (4 << 10, 30 << 10, 1 << 30):
+            with seqkern.use_cache_sizes(l2=l2):
+                for n in (1, 2, 3):
+                    seqkern.set_num_threads(n)
+                    out = seqkern.lstm_forward(**kw)
+                    results.append(out[:3] + tuple(seqkern.lstm_backward(out.cache, *grads)))
+    finally:
+        seqkern.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    ref64 = ref.lstm_forward(**kw64)
+    ref32 = ref.lstm_forward(**kw)
+    for name, got, e64, e32 in zip(("y", "h_n", "c_n"), results[0][:3], ref64[:3], ref32[:3]):
+        assert_close(got, e64, e32, name=name)
+
+
 def test_noncontiguous_inputs(isa, rng):
     T, B, D, H = 5, 3, 6, 18
     kw = cast(make_inputs(rng, T, B, D, H), np.float32)

@@ -31,6 +31,9 @@ constexpr int64_t kClaimGrain = 1 << 14;
 // a packed GEMM (measured: at 8 rows it is as fast as the fused tile, above it faster, up to 10%
 // at H = 512) and threads split the units once.
 constexpr int64_t kClaimRowsMax = 8;
+// Rows per thread from which the forward's GEMM path may split the batch between the threads
+// instead of the units (lstm_forward.cpp): a 16-row product still fills whole register tiles.
+constexpr int64_t kOwnRowsMin = 16;
 
 template <typename T>
 constexpr int kUnits = 64 / static_cast<int>(sizeof(T));

@@ -236,6 +236,58 @@ void copy_or_zero(T* dst, const T* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src ? src[i] : T(0);
 }
 
+// The GEMM path split by batch rows: thread `tid` of `team` runs the rows tid, tid + team, ... of
+// the length order (every row when `order` is null: the identity) through every step on buffers
+// of its own. Rows never depend on each other, so the threads never wait for one another; each
+// streams all the packed weights every step (lstm_forward chooses this when they fit its L2).
+// `slot(t)` is the offset of step t's states in hbuf and cbuf.
+template <typename T, typename Slot>
+void own_rows_loop(CellStep<T>& a, int tid, int team, int64_t T_, int64_t B, const T* x, const T* h0,
+                   const int64_t* lengths, const int64_t* order, const gemm::PackedB<T>& w_pk, int64_t ldx,
+                   int64_t ldp, T* hbuf, T* cbuf, Slot slot, T* y, T* gates) {
+  const int64_t D = a.D, H = a.H, N4 = 4 * H, BH = B * H;
+  const int64_t rows = (B - tid + team - 1) / team;
+  if (rows <= 0) return;
+  simd::Buffer<int64_t> row_of(rows);
+  for (int64_t i = 0; i < rows; ++i) row_of[i] = order ? order[tid + i * team] : tid + i * team;
+  simd::Buffer<T> xh(2 * rows * ldx), pre(rows * ldp);
+  for (int64_t i = 0; i < rows; ++i) {
+    copy_or_zero(xh.data() + i * ldx, x + row_of[i] * D, D);
+    copy_or_zero(xh.data() + i * ldx + D, h0 ? h0 + row_of[i] * H : nullptr, H);
+  }
+  a.pre = pre.data();
+  a.ldp = ldp;
+  a.ld_next = ldx;
+  a.row_of = row_of.data();
+  int64_t active = rows;  // this thread's rows with t < length: the first ones (decreasing lengths)
+  for (int64_t t = 0; t < T_; ++t) {
+    if (lengths) {
+      while (active > 0 && lengths[row_of[active - 1]] <= t) --active;
+    }
+    a.t = t;
+    a.gates_out = gates ? gates + t * B * N4 : nullptr;
+    a.h_prev = hbuf + slot(t);
+    a.c_prev = cbuf + slot(t);
+    a.h_out = hbuf + slot(t + 1);
+    a.c_out = cbuf + slot(t + 1);
+    a.y_out = y + t * BH;
+    const T* xh_t = xh.data() + (t & 1) * rows * ldx;
+    T* xh_next = xh.data() + ((t + 1) & 1) * rows * ldx;
+    a.h_next = xh_next + D;
+    gemm::gemm_packed<T>(false, active, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp);
+    if (t + 1 < T_) {
+      for (int64_t i = 0; i < active; ++i) copy_or_zero(xh_next + i * ldx, x + ((t + 1) * B + row_of[i]) * D, D);
+    }
+    cell_blocks(a, active, 0, lstm::num_blocks(H, lstm::kUnits<T>));
+    for (int64_t i = active; i < rows; ++i) {  // past their length: carry h and c, output 0
+      const int64_t o = row_of[i] * H;
+      copy_or_zero(a.h_out + o, a.h_prev + o, H);
+      copy_or_zero(a.c_out + o, a.c_prev + o, H);
+      copy_or_zero(a.y_out + o, static_cast<const T*>(nullptr), H);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -297,8 +349,6 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     }
     w_pk.pack(true, KX, N4, perm.data(), KX);
     ldp = (N4 + 15) / 16 * 16 + 16;
-    pre.reset(B * ldp);
-    xh.reset(2 * B * ldx);
     if (lengths) {
       // Rows by decreasing length (stable): the rows still running at step t are then the
       // first ones of the A buffers, and the step's GEMM and cell update cover only those.
@@ -308,11 +358,6 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
         for (; k > 0 && lengths[order[k - 1]] < lengths[i]; --k) order[k] = order[k - 1];
         order[k] = i;
       }
-    }
-    for (int64_t i = 0; i < B; ++i) {
-      const int64_t m = lengths ? order[i] : i;
-      copy_or_zero(xh.data() + i * ldx, x + m * D, D);
-      copy_or_zero(xh.data() + i * ldx + D, h0 ? h0 + m * H : nullptr, H);
     }
   } else {
     G = gates;
@@ -340,7 +385,25 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
   auto slot = [&](int64_t t) { return hs ? t * stride : (t & 1) * stride; };
 
   int nt = simd::threads_for(B * N4 * (use_gemm ? KX : H), use_gemm ? lstm::kStepGrain : lstm::kClaimGrain);
-  if (nt > nb) nt = static_cast<int>(nb);
+  // With enough rows per thread, the GEMM path splits the batch instead of the units when the
+  // packed weights fit one core's L2 whole: no per-step barrier, and no unit blocks to share
+  // unevenly (H = 100 is 7 blocks). Larger weights keep the unit split, which streams each
+  // weight once per step between the cores. Measured on Zen 3 (512 KiB L2), 2 threads, the two
+  // splits alternating in one process: weights of 288-512 KiB took 0.76-0.83x the unit split's
+  // time split by rows; 1.5 and 6 MiB (each core streaming all of them from L3) 0.96-1.03x, no
+  // gain. Every row is computed the same way either way, so the choice never changes a bit.
+  const int64_t w_bytes = N4 * KX * static_cast<int64_t>(sizeof(T));
+  const bool by_rows = use_gemm && nt > 1 && B >= nt * lstm::kOwnRowsMin && w_bytes <= cache_bytes(2);
+  if (!by_rows && nt > nb) nt = static_cast<int>(nb);
+  if (use_gemm && !by_rows) {
+    pre.reset(B * ldp);
+    xh.reset(2 * B * ldx);
+    for (int64_t i = 0; i < B; ++i) {
+      const int64_t m = lengths ? order[i] : i;
+      copy_or_zero(xh.data() + i * ldx, x + m * D, D);
+      copy_or_zero(xh.data() + i * ldx + D, h0 ? h0 + m * H : nullptr, H);
+    }
+  }
   // Small batches share each step's unit blocks by claiming (lstm_common.h), large ones split
   // them once and meet at a barrier (claiming measured 4% slower there: twice the GEMM calls,
   // each half as wide).
@@ -361,14 +424,17 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     CellStep<T> a(H, D, p);
     a.lengths = lengths;
     a.part = part.data();
-    if (use_gemm) {
+    if (by_rows) {
+      own_rows_loop(a, tid, team, T_, B, x, h0, lengths, lengths ? order.data() : nullptr, w_pk, ldx, ldp, hbuf,
+                    cbuf, slot, y, gates);
+    } else if (use_gemm) {
       a.pre = pre.data();
       a.ldp = ldp;
       a.ld_next = ldx;
       a.row_of = lengths ? order.data() : nullptr;
     }
     int64_t active = B;  // rows with t < length (the first ones in `order`)
-    for (int64_t t = 0; t < T_; ++t) {
+    for (int64_t t = 0; t < (by_rows ? 0 : T_); ++t) {  // (own_rows_loop ran the steps)
       a.t = t;
       a.gates_out = gates ? gates + t * B * N4 : nullptr;
       a.h_prev = hbuf + slot(t);

@@ -43,6 +43,8 @@ import seqkern
 from seqkern import _bench_check, reference
 
 PEERS = ("numpy", "torch", "ort", "openvino")
+# The peers' modules, imported when installed: version key -> module name.
+PEER_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "onnx": "onnx", "openvino": "openvino"}
 
 # ---------------------------------------------------------------------------------------------
 # Timing
@@ -109,8 +111,7 @@ def import_peers(enabled: bool) -> tuple[dict[str, Any], dict[str, str]]:
     modules: dict[str, Any] = {}
     versions = {"python": platform.python_version(), "seqkern": seqkern.__version__,
                 "numpy": np.__version__}
-    names = {"torch": "torch", "onnxruntime": "onnxruntime", "onnx": "onnx", "openvino": "openvino"}
-    for key, name in names.items():
+    for key, name in PEER_MODULES.items():
         if not enabled:
             versions[key] = "not used (--no-peers)"
             continue
@@ -985,8 +986,9 @@ def main(argv: list[str] | None = None) -> int:
     if machine["load"][0] > machine["usable_cpus"]:
         print(f"warning: the load average ({machine['load'][0]:.2f}) exceeds the {machine['usable_cpus']} "
               "usable CPUs: other work shares the cores, and these figures are not meaningful")
-    peers = (f"PyTorch {versions['torch']}, ONNX Runtime {versions['onnxruntime']}, OpenVINO "
-             f"{versions['openvino']} (onnx {versions['onnx']})" if not args.no_peers
+    v = {k: versions.get(k, "not used") for k in ("torch", "onnxruntime", "openvino", "onnx")}
+    peers = (f"PyTorch {v['torch']}, ONNX Runtime {v['onnxruntime']}, OpenVINO {v['openvino']} "
+             f"(onnx {v['onnx']})" if not args.no_peers
              else "PyTorch, ONNX Runtime and OpenVINO not used (--no-peers)")
     print(f"NumPy {versions['numpy']} ({machine['numpy_blas']}), {peers}")
     if control.blas_note:
