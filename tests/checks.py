@@ -15,6 +15,10 @@ peer tests.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 
@@ -97,3 +101,11 @@ def additive_inputs(rng, b, lq, lk, dq, dk, dv, a):
         rng.standard_normal((a, dk)) * 0.5,
         rng.standard_normal(a),
     ]
+
+
+def run_python(code: str, **env_overrides) -> subprocess.CompletedProcess:
+    """``python -c code`` in a child process with these environment variables set."""
+    env = dict(os.environ)
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+

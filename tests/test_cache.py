@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from checks import assert_close
+from checks import assert_close, run_python
 
 import seqkern
 from seqkern import _core
 from seqkern import reference as ref
-
-
-def _run_python(code: str, **env_overrides) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(env_overrides)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_sizes_are_reported():
@@ -42,19 +34,19 @@ def test_sysfs_is_read_where_it_exists():
 
 
 def test_env_override_in_subprocess():
-    out = _run_python("import seqkern; c = seqkern.cache_sizes(); print(c['l1d'], c['l2'], c['l3'], c['source'])",
+    out = run_python("import seqkern; c = seqkern.cache_sizes(); print(c['l1d'], c['l2'], c['l3'], c['source'])",
                       SEQKERN_CACHE="l2=256K,l3=8M")
     assert out.returncode == 0, out.stderr
     l1, l2, l3, source = out.stdout.split()
     assert (int(l2), int(l3)) == (256 << 10, 8 << 20) and int(l1) > 0
     assert source.endswith("+SEQKERN_CACHE")
-    out = _run_python("import seqkern; print(seqkern.cache_sizes()['l1d'])", SEQKERN_CACHE="l1=48KB")
+    out = run_python("import seqkern; print(seqkern.cache_sizes()['l1d'])", SEQKERN_CACHE="l1=48KB")
     assert out.returncode == 0 and int(out.stdout) == 48 << 10
 
 
 @pytest.mark.parametrize("spec", ["l2", "l2=", "l2=12X", "l4=1M", "l2=0", "l2=-1K", "l2=1M,,l3=2M"])
 def test_bad_env_value_fails_import_clearly(spec):
-    out = _run_python("import seqkern", SEQKERN_CACHE=spec)
+    out = run_python("import seqkern", SEQKERN_CACHE=spec)
     assert out.returncode != 0
     assert "ImportError" in out.stderr and f"SEQKERN_CACHE='{spec}'" in out.stderr
     assert "l1=32K,l2=512K,l3=32M" in out.stderr

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
+from checks import run_python
 
 import seqkern
 from seqkern import reference as ref
 
 LEVELS = ["scalar", "avx2", "avx512"]
-
-
-def _run_python(code: str, **env_overrides) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(env_overrides)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_default_is_highest_available():
@@ -31,13 +24,13 @@ def test_default_is_highest_available():
 
 
 def test_env_var_caps_level_in_subprocess():
-    out = _run_python("import seqkern; print(seqkern.get_isa())", SEQKERN_ISA="scalar")
+    out = run_python("import seqkern; print(seqkern.get_isa())", SEQKERN_ISA="scalar")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "scalar"
 
 
 def test_env_var_cap_above_available_takes_highest_below():
-    out = _run_python("import seqkern; print(seqkern.get_isa(), seqkern.available_isas()[-1])",
+    out = run_python("import seqkern; print(seqkern.get_isa(), seqkern.available_isas()[-1])",
                       SEQKERN_ISA="avx512")
     assert out.returncode == 0, out.stderr
     current, highest = out.stdout.split()
@@ -45,7 +38,7 @@ def test_env_var_cap_above_available_takes_highest_below():
 
 
 def test_bad_env_value_fails_import_clearly():
-    out = _run_python("import seqkern", SEQKERN_ISA="sse9")
+    out = run_python("import seqkern", SEQKERN_ISA="sse9")
     assert out.returncode != 0
     assert "SEQKERN_ISA=sse9" in out.stderr and "scalar, avx2, avx512" in out.stderr
 
@@ -94,7 +87,7 @@ def test_set_num_threads_validates_and_round_trips():
 
 
 def test_omp_num_threads_is_honoured_in_subprocess():
-    out = _run_python("import seqkern; print(seqkern.get_num_threads(), seqkern.isa_info()['openmp'])",
+    out = run_python("import seqkern; print(seqkern.get_num_threads(), seqkern.isa_info()['openmp'])",
                       OMP_NUM_THREADS="1")
     assert out.returncode == 0, out.stderr
     n, openmp = out.stdout.split()

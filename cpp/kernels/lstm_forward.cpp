@@ -76,6 +76,18 @@ struct CellStep {
   const int64_t* lengths = nullptr;
   const int64_t* row_of = nullptr;  // batch row of tile row i (pre, h_next), or nullptr: i itself
   int64_t t = 0;
+
+  // Points the step's states and outputs at step t_ of a B-row sequence: h_{t-1} and c_{t-1} at
+  // offset `prev` of hbuf and cbuf, h_t and c_t at `next`, the gates and y at step t_ of theirs.
+  void at_step(int64_t t_, int64_t B, T* hbuf, T* cbuf, int64_t prev, int64_t next, T* gates, T* y) {
+    t = t_;
+    gates_out = gates ? gates + t * B * 4 * H : nullptr;
+    h_prev = hbuf + prev;
+    c_prev = cbuf + prev;
+    h_out = hbuf + next;
+    c_out = cbuf + next;
+    y_out = y + t * B * H;
+  }
 };
 
 // Rows [m0, m0+R) of unit block j: pre-activations in registers, then the cell update.
@@ -245,7 +257,7 @@ template <typename T, typename Slot>
 void own_rows_loop(CellStep<T>& a, int tid, int team, int64_t T_, int64_t B, const T* x, const T* h0,
                    const int64_t* lengths, const int64_t* order, const gemm::PackedB<T>& w_pk, int64_t ldx,
                    int64_t ldp, T* hbuf, T* cbuf, Slot slot, T* y, T* gates) {
-  const int64_t D = a.D, H = a.H, N4 = 4 * H, BH = B * H;
+  const int64_t D = a.D, H = a.H;
   const int64_t rows = (B - tid + team - 1) / team;
   if (rows <= 0) return;
   simd::Buffer<int64_t> row_of(rows);
@@ -264,13 +276,7 @@ void own_rows_loop(CellStep<T>& a, int tid, int team, int64_t T_, int64_t B, con
     if (lengths) {
       while (active > 0 && lengths[row_of[active - 1]] <= t) --active;
     }
-    a.t = t;
-    a.gates_out = gates ? gates + t * B * N4 : nullptr;
-    a.h_prev = hbuf + slot(t);
-    a.c_prev = cbuf + slot(t);
-    a.h_out = hbuf + slot(t + 1);
-    a.c_out = cbuf + slot(t + 1);
-    a.y_out = y + t * BH;
+    a.at_step(t, B, hbuf, cbuf, slot(t), slot(t + 1), gates, y);
     const T* xh_t = xh.data() + (t & 1) * rows * ldx;
     T* xh_next = xh.data() + ((t + 1) & 1) * rows * ldx;
     a.h_next = xh_next + D;
@@ -435,13 +441,7 @@ void lstm_forward(const LstmShape& s, const T* x, const LstmParams<T>& p, const 
     }
     int64_t active = B;  // rows with t < length (the first ones in `order`)
     for (int64_t t = 0; t < (by_rows ? 0 : T_); ++t) {  // (own_rows_loop ran the steps)
-      a.t = t;
-      a.gates_out = gates ? gates + t * B * N4 : nullptr;
-      a.h_prev = hbuf + slot(t);
-      a.c_prev = cbuf + slot(t);
-      a.h_out = hbuf + slot(t + 1);
-      a.c_out = cbuf + slot(t + 1);
-      a.y_out = y + t * BH;
+      a.at_step(t, B, hbuf, cbuf, slot(t), slot(t + 1), gates, y);
       const T* xh_t = nullptr;
       T* xh_next = nullptr;
       if (use_gemm) {
