@@ -180,7 +180,8 @@ struct TransposeBlock<double> {
   static void run_rows(const double* src, int64_t lds, int rows, double* dst, int64_t ldd) {
     const __m256d z = _mm256_setzero_pd();
     const __m256d r0 = _mm256_loadu_pd(src), r1 = rows > 1 ? _mm256_loadu_pd(src + lds) : z;
-    const __m256d r2 = rows > 2 ? _mm256_loadu_pd(src + 2 * lds) : z, r3 = rows > 3 ? _mm256_loadu_pd(src + 3 * lds) : z;
+    const __m256d r2 = rows > 2 ? _mm256_loadu_pd(src + 2 * lds) : z;
+    const __m256d r3 = rows > 3 ? _mm256_loadu_pd(src + 3 * lds) : z;
     const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
     const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
     _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
@@ -207,7 +208,8 @@ struct RowTiles {
 // panels of RowTiles (tile t of mr rows at out + start(t) * kc), scaled by alpha.
 // With alpha == 1 (every kernel's case) the copies are vector moves: rows of op(A)^T are
 // contiguous, and op(A) itself is transposed in TB x TB register blocks (the last block of a
-// panel overlaps the previous one when TB does not divide mr; it writes the same values).
+// panel overlaps the previous one when TB does not divide mr; it writes the same values; a panel
+// of fewer than TB rows goes through a buffer).
 template <typename T>
 void pack_a(bool trans_a, int64_t mc, int64_t kc, const T* A, int64_t lda, T alpha, T* out) {
   using V = simd::Vec<T>;
@@ -225,29 +227,22 @@ void pack_a(bool trans_a, int64_t mc, int64_t kc, const T* A, int64_t lda, T alp
       }
       continue;
     }
-    if (alpha == T(1) && !trans_a && TB > 1 && mr >= TB) {
-      const T* a = A + i0 * lda;
-      int64_t k0 = 0;
-      for (; k0 + TB <= kc; k0 += TB) {
-        for (int r0 = 0; r0 < mr; r0 += TB) {
-          const int r = r0 + TB <= mr ? r0 : mr - TB;
-          TransposeBlock<T>::run(a + r * lda + k0, lda, o + k0 * mr + r, mr);
-        }
-      }
-      for (int i = 0; i < mr; ++i) {
-        for (int64_t k = k0; k < kc; ++k) o[k * mr + i] = a[i * lda + k];
-      }
-      continue;
-    }
     if (alpha == T(1) && !trans_a && TB > 1) {
-      // A tile of fewer rows than a transpose block (AVX2's 5- and 6-row tiles of floats):
-      // transpose TB columns of its rows at a time through a small buffer.
       const T* a = A + i0 * lda;
       alignas(64) T tmp[TB * TB];
       int64_t k0 = 0;
       for (; k0 + TB <= kc; k0 += TB) {
-        TransposeBlock<T>::run_rows(a + k0, lda, mr, tmp, TB);
-        for (int k = 0; k < TB; ++k) V::load_n(tmp + k * TB, mr).store_n(o + (k0 + k) * mr, mr);
+        if (mr >= TB) {
+          for (int r0 = 0; r0 < mr; r0 += TB) {
+            const int r = r0 + TB <= mr ? r0 : mr - TB;
+            TransposeBlock<T>::run(a + r * lda + k0, lda, o + k0 * mr + r, mr);
+          }
+        } else {
+          // Fewer rows than a transpose block (AVX2's 5- and 6-row tiles of floats): transpose
+          // through a small buffer, then copy each column's mr values.
+          TransposeBlock<T>::run_rows(a + k0, lda, mr, tmp, TB);
+          for (int k = 0; k < TB; ++k) V::load_n(tmp + k * TB, mr).store_n(o + (k0 + k) * mr, mr);
+        }
       }
       for (int i = 0; i < mr; ++i) {
         for (int64_t k = k0; k < kc; ++k) o[k * mr + i] = a[i * lda + k];

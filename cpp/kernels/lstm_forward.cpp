@@ -22,7 +22,8 @@
 // barrier per step, or, from kOwnRowsMin rows per thread when the packed weights fit one core's
 // L2, each thread runs its own rows of the batch through every step and never waits. Below
 // kClaimRowsMax, where a step takes a few microseconds, the threads claim the step's blocks
-// (own range first, lstm_common.h), so a descheduled thread delays a step by at most one block. The streaming step claims blocks the same way.
+// (own range first, lstm_common.h), so a descheduled thread delays a step by at most one block.
+// The streaming step claims blocks the same way.
 // Every output element is computed by one thread in a fixed order, so results are bitwise
 // identical for any thread count. Denormals are flushed inside (per thread).
 // Cost: 2·T·B·4H·(D+H) flops, plus ~5 transcendental evaluations per B·H per step.
