@@ -153,9 +153,12 @@ std::vector<Isa> available_isas() {
   return v;
 }
 
-Isa current_isa() { return static_cast<Isa>(current().load()); }
+// This thread's own level (use_isa), or -1: the process-wide one.
+static thread_local int t_isa = -1;
 
-void set_isa(const std::string& name) {
+Isa current_isa() { return static_cast<Isa>(t_isa >= 0 ? t_isa : current().load()); }
+
+static Isa checked_isa(const std::string& name) {
   const std::vector<Isa> avail = available_isas();
   Isa isa;
   bool ok = parse(name, &isa);
@@ -167,7 +170,18 @@ void set_isa(const std::string& name) {
     throw std::invalid_argument("set_isa: '" + name + "' is not an available level; available: " +
                                 level_list(avail));
   }
-  current().store(static_cast<int>(isa));
+  return isa;
+}
+
+void set_isa(const std::string& name) { current().store(static_cast<int>(checked_isa(name))); }
+
+void set_thread_isa(const std::string& name) {
+  if (name.empty()) {
+    t_isa = -1;
+    return;
+  }
+  current().load();  // the process-wide level exists (SEQKERN_ISA read) before a thread overrides it
+  t_isa = static_cast<int>(checked_isa(name));
 }
 
 const KernelTable& table() { return *table_of(current_isa()); }

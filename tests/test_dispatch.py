@@ -80,10 +80,17 @@ def test_set_num_threads_validates_and_round_trips():
         assert seqkern.get_num_threads() == 1
     finally:
         seqkern.set_num_threads(previous)
-    with pytest.raises(ValueError, match=">= 1"):
-        seqkern.set_num_threads(0)
-    with pytest.raises(TypeError):
-        seqkern.set_num_threads(1.5)
+    # Bounded on both sides (10**6 used to start hundreds of threads on two cores), with the
+    # argument named; the setting is unchanged after a refusal.
+    most = seqkern.max_num_threads()
+    assert most >= 8
+    for bad in (0, -1, most + 1, 10**6, 2**40):
+        with pytest.raises(ValueError, match=rf"set_num_threads: n must lie in \[1, {most}\].*got {bad}"):
+            seqkern.set_num_threads(bad)
+    for bad in (1.5, True, "2", None):
+        with pytest.raises(TypeError, match="set_num_threads: n must be an int"):
+            seqkern.set_num_threads(bad)
+    assert seqkern.get_num_threads() == previous
 
 
 def test_omp_num_threads_is_honoured_in_subprocess():

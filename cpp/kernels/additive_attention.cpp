@@ -22,7 +22,7 @@
 
 #include "kernels/attention_tile.h"
 #include "kernels/gemm.h"
-#include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/simd.h"
 
 namespace seqkern {
@@ -168,22 +168,8 @@ void additive_attention_backward(const AdditiveAttnShape& s, const AttnMask& m, 
   gemm::gemm_mt<T>(true, false, s.a, s.dk, rk, T(1), dkp.data(), s.a, k, s.dk, T(0), dw_k, s.dk, ntg);
 }
 
-template void additive_attention_forward<float>(const AdditiveAttnShape&, const AttnMask&, const float*,
-                                                const float*, const float*, const float*, const float*,
-                                                const float*, float*, float*, float*, float*);
-template void additive_attention_forward<double>(const AdditiveAttnShape&, const AttnMask&, const double*,
-                                                 const double*, const double*, const double*, const double*,
-                                                 const double*, double*, double*, double*, double*);
-template void additive_attention_backward<float>(const AdditiveAttnShape&, const AttnMask&, const float*,
-                                                 const float*, const float*, const float*, const float*,
-                                                 const float*, const float*, const float*, const float*,
-                                                 const float*, const float*, float*, float*, float*, float*,
-                                                 float*, float*);
-template void additive_attention_backward<double>(const AdditiveAttnShape&, const AttnMask&, const double*,
-                                                  const double*, const double*, const double*, const double*,
-                                                  const double*, const double*, const double*, const double*,
-                                                  const double*, const double*, double*, double*, double*,
-                                                  double*, double*, double*);
+SEQKERN_REGISTER(additive, forward, additive_attention_forward)
+SEQKERN_REGISTER(additive, backward, additive_attention_backward)
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -29,7 +29,7 @@
 #include <limits>
 
 #include "kernels/attention_tile.h"
-#include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/simd.h"
 
 namespace seqkern {
@@ -202,12 +202,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
   }
 }
 
-template void attention_backward<float>(const AttnShape&, const AttnMask&, const float*, const float*,
-                                        const float*, const float*, const float*, const float*, float*, float*,
-                                        float*);
-template void attention_backward<double>(const AttnShape&, const AttnMask&, const double*, const double*,
-                                         const double*, const double*, const double*, const double*, double*,
-                                         double*, double*);
+SEQKERN_REGISTER(attention, backward, attention_backward)
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -24,7 +24,7 @@
 #include <limits>
 
 #include "kernels/attention_tile.h"
-#include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/simd.h"
 
 namespace seqkern {
@@ -185,10 +185,7 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
   }
 }
 
-template void attention_forward<float>(const AttnShape&, const AttnMask&, const float*, const float*,
-                                       const float*, float*, float*);
-template void attention_forward<double>(const AttnShape&, const AttnMask&, const double*, const double*,
-                                        const double*, double*, double*);
+SEQKERN_REGISTER(attention, forward, attention_forward)
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -17,7 +17,7 @@
 #include <limits>
 
 #include "kernels/gemm.h"
-#include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/simd.h"
 
 namespace seqkern {
@@ -125,17 +125,8 @@ void attention_pool_backward(const AttnPoolShape& s, const int64_t* lengths, con
   gemm::gemm_mt<T>(false, false, rows, s.h, s.a, T(1), dz.data(), s.a, w, s.h, T(1), dh, s.h, nt);
 }
 
-template void attention_pool_forward<float>(const AttnPoolShape&, const int64_t*, const float*, const float*,
-                                            const float*, const float*, float*, float*, float*);
-template void attention_pool_forward<double>(const AttnPoolShape&, const int64_t*, const double*,
-                                             const double*, const double*, const double*, double*, double*,
-                                             double*);
-template void attention_pool_backward<float>(const AttnPoolShape&, const int64_t*, const float*, const float*,
-                                             const float*, const float*, const float*, const float*, float*,
-                                             float*, float*, float*);
-template void attention_pool_backward<double>(const AttnPoolShape&, const int64_t*, const double*,
-                                              const double*, const double*, const double*, const double*,
-                                              const double*, double*, double*, double*, double*);
+SEQKERN_REGISTER(pool, forward, attention_pool_forward)
+SEQKERN_REGISTER(pool, backward, attention_pool_backward)
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

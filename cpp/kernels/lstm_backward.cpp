@@ -23,7 +23,7 @@
 // forward); scratch T·B·4H values for da.
 #include "kernels/gemm.h"
 #include "kernels/lstm_common.h"
-#include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/simd.h"
 
 namespace seqkern {
@@ -132,6 +132,9 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
   constexpr int64_t U = lstm::kUnits<T>;
   constexpr int64_t NR = gemm::PackedB<T>::panel_width;
   constexpr int64_t G = U > NR ? U : NR;
+  // A granule must be whole unit blocks and whole panels, or two threads would compute one
+  // block (its da) or one panel (its dh columns): true while one width divides the other.
+  static_assert(G % U == 0 && G % NR == 0, "an LSTM backward granule must be whole unit blocks and whole panels");
   const int64_t ng = (H + G - 1) / G;
   // Small batches share each step's granules by claiming (lstm_common.h), in two rounds per
   // step (da, then dh_{t-1}); larger ones split them once and meet at one barrier per step.
@@ -195,12 +198,7 @@ void lstm_backward(const LstmShape& s, const T* x, const LstmParams<T>& p, const
   gemm::gemm_mt<T>(true, false, N4, H, R, T(1), da, N4, hs, H, T(0), dw_hh, H, gt);
 }
 
-template void lstm_backward<float>(const LstmShape&, const float*, const LstmParams<float>&, const int64_t*,
-                                   const float*, const float*, const float*, const float*, const float*,
-                                   const float*, float*, float*, float*, float*, float*, float*, float*);
-template void lstm_backward<double>(const LstmShape&, const double*, const LstmParams<double>&, const int64_t*,
-                                    const double*, const double*, const double*, const double*, const double*,
-                                    const double*, double*, double*, double*, double*, double*, double*, double*);
+SEQKERN_REGISTER(lstm, backward, lstm_backward)
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

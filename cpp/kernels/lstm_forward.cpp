@@ -29,7 +29,7 @@
 // Cost: 2·T·B·4H·(D+H) flops, plus ~5 transcendental evaluations per B·H per step.
 #include "kernels/gemm.h"
 #include "kernels/lstm_common.h"
-#include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/simd.h"
 
 namespace seqkern {
@@ -550,15 +550,9 @@ void lstm_step(const LstmShape& s, const T* x, const LstmParams<T>& p, const T* 
   }
 }
 
-#define SEQKERN_LSTM_FWD(T)                                                                             \
-  template void lstm_pack<T>(const LstmShape&, const T*, const T*, T*, T*);                             \
-  template void lstm_forward<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*,   \
-                                const int64_t*, T*, T*, T*, T*, T*, T*);                                \
-  template void lstm_step<T>(const LstmShape&, const T*, const LstmParams<T>&, const T*, const T*, T*, \
-                             T*);
-SEQKERN_LSTM_FWD(float)
-SEQKERN_LSTM_FWD(double)
-#undef SEQKERN_LSTM_FWD
+SEQKERN_REGISTER(lstm, pack, lstm_pack)
+SEQKERN_REGISTER(lstm, forward, lstm_forward)
+SEQKERN_REGISTER(lstm, step, lstm_step)
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

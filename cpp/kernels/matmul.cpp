@@ -8,7 +8,7 @@
 // and the result is the same bits as the plain path.
 // Numerics and cost: see gemm.h (one fixed-order FMA chain per element; 2*M*N*K flops).
 #include "kernels/gemm.h"
-#include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/simd.h"
 
 namespace seqkern {
@@ -39,10 +39,7 @@ void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha
   }
 }
 
-template void matmul<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, const float*, float,
-                            float*, int, int64_t);
-template void matmul<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, const double*,
-                             double, double*, int, int64_t);
+SEQKERN_REGISTER(matmul, run, matmul)
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -13,7 +13,7 @@
 // order, so results do not depend on the thread count.
 #include <limits>
 
-#include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/simd.h"
 
 namespace seqkern {
@@ -196,10 +196,8 @@ void softmax_backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx) {
   });
 }
 
-template void softmax_forward<float>(const SoftmaxShape&, const float*, const uint8_t*, float*);
-template void softmax_forward<double>(const SoftmaxShape&, const double*, const uint8_t*, double*);
-template void softmax_backward<float>(const SoftmaxShape&, const float*, const float*, float*);
-template void softmax_backward<double>(const SoftmaxShape&, const double*, const double*, double*);
+SEQKERN_REGISTER(softmax, forward, softmax_forward)
+SEQKERN_REGISTER(softmax, backward, softmax_backward)
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -16,6 +16,8 @@ std::vector<Isa> available_isas();
 Isa current_isa();
 // Throws std::invalid_argument naming the available levels when `name` is unknown or unavailable.
 void set_isa(const std::string& name);
+// This thread's level from now on ("": back to the process-wide one); use_isa's mechanism.
+void set_thread_isa(const std::string& name);
 const KernelTable& table();
 
 // OpenMP thread count of the calling thread (1 without OpenMP).

@@ -14,7 +14,7 @@ __all__ = ["LSTMWeights", "LSTMCache", "LSTMOutput", "LSTMGrads", "lstm_forward"
 
 
 class LSTMWeights(_core.LstmWeightsCore):
-    """One LSTM layer's weights, validated and packed once for the kernels.
+    """One LSTM layer's weights, validated and packed for the kernels.
 
     Parameters
     ----------
@@ -27,18 +27,22 @@ class LSTMWeights(_core.LstmWeightsCore):
     peephole : ndarray (3, H), same dtype, optional
         Diagonal peephole weights, rows i, f, o; None means a plain LSTM.
     copy : bool
-        Copy the arrays (default), so later in-place changes to the caller's arrays do not
-        reach this object. ``copy=False`` keeps views of C-contiguous inputs.
+        ``True`` (default): the object keeps read-only copies, packed once; it is immutable, and
+        later changes to the caller's arrays do not reach it. ``False``: it keeps views of the
+        caller's C-contiguous arrays (copies of others) and packs them on every call, so in-place
+        updates of those arrays are seen by ``lstm_forward``, :meth:`step` and ``lstm_backward``
+        alike (the zero-copy choice for weights that a training loop updates in place).
 
-    Wrong dtypes raise ``TypeError``, wrong shapes ``ValueError``. The object is immutable:
-    build a new one after changing the weights. ``lstm_forward`` and ``lstm_backward`` accept
-    it in place of ``(w_ih, w_hh, bias, peephole)``, and :meth:`step` runs one time step.
+    Every method reads the arrays the attributes show, as they are at the call. Wrong dtypes
+    raise ``TypeError``, wrong shapes ``ValueError``. ``lstm_forward`` and ``lstm_backward``
+    accept it in place of ``(w_ih, w_hh, bias, peephole)``, and :meth:`step` runs one time step.
 
     Attributes
     ----------
-    w_ih, w_hh, bias, peephole : the arrays (bias and peephole may be None)
+    w_ih, w_hh, bias, peephole : the arrays (bias and peephole may be None); read-only when copied
     input_size : int (D)
     hidden_size : int (H)
+    copied : bool (the ``copy`` it was built with)
     dtype : numpy.dtype
     """
 
@@ -48,7 +52,8 @@ class LSTMWeights(_core.LstmWeightsCore):
     def __repr__(self) -> str:
         return (
             f"LSTMWeights(input_size={self.input_size}, hidden_size={self.hidden_size}, "
-            f"dtype={self.dtype}, bias={self.bias is not None}, peephole={self.peephole is not None})"
+            f"dtype={self.dtype}, bias={self.bias is not None}, peephole={self.peephole is not None}, "
+            f"copied={self.copied})"
         )
 
 
@@ -73,44 +78,8 @@ class LSTMGrads(NamedTuple):
     dpeephole: np.ndarray | None
 
 
-class LSTMCache:
-    """What ``lstm_backward`` needs from one ``lstm_forward`` call; treat it as opaque.
-
-    It holds, as its own arrays, in the forward's dtype:
-
-    - ``gates`` (T, B, 4*H): the post-activation gates i, f, g, o of every step;
-    - ``h`` and ``c`` (T+1, B, H): the hidden and cell states, ``h[0] = h0``, ``h[t+1]`` the state
-      after step t (rows past their length repeat their last state);
-
-    that is 6*T*B*H + 2*B*H values; tanh(c) is recomputed in backward. It also refers, without
-    copying, to ``x`` (the C-contiguous input, the caller's own array when it already was), the
-    ``LSTMWeights`` and the int64 ``lengths`` (or None). Changing ``x`` or the weight arrays in place
-    between forward and backward gives wrong gradients. ``lstm_backward`` never modifies the
-    cache, so one cache can serve any number of backward calls (for example with different
-    upstream gradients).
-    """
-
-    __slots__ = ("x", "weights", "lengths", "gates", "h", "c")
-
-    def __init__(self, x, weights, lengths, gates, h, c) -> None:
-        self.x = x
-        self.weights = weights
-        self.lengths = lengths
-        self.gates = gates
-        self.h = h
-        self.c = c
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the cache's own arrays (gates, h, c)."""
-        return int(self.gates.nbytes + self.h.nbytes + self.c.nbytes)
-
-    def __repr__(self) -> str:
-        T, B, _ = self.x.shape
-        return (
-            f"LSTMCache(T={T}, B={B}, H={self.weights.hidden_size}, dtype={self.x.dtype}, "
-            f"nbytes={self.nbytes})"
-        )
+LSTMCache = _core.LSTMCache
+LSTMCache.__module__ = __name__
 
 
 def _weights(fn, w_ih, w_hh, bias, peephole) -> LSTMWeights:
@@ -181,9 +150,7 @@ def lstm_forward(
     """
     weights = _weights("lstm_forward", w_ih, w_hh, bias, peephole)
     x = contiguous(x, "lstm_forward", "x")
-    y, h_n, c_n, gates, hs, cs, lens = _core.lstm_forward(x, weights, h0, c0, lengths, bool(need_cache))
-    cache = LSTMCache(x, weights, lens, gates, hs, cs) if need_cache else None
-    return LSTMOutput(y, h_n, c_n, cache)
+    return LSTMOutput(*_core.lstm_forward(x, weights, h0, c0, lengths, bool(need_cache)))
 
 
 def lstm_backward(
@@ -215,8 +182,7 @@ def lstm_backward(
     if not isinstance(cache, LSTMCache):
         raise TypeError(f"lstm_backward: cache must be the LSTMCache from lstm_forward, got {type(cache).__name__}")
     out = _core.lstm_backward(
-        cache.x, cache.weights, cache.lengths, cache.gates, cache.h, cache.c,
-        contiguous(dy, "lstm_backward", "dy"), contiguous(dh_n, "lstm_backward", "dh_n"),
+        cache, contiguous(dy, "lstm_backward", "dy"), contiguous(dh_n, "lstm_backward", "dh_n"),
         contiguous(dc_n, "lstm_backward", "dc_n"),
     )
     return LSTMGrads(*out)

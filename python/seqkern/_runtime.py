@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import threading
 from typing import Iterator
 
 from . import _core
@@ -19,7 +20,12 @@ __all__ = [
     "use_cache_sizes",
     "get_num_threads",
     "set_num_threads",
+    "max_num_threads",
 ]
+
+
+# Each thread's stack of use_isa levels (the innermost last).
+_thread_isas = threading.local()
 
 
 def available_isas() -> list[str]:
@@ -28,12 +34,13 @@ def available_isas() -> list[str]:
 
 
 def get_isa() -> str:
-    """The level the kernels run at now: ``"scalar"``, ``"avx2"`` or ``"avx512"``."""
+    """The level the kernels called from this thread run at: ``"scalar"``, ``"avx2"`` or ``"avx512"``."""
     return str(_core.get_isa())
 
 
 def set_isa(name: str) -> None:
-    """Run every kernel at level ``name`` from now on (process-wide).
+    """Run every kernel at level ``name`` from now on (process-wide; a ``use_isa`` block in a
+    thread still takes precedence there).
 
     Raises ``ValueError`` naming the available levels when ``name`` is not one of them.
     """
@@ -44,13 +51,22 @@ def set_isa(name: str) -> None:
 
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[str]:
-    """Context manager: run the kernels at level ``name`` inside the block, then restore."""
-    previous = get_isa()
-    set_isa(name)
+    """Context manager: run the kernels called from this thread at level ``name`` inside the block.
+
+    The level is this thread's own: other threads keep theirs, and blocks in several threads may
+    overlap in any order. Nested blocks restore the outer block's level on exit; after the
+    outermost block the thread follows the process-wide level (``set_isa``) again.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"use_isa: name must be a str, got {type(name).__name__}")
+    stack = _thread_isas.__dict__.setdefault("stack", [])
+    _core._set_thread_isa(name)
+    stack.append(name)
     try:
         yield name
     finally:
-        set_isa(previous)
+        stack.pop()
+        _core._set_thread_isa(stack[-1] if stack else "")
 
 
 def isa_info() -> dict:
@@ -108,6 +124,17 @@ def set_num_threads(n: int) -> None:
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    most = max_num_threads()
+    if not 1 <= n <= most:
+        raise ValueError(
+            f"set_num_threads: n must lie in [1, {most}] (4 per logical CPU of this machine, at least 8), got {n}"
+        )
     _core.set_num_threads(n)
+
+
+def max_num_threads() -> int:
+    """The largest thread count ``set_num_threads`` accepts: 4 per logical CPU, at least 8.
+
+    More threads than that only queue for the cores (and each one costs a stack of address space).
+    """
+    return max(8, 4 * (os.cpu_count() or 1))

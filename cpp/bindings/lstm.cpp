@@ -1,0 +1,183 @@
+// lstm.cpp: lstm_forward, lstm_backward and LSTMCache, what the backward takes from the forward.
+#include <cstring>
+#include <new>
+
+#include "bindings/families.h"
+#include "bindings/lstm_weights.h"
+
+namespace seqkern {
+namespace bind {
+
+namespace {
+
+// What lstm_backward needs from one lstm_forward call. Nothing can be replaced from Python (the
+// attributes are read-only and hand out read-only views), and lstm_backward checks every array
+// against the weights and the sizes recorded here again, so no cache can make it read out of
+// bounds.
+struct LstmCache {
+  // Zeroed storage, as LstmWeightsCore's: a cache made by __new__ is refused, not read.
+  static void* operator new(std::size_t n) {
+    void* p = ::operator new(n);
+    std::memset(p, 0, n);
+    return p;
+  }
+  static void operator delete(void* p) { ::operator delete(p); }
+
+  py::array x, gates, hs, cs;
+  py::object weights, lengths;  // the LSTMWeights; int64 (B,) or None
+  int64_t T = 0, B = 0;
+  bool ready = false;
+
+  const LstmCache& require() const {
+    if (!ready) throw py::type_error("lstm_backward: this LSTMCache was not made by lstm_forward");
+    return *this;
+  }
+};
+
+// A read-only view of `a` (the cache's arrays are never handed out writeable).
+py::object read_only(const py::object& a) {
+  if (a.is_none()) return a;
+  py::object v = a.attr("view")();
+  v.attr("setflags")(py::arg("write") = false);
+  return v;
+}
+
+py::tuple lstm_forward(const py::object& x_obj, const py::object& w_obj, const py::object& h0_obj,
+                       const py::object& c0_obj, const py::object& lengths_obj, bool need_cache) {
+  const Check c{"lstm_forward"};
+  const LstmWeightsCore& w = lstm_weights("lstm_forward", w_obj);
+  py::array x = c.array("x", x_obj);
+  c.floating("x", x);
+  if (c.is_f64(x) != w.f64) c.type_error(std::string("x must be ") + w.dtype() + ", like the weights, got " + dtype_str(x));
+  c.ndim("x", x, 3, "(T, B, D)");
+  c.contiguous("x", x);
+  return by_dtype(c, x, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const int64_t T_ = x.shape(0), B = x.shape(1), D = w.D, H = w.H;
+    c.shape("x", x, {T_, B, D}, "(T, B, D) with D = w_ih.shape[1]");
+    // y, the gates (the cache's, or the kernel's scratch without a cache), h and c of every step.
+    Footprint(c, [&] { return of_shape("x", x) + " with H = " + std::to_string(H); })
+        .add({T_, B, H}, sizeof(T))
+        .add({T_, B, 4, H}, sizeof(T))
+        .add({2, T_, B, H}, need_cache ? sizeof(T) : 0)
+        .add({8, B, H}, sizeof(T))
+        .check();
+    const py::object h0 = w.optional<T>(c, "h0", h0_obj, {B, H}, "(B, H)");
+    const py::object c0 = w.optional<T>(c, "c0", c0_obj, {B, H}, "(B, H)");
+    const py::object lengths = c.lengths("lengths", lengths_obj, B, T_, "(B,)", "T");
+    py::array_t<T> y = empty<T>({T_, B, H}), h_n = empty<T>({B, H}), c_n = empty<T>({B, H});
+    py::array_t<T> gates, hs, cs;
+    if (need_cache) {
+      gates = empty<T>({T_, B, 4 * H});
+      hs = empty<T>({T_ + 1, B, H});
+      cs = empty<T>({T_ + 1, B, H});
+    }
+    std::vector<py::object> keep;
+    const LstmParams<T> p = w.params<T>(false, keep);
+    auto out = [&](py::array_t<T>& a) { return need_cache ? a.mutable_data() : nullptr; };
+    call_kernel(ops<T>().lstm.forward, LstmShape{T_, B, D, H}, ptr<T>(x), p, opt_ptr<T>(h0), opt_ptr<T>(c0),
+                opt_ptr<int64_t>(lengths), y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), out(gates),
+                out(hs), out(cs));
+    py::object cache = py::none();
+    if (need_cache) {
+      auto* k = new LstmCache();
+      k->x = py::array(x.attr("view")());
+      k->gates = gates;
+      k->hs = hs;
+      k->cs = cs;
+      for (py::array* a : {&k->gates, &k->hs, &k->cs}) a->attr("setflags")(py::arg("write") = false);
+      k->weights = w_obj;
+      k->lengths = lengths;
+      k->T = T_;
+      k->B = B;
+      k->ready = true;
+      cache = py::cast(k, py::return_value_policy::take_ownership);
+    }
+    return py::make_tuple(y, h_n, c_n, cache);
+  });
+}
+
+py::tuple lstm_backward(const LstmCache& cache_in, const py::object& dy_obj, const py::object& dh_obj,
+                        const py::object& dc_obj) {
+  const Check c{"lstm_backward"};
+  const LstmCache& k = cache_in.require();
+  const LstmWeightsCore& w = lstm_weights("lstm_backward", k.weights);
+  const int64_t T_ = k.T, B = k.B, D = w.D, H = w.H;
+  auto run = [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    // The cache again, against the weights and its own sizes (cheap next to the backward).
+    c.same_as<T>("cache x", k.x, {T_, B, D}, "the forward's x");
+    c.same_as<T>("cache gates", k.gates, {T_, B, 4 * H}, "(T, B, 4*H)");
+    c.same_as<T>("cache h", k.hs, {T_ + 1, B, H}, "(T+1, B, H)");
+    c.same_as<T>("cache c", k.cs, {T_ + 1, B, H}, "(T+1, B, H)");
+    const py::object lengths = c.lengths("cache lengths", k.lengths, B, T_, "(B,)", "T");
+    // dx, the weight gradients, the kernel's (T*B, 4*H) scratch, copies of dy, dh_n and dc_n.
+    Footprint(c, [&] { return "cache x " + shape_str(dims_of(k.x)) + " with H = " + std::to_string(H); })
+        .add({T_, B, D}, sizeof(T))
+        .add({4, H, D + H + 1}, sizeof(T))
+        .add({T_, B, 4, H}, sizeof(T))
+        .add({T_, B, H}, sizeof(T))
+        .add({7, B, H}, sizeof(T))
+        .check();
+    const py::object dy = w.optional<T>(c, "dy", dy_obj, {T_, B, H}, "(T, B, H), like y");
+    const py::object dh = w.optional<T>(c, "dh_n", dh_obj, {B, H}, "(B, H), like h_n");
+    const py::object dc = w.optional<T>(c, "dc_n", dc_obj, {B, H}, "(B, H), like c_n");
+    py::array_t<T> dx = empty<T>({T_, B, D}), dw_ih = empty<T>({4 * H, D}), dw_hh = empty<T>({4 * H, H});
+    py::array_t<T> dbias = empty<T>({4 * H}), dh0 = empty<T>({B, H}), dc0 = empty<T>({B, H});
+    py::object dpeep = w.peephole.is_none() ? py::object(py::none()) : py::object(empty<T>({3, H}));
+    T* dpp = dpeep.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(dpeep).mutable_data());
+    std::vector<py::object> keep;
+    const LstmParams<T> p = w.params<T>(false, keep);
+    call_kernel(ops<T>().lstm.backward, LstmShape{T_, B, D, H}, ptr<T>(k.x), p, opt_ptr<int64_t>(lengths),
+                ptr<T>(k.gates), ptr<T>(k.hs), ptr<T>(k.cs), opt_ptr<T>(dy), opt_ptr<T>(dh), opt_ptr<T>(dc),
+                dx.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(), dbias.mutable_data(),
+                dh0.mutable_data(), dc0.mutable_data(), dpp);
+    return py::make_tuple(dx, dw_ih, dw_hh, dbias, dh0, dc0, dpeep);
+  };
+  return w.f64 ? run(double{}) : run(float{});
+}
+
+const char* CACHE_DOC = R"doc(What ``lstm_backward`` needs from one ``lstm_forward`` call; only ``lstm_forward`` makes one.
+
+It holds, as its own read-only arrays, in the forward's dtype:
+
+- ``gates`` (T, B, 4*H): the post-activation gates i, f, g, o of every step;
+- ``h`` and ``c`` (T+1, B, H): the hidden and cell states, ``h[0] = h0``, ``h[t+1]`` the state
+  after step t (rows past their length repeat their last state);
+
+that is 6*T*B*H + 2*B*H values; tanh(c) is recomputed in backward. It also refers, without
+copying, to ``x`` (the C-contiguous input, the caller's own memory when it already was), the
+``LSTMWeights`` and the int64 ``lengths`` (or None). Changing ``x`` or the weights in place
+between forward and backward gives the gradients at the new values. The attributes cannot be
+replaced, and ``lstm_backward`` checks the cache again on every call; it never modifies it, so
+one cache can serve any number of backward calls (for example with different upstream
+gradients).
+)doc";
+
+}  // namespace
+
+void bind_lstm(py::module_& m) {
+  bind_lstm_weights(m);
+  py::class_<LstmCache>(m, "LSTMCache", CACHE_DOC)
+      .def_property_readonly("x", [](const LstmCache& k) { return read_only(k.require().x); })
+      .def_property_readonly("weights", [](const LstmCache& k) { return k.require().weights; })
+      .def_property_readonly("lengths", [](const LstmCache& k) { return read_only(k.require().lengths); })
+      .def_property_readonly("gates", [](const LstmCache& k) { return read_only(k.require().gates); })
+      .def_property_readonly("h", [](const LstmCache& k) { return read_only(k.require().hs); })
+      .def_property_readonly("c", [](const LstmCache& k) { return read_only(k.require().cs); })
+      .def_property_readonly(
+          "nbytes", [](const LstmCache& k) { return k.require().gates.nbytes() + k.hs.nbytes() + k.cs.nbytes(); },
+          "Bytes held by the cache's own arrays (gates, h, c).")
+      .def("__repr__", [](const LstmCache& k) {
+        const LstmCache& r = k.require();
+        return "LSTMCache(T=" + std::to_string(r.T) + ", B=" + std::to_string(r.B) +
+               ", H=" + std::to_string(r.hs.ndim() == 3 ? r.hs.shape(2) : 0) + ", dtype=" + dtype_str(r.x) +
+               ", nbytes=" + std::to_string(r.gates.nbytes() + r.hs.nbytes() + r.cs.nbytes()) + ")";
+      });
+  m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"),
+        py::arg("lengths"), py::arg("need_cache"));
+  m.def("lstm_backward", &lstm_backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"));
+}
+
+}  // namespace bind
+}  // namespace seqkern

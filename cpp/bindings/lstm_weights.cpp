@@ -1,0 +1,225 @@
+// lstm_weights.cpp: LSTMWeights (lstm_weights.h) and its streaming step.
+#include "bindings/lstm_weights.h"
+
+#include <cstring>
+#include <new>
+
+namespace seqkern {
+namespace bind {
+
+namespace {
+
+// A read-only C-contiguous copy of `a` whose memory a capsule owns: numpy refuses to make it
+// (or any view of it) writeable again.
+template <typename T>
+py::array frozen_copy(const py::array& a) {
+  const std::vector<int64_t> dims = dims_of(a);
+  T* buf = new T[a.size() > 0 ? a.size() : 1];
+  py::capsule owner(buf, [](void* p) { delete[] static_cast<T*>(p); });
+  py::array_t<T> out(std::vector<py::ssize_t>(dims.begin(), dims.end()), buf, owner);
+  numpy().attr("copyto")(out, a);
+  out.attr("setflags")(py::arg("write") = false);
+  return std::move(out);
+}
+
+// What the object keeps of one argument: a frozen copy, or a view of the caller's array (a copy
+// when it is not C-contiguous). A view, so reshaping the caller's array object never reaches it.
+template <typename T>
+py::array keep_array(const py::array& a, bool copy) {
+  return copy ? frozen_copy<T>(a) : py::array(c_order(a).attr("view")());
+}
+
+template <typename T>
+py::array_t<T> packed(const LstmWeightsCore& w, bool wih) {
+  py::array_t<T> out(std::vector<py::ssize_t>{(wih ? w.D : w.H) * 4 * w.H});
+  const LstmShape s{0, 0, w.D, w.H};
+  T* p = out.mutable_data();
+  call_kernel(ops<T>().lstm.pack, s, ptr<T>(w.w_ih), ptr<T>(w.w_hh), wih ? p : nullptr, wih ? nullptr : p);
+  return out;
+}
+
+template <typename T>
+py::tuple step_impl(const LstmWeightsCore& w, const py::object& x_obj, const py::object& h_obj,
+                    const py::object& c_obj, const py::object& out_h_obj, const py::object& out_c_obj) {
+  const Check c{"LSTMWeights.step"};
+  const int64_t D = w.D, H = w.H;
+  py::array x = c.array("x", x_obj);
+  c.dtype_like<T>("x", x, "the weights");
+  c.ndim("x", x, 2, "(B, D)");
+  const int64_t B = x.shape(0);
+  c.shape("x", x, {B, D}, "(B, D)");
+  // Copies of x, h and c when they are not C-contiguous, the outputs and their temporaries.
+  Footprint(c, [&] { return of_shape("x", x); }).add({B, D}, sizeof(T)).add({6, B, H}, sizeof(T)).check();
+  x = c_order(x);
+  py::array h = w.operand<T>(c, "h", h_obj, {B, H}, "(B, H)");
+  py::array cc = w.operand<T>(c, "c", c_obj, {B, H}, "(B, H)");
+  auto output = [&](const char* name, const py::object& obj) -> py::array {
+    if (obj.is_none()) return empty<T>({B, H});
+    py::array o = c.array(name, obj);
+    c.dtype_like<T>(name, o, "the weights");
+    c.shape(name, o, {B, H}, "(B, H)");
+    c.contiguous(name, o);
+    if (!o.writeable()) c.value_error(std::string(name) + " must be writeable");
+    return o;
+  };
+  py::array out_h = output("out_h", out_h_obj);
+  py::array out_c = output("out_c", out_c_obj);
+  if (overlaps(out_h, out_c)) c.value_error("out_h and out_c must not overlap");
+  // The kernel reads all of h and x while writing out_h block by block; c is read and
+  // written element by element, so out_c may be c itself but must not overlap it otherwise.
+  const bool clash = overlaps(out_h, x) || overlaps(out_h, h) || overlaps(out_h, cc) || overlaps(out_c, x) ||
+                     overlaps(out_c, h) || (overlaps(out_c, cc) && out_c.data() != cc.data());
+  py::array hw = clash ? py::array(empty<T>({B, H})) : out_h;
+  py::array cw = clash ? py::array(empty<T>({B, H})) : out_c;
+  std::vector<py::object> keep;
+  const LstmParams<T> p = w.params<T>(true, keep);
+  call_kernel(ops<T>().lstm.step, LstmShape{1, B, D, H}, ptr<T>(x), p, ptr<T>(h), ptr<T>(cc),
+              static_cast<T*>(hw.mutable_data()), static_cast<T*>(cw.mutable_data()));
+  if (clash) {
+    std::memcpy(out_h.mutable_data(), hw.data(), sizeof(T) * B * H);
+    std::memcpy(out_c.mutable_data(), cw.data(), sizeof(T) * B * H);
+  }
+  return py::make_tuple(out_h, out_c);
+}
+
+const char* STEP_DOC = R"doc(One LSTM time step for B rows: ``(h_new, c_new) = step(x, h, c)``.
+
+Parameters
+----------
+x : ndarray (B, D), the weights' dtype
+    Input of this step.
+h, c : ndarray (B, H), the weights' dtype
+    Hidden and cell state before the step.
+out_h, out_c : ndarray (B, H), C-contiguous, writeable, optional
+    Where to write the new state (fresh arrays when omitted). They may be ``h`` and ``c``
+    themselves (in-place update); other overlaps are handled with a temporary copy.
+
+Returns
+-------
+tuple ``(h_new, c_new)`` of ndarrays (B, H): ``out_h`` and ``out_c`` when given.
+No lengths here: every row takes the step.
+)doc";
+
+}  // namespace
+
+void* LstmWeightsCore::operator new(std::size_t n) {
+  void* p = ::operator new(n);
+  std::memset(p, 0, n);
+  return p;
+}
+
+void LstmWeightsCore::operator delete(void* p) { ::operator delete(p); }
+
+LstmWeightsCore::LstmWeightsCore(const py::object& w_ih_obj, const py::object& w_hh_obj,
+                                 const py::object& bias_obj, const py::object& peephole_obj, bool copy)
+    : bias(py::none()), peephole(py::none()), whh_p(py::none()), wih_p(py::none()) {
+  const Check c{"LSTMWeights"};
+  py::array wi = c.array("w_ih", w_ih_obj), wh = c.array("w_hh", w_hh_obj);
+  c.floating("w_ih", wi);
+  f64 = c.is_f64(wi);
+  live = !copy;
+  by_dtype(c, wi, [&](auto tag) {
+    using T = decltype(tag);
+    c.dtype_like<T>("w_hh", wh, "w_ih");
+    c.ndim("w_ih", wi, 2, "(4*H, D)");
+    c.ndim("w_hh", wh, 2, "(4*H, H)");
+    H = wh.shape(1);
+    D = wi.shape(1);
+    // Only an empty w_hh can have an H so large that 4*H overflows.
+    if (H > INT64_MAX / 4) c.value_error("w_hh must have shape (4*H, H), got " + shape_str(dims_of(wh)));
+    // The copies and the packed panels: w_ih and w_hh up to three times over.
+    Footprint(c, [&] { return of_shape("w_ih", wi) + " and " + of_shape("w_hh", wh); })
+        .add({3, 4, H, D}, sizeof(T))
+        .add({3, 4, H, H}, sizeof(T))
+        .check();
+    c.shape("w_hh", wh, {4 * H, H}, "(4*H, H)");
+    c.shape("w_ih", wi, {4 * H, D}, "(4*H, D) with H = w_hh.shape[1]");
+    auto vector_arg = [&](const char* name, const py::object& obj, std::vector<int64_t> dims,
+                          const char* formula) -> py::object {
+      if (obj.is_none()) return py::none();
+      py::array a = c.array(name, obj);
+      c.dtype_like<T>(name, a, "w_ih");
+      c.shape(name, a, dims, formula);
+      return keep_array<T>(a, copy);
+    };
+    bias = vector_arg("bias", bias_obj, {4 * H}, "(4*H,)");
+    peephole = vector_arg("peephole", peephole_obj, {3, H}, "(3, H)");
+    w_ih = keep_array<T>(wi, copy);
+    w_hh = keep_array<T>(wh, copy);
+    if (!live) whh_p = packed<T>(*this, false);
+  });
+  ready = true;
+}
+
+void LstmWeightsCore::require(const char* fn) const {
+  if (!ready) {
+    throw py::type_error(std::string(fn) +
+                         ": the LSTMWeights was never initialised; build one with LSTMWeights(w_ih, w_hh, ...)");
+  }
+}
+
+template <typename T>
+LstmParams<T> LstmWeightsCore::params(bool with_wih, std::vector<py::object>& keep) const {
+  LstmParams<T> p;
+  p.w_ih = ptr<T>(w_ih);
+  p.w_hh = ptr<T>(w_hh);
+  p.bias = opt_ptr<T>(bias);
+  p.peephole = opt_ptr<T>(peephole);
+  if (live) {
+    keep.push_back(packed<T>(*this, false));
+    p.whh_p = opt_ptr<T>(keep.back());
+    if (with_wih) {
+      keep.push_back(packed<T>(*this, true));
+      p.wih_p = opt_ptr<T>(keep.back());
+    }
+    return p;
+  }
+  if (with_wih && wih_p.is_none()) wih_p = packed<T>(*this, true);  // under the GIL: one thread packs
+  p.whh_p = opt_ptr<T>(whh_p);
+  p.wih_p = opt_ptr<T>(wih_p);
+  return p;
+}
+
+template LstmParams<float> LstmWeightsCore::params<float>(bool, std::vector<py::object>&) const;
+template LstmParams<double> LstmWeightsCore::params<double>(bool, std::vector<py::object>&) const;
+
+const LstmWeightsCore& lstm_weights(const char* fn, const py::object& obj) {
+  if (!py::isinstance<LstmWeightsCore>(obj)) {
+    throw py::type_error(std::string(fn) + ": weights must be an LSTMWeights, got " +
+                         py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  const LstmWeightsCore& w = obj.cast<const LstmWeightsCore&>();
+  w.require(fn);
+  return w;
+}
+
+void bind_lstm_weights(py::module_& m) {
+  // A fresh view per access: the object's own arrays are never handed out, so reshaping what a
+  // caller got cannot change what the kernels read.
+  auto view = [](const py::object& a) -> py::object { return a.is_none() ? a : a.attr("view")(); };
+  auto get = [](const py::object& self) -> const LstmWeightsCore& { return lstm_weights("LSTMWeights", self); };
+  py::class_<LstmWeightsCore>(m, "LstmWeightsCore")
+      .def(py::init<const py::object&, const py::object&, const py::object&, const py::object&, bool>(),
+           py::arg("w_ih"), py::arg("w_hh"), py::arg("bias") = py::none(), py::arg("peephole") = py::none(),
+           py::arg("copy") = true)
+      .def_property_readonly("w_ih", [=](const py::object& s) { return view(get(s).w_ih); })
+      .def_property_readonly("w_hh", [=](const py::object& s) { return view(get(s).w_hh); })
+      .def_property_readonly("bias", [=](const py::object& s) { return view(get(s).bias); })
+      .def_property_readonly("peephole", [=](const py::object& s) { return view(get(s).peephole); })
+      .def_property_readonly("input_size", [=](const py::object& s) { return get(s).D; })
+      .def_property_readonly("hidden_size", [=](const py::object& s) { return get(s).H; })
+      .def_property_readonly("copied", [=](const py::object& s) { return !get(s).live; })
+      .def_property_readonly("dtype", [=](const py::object& s) { return py::dtype(get(s).dtype()); })
+      .def(
+          "step",
+          [=](const py::object& s, const py::object& x, const py::object& h, const py::object& c,
+              const py::object& out_h, const py::object& out_c) {
+            const LstmWeightsCore& w = lstm_weights("LSTMWeights.step", s);
+            return w.f64 ? step_impl<double>(w, x, h, c, out_h, out_c) : step_impl<float>(w, x, h, c, out_h, out_c);
+          },
+          py::arg("x"), py::arg("h"), py::arg("c"), py::arg("out_h") = py::none(), py::arg("out_c") = py::none(),
+          STEP_DOC);
+}
+
+}  // namespace bind
+}  // namespace seqkern
