@@ -1,0 +1,266 @@
+"""The benchmark's setups: each builds an entry's inputs once and returns one zero-argument
+callable per implementation (``seqkern``, ``numpy`` from ``seqkern.reference``, and the peers
+that apply and are installed), all on the same float32 inputs."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+import seqkern
+from seqkern import reference
+
+from .peers import Context, onnx_lstm, onnx_model, openvino_runner, ort_session, torch_additive, torch_lstm, torch_pool
+
+
+def setup_softmax(d: dict, ctx: Context) -> dict[str, Callable]:
+    x = ctx.rng.standard_normal(d["x"], dtype=np.float32)
+    axis, f = d["axis"], seqkern.softmax
+    impls: dict[str, Callable] = {"seqkern": lambda: f(x, axis)}
+    impls["numpy"] = lambda: reference.softmax(x, axis)
+    if ctx.torch:
+        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
+        impls["torch"] = lambda: torch.softmax(xt, axis)
+    if ctx.ort:
+        node = ctx.onnx.helper.make_node("Softmax", ["x"], ["y"], axis=axis)
+        sess = ort_session(ctx, node, {"x": x.shape}, ["y"], {})
+        impls["ort"] = lambda: sess.run(None, {"x": x})
+    return impls
+
+
+def setup_softmax_backward(d: dict, ctx: Context) -> dict[str, Callable]:
+    axis = d["axis"]
+    y = reference.softmax(ctx.rng.standard_normal(d["x"], dtype=np.float32), axis)
+    dy = ctx.rng.standard_normal(d["x"], dtype=np.float32)
+    f = seqkern.softmax_backward
+    impls: dict[str, Callable] = {"seqkern": lambda: f(y, dy, axis)}
+    impls["numpy"] = lambda: reference.softmax_backward(y, dy, axis)
+    if ctx.torch:
+        torch, yt, dyt = ctx.torch, ctx.torch.from_numpy(y), ctx.torch.from_numpy(dy)
+        impls["torch"] = lambda: torch._softmax_backward_data(dyt, yt, axis, torch.float32)
+    return impls
+
+
+def _lstm_data(d: dict, rng: np.random.Generator, steps: int | None = None):
+    T, B, D, H = (steps or d["T"]), d["B"], d["D"], d["H"]
+    s = 1.0 / math.sqrt(H)  # PyTorch's initialisation range
+    x = rng.standard_normal((T, B, D), dtype=np.float32)
+    w_ih = rng.uniform(-s, s, (4 * H, D)).astype(np.float32)
+    w_hh = rng.uniform(-s, s, (4 * H, H)).astype(np.float32)
+    bias = rng.uniform(-s, s, 4 * H).astype(np.float32)
+    return x, w_ih, w_hh, bias
+
+
+def setup_lstm_forward(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Inference, as the peers run it: weights prepared once (an LSTMWeights, like a torch module
+    or an ORT session), no cache for a backward (torch under no_grad, ORT keep none either)."""
+    x, w_ih, w_hh, bias = _lstm_data(d, ctx.rng)
+    f, weights = seqkern.lstm_forward, seqkern.LSTMWeights(w_ih, w_hh, bias)
+    impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
+    impls["numpy"] = lambda: reference.lstm_forward(x, w_ih, w_hh, bias)
+    if ctx.torch:
+        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
+        lstm = torch_lstm(torch, w_ih, w_hh, bias)
+
+        def torch_forward():
+            with torch.no_grad():
+                return lstm(xt)
+
+        impls["torch"] = torch_forward
+    if ctx.ort:
+        sess = onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=False)
+        impls["ort"] = lambda: sess.run(["Y"], {"X": x})
+    if ctx.openvino:
+        model = onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=False, build=onnx_model)
+        impls["openvino"] = openvino_runner(ctx, model, {"X": x})
+    return impls
+
+
+def setup_lstm_train(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Forward, then backward from a gradient on every output step (weights and x get gradients)."""
+    x, w_ih, w_hh, bias = _lstm_data(d, ctx.rng)
+    dy = ctx.rng.standard_normal((d["T"], d["B"], d["H"]), dtype=np.float32)
+    fwd, bwd = seqkern.lstm_forward, seqkern.lstm_backward
+    impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(x, w_ih, w_hh, bias)[-1], dy)}
+    rf, rb = reference.lstm_forward, reference.lstm_backward
+    impls["numpy"] = lambda: rb(rf(x, w_ih, w_hh, bias)[-1], dy)
+    if ctx.torch:
+        torch, lstm = ctx.torch, torch_lstm(ctx.torch, w_ih, w_hh, bias)
+        xt, dyt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(dy)
+
+        def torch_train():
+            lstm.zero_grad(set_to_none=True)
+            xt.grad = None
+            lstm(xt)[0].backward(dyt)
+            return xt.grad  # dx, what --check compares with seqkern's first gradient
+
+        impls["torch"] = torch_train
+    return impls
+
+
+def _numpy_lstm_step(x_t, h, c, w_ih_t, w_hh_t, bias):
+    """One LSTM step the way a NumPy user writes it (weights pre-transposed)."""
+    a = x_t @ w_ih_t + h @ w_hh_t + bias
+    i, f, g, o = np.split(a, 4, axis=1)
+    c_new = c / (1 + np.exp(-f)) + np.tanh(g) / (1 + np.exp(-i))
+    return np.tanh(c_new) / (1 + np.exp(-o)), c_new
+
+
+def setup_lstm_step(d: dict, ctx: Context) -> dict[str, Callable]:
+    """One step for B rows with packed weights, into caller buffers (streaming inference)."""
+    x, w_ih, w_hh, bias = _lstm_data(d, ctx.rng, steps=1)
+    x_t = x[0]
+    h = (0.5 * ctx.rng.standard_normal((d["B"], d["H"]))).astype(np.float32)
+    c = (0.5 * ctx.rng.standard_normal((d["B"], d["H"]))).astype(np.float32)
+    out_h, out_c = np.empty_like(h), np.empty_like(c)
+    weights = seqkern.LSTMWeights(w_ih, w_hh, bias)
+    step = weights.step
+    impls: dict[str, Callable] = {"seqkern": lambda: step(x_t, h, c, out_h=out_h, out_c=out_c)}
+    w_ih_t, w_hh_t = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
+    impls["numpy"] = lambda: _numpy_lstm_step(x_t, h, c, w_ih_t, w_hh_t, bias)
+    if ctx.torch:
+        torch, cell = ctx.torch, torch_lstm(ctx.torch, w_ih, w_hh, bias, cell=True)
+        xt, state = torch.from_numpy(x_t), (torch.from_numpy(h), torch.from_numpy(c))
+
+        def torch_step():
+            with torch.no_grad():
+                return cell(xt, state)
+
+        impls["torch"] = torch_step
+    if ctx.ort:
+        sess = onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=True)
+        feed = {"X": x, "h0": h[None], "c0": c[None]}
+        impls["ort"] = lambda: sess.run(["Y_h", "Y_c"], feed)
+    return impls
+
+
+def _qkv(d: dict, rng: np.random.Generator):
+    shape = (d["B"], d["NH"], d["L"], d["Dh"])
+    return tuple(rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
+
+
+def setup_attention_forward(d: dict, ctx: Context) -> dict[str, Callable]:
+    q, k, v = _qkv(d, ctx.rng)
+    f = seqkern.attention_forward
+    impls: dict[str, Callable] = {"seqkern": lambda: f(q, k, v)}
+    impls["numpy"] = lambda: reference.attention_forward(q, k, v)
+    if ctx.torch:
+        torch = ctx.torch
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        qt, kt, vt = (torch.from_numpy(a) for a in (q, k, v))
+
+        def torch_forward():
+            with torch.no_grad():
+                return sdpa(qt, kt, vt)
+
+        impls["torch"] = torch_forward
+    return impls
+
+
+def setup_attention_train(d: dict, ctx: Context) -> dict[str, Callable]:
+    q, k, v = _qkv(d, ctx.rng)
+    dout = ctx.rng.standard_normal(q.shape, dtype=np.float32)
+    fwd, bwd = seqkern.attention_forward, seqkern.attention_backward
+    impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(q, k, v)[-1], dout)}
+    rf, rb = reference.attention_forward, reference.attention_backward
+    impls["numpy"] = lambda: rb(rf(q, k, v)[-1], dout)
+    if ctx.torch:
+        torch = ctx.torch
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        ts = [torch.from_numpy(a.copy()).requires_grad_() for a in (q, k, v)]
+        doutt = torch.from_numpy(dout)
+
+        def torch_train():
+            for t in ts:
+                t.grad = None
+            sdpa(*ts).backward(doutt)
+            return ts[0].grad
+
+        impls["torch"] = torch_train
+    return impls
+
+
+def _additive_data(d: dict, rng: np.random.Generator):
+    B, Lq, Lk, D, A = d["B"], d["Lq"], d["Lk"], d["D"], d["A"]
+    s = 1.0 / math.sqrt(D)
+    q = rng.standard_normal((B, Lq, D), dtype=np.float32)
+    k = rng.standard_normal((B, Lk, D), dtype=np.float32)
+    v = rng.standard_normal((B, Lk, D), dtype=np.float32)
+    w_q = rng.uniform(-s, s, (A, D)).astype(np.float32)
+    w_k = rng.uniform(-s, s, (A, D)).astype(np.float32)
+    w_v = rng.uniform(-s, s, A).astype(np.float32)
+    return q, k, v, w_q, w_k, w_v
+
+
+def _setup_fused(ctx: Context, args: tuple, grad: np.ndarray, names: tuple[str, str],
+                 torch_formula: Callable, train: bool) -> dict[str, Callable]:
+    """Callables for an op whose forward returns (..., cache) and whose backward takes
+    (cache, grad): seqkern, the NumPy reference and, when installed, a torch autograd formula."""
+    fwd, bwd = (getattr(seqkern, n) for n in names)
+    rf, rb = (getattr(reference, n) for n in names)
+    if train:
+        impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(*args)[-1], grad),
+                                      "numpy": lambda: rb(rf(*args)[-1], grad)}
+    else:
+        impls = {"seqkern": lambda: fwd(*args), "numpy": lambda: rf(*args)}
+    if ctx.torch:
+        torch = ctx.torch
+        ts = [torch.from_numpy(a.copy()).requires_grad_(train) for a in args]
+        grad_t = torch.from_numpy(grad)
+
+        def torch_run():
+            if not train:
+                with torch.no_grad():
+                    return torch_formula(torch, *ts)
+            for t in ts:
+                t.grad = None
+            torch_formula(torch, *ts).backward(grad_t)
+            return ts[0].grad
+
+        impls["torch"] = torch_run
+    return impls
+
+
+def setup_additive(d: dict, ctx: Context, train: bool = False) -> dict[str, Callable]:
+    args = _additive_data(d, ctx.rng)
+    dout = ctx.rng.standard_normal((d["B"], d["Lq"], d["D"]), dtype=np.float32)
+    return _setup_fused(ctx, args, dout, ("additive_attention_forward", "additive_attention_backward"),
+                        torch_additive, train)
+
+
+def _pool_data(d: dict, rng: np.random.Generator):
+    T, B, H, A = d["T"], d["B"], d["H"], d["A"]
+    s = 1.0 / math.sqrt(H)
+    h = np.tanh(rng.standard_normal((T, B, H), dtype=np.float32))  # LSTM outputs live in (-1, 1)
+    w = rng.uniform(-s, s, (A, H)).astype(np.float32)
+    b = rng.uniform(-s, s, A).astype(np.float32)
+    w_s = rng.uniform(-s, s, A).astype(np.float32)
+    return h, w, b, w_s
+
+
+def setup_pool(d: dict, ctx: Context, train: bool = False) -> dict[str, Callable]:
+    args = _pool_data(d, ctx.rng)
+    dctx = ctx.rng.standard_normal((d["B"], d["H"]), dtype=np.float32)
+    return _setup_fused(ctx, args, dctx, ("attention_pool_forward", "attention_pool_backward"),
+                        torch_pool, train)
+
+
+def setup_nn_train(d: dict, ctx: Context) -> dict[str, Callable]:
+    """One training pass of the SST-2 model (Embedding, BiLSTM, attention pooling, Dense, Adam)
+    over the same batches in seqkern.nn and in PyTorch with packed sequences."""
+    from ..nn.speed import make_runners
+
+    _, runners = make_runners(batch=d["batch"], steps=d["steps"], vocab=d["vocab"], embed=d["E"],
+                              hidden=d["H"], attn=d["H"], with_torch=ctx.torch is not None)
+    impls = {"seqkern": runners["seqkern.nn"]}
+    if "torch" in runners:
+        impls["torch"] = runners["torch"]
+    return impls
+
+
+def nn_train_tokens(d: dict) -> int:
+    from ..nn.speed import make_batches
+
+    return int(sum(b[1].sum() for b in make_batches(d["steps"], d["batch"], d["vocab"])))

@@ -1,0 +1,35 @@
+"""Plain-NumPy reference of every seqkern kernel: the specification.
+
+Each function has the signature of its compiled twin in ``seqkern`` and computes in the dtype it
+is given (pass float64 for an accurate reference). It is written to be read, not to be fast: no
+tricks beyond the max-subtraction that keeps a softmax finite. The tests compare the kernels with
+these functions, and these functions with finite differences.
+
+One module a family: ``softmax``, ``lstm``, ``attention`` (scaled dot-product and additive) and
+``pool`` (attention pooling); every name is importable from ``seqkern.reference``.
+"""
+
+from __future__ import annotations
+
+from .attention import (
+    additive_attention_backward,
+    additive_attention_forward,
+    attention_backward,
+    attention_forward,
+)
+from .attention import attention_keep as attention_keep
+from .lstm import LSTMGrads as LSTMGrads
+from .lstm import LSTMOutput as LSTMOutput
+from .lstm import lstm_backward, lstm_forward
+from .pool import attention_pool_backward, attention_pool_forward
+from .softmax import softmax, softmax_backward, softmax_forward
+
+# A star import takes the kernels' twins only; attention_keep, LSTMOutput and LSTMGrads are public
+# too, re-exported by the `name as name` imports above.
+__all__ = [
+    "softmax", "softmax_forward", "softmax_backward",
+    "lstm_forward", "lstm_backward",
+    "attention_forward", "attention_backward",
+    "additive_attention_forward", "additive_attention_backward",
+    "attention_pool_forward", "attention_pool_backward",
+]

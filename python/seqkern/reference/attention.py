@@ -1,0 +1,108 @@
+"""Attention: scaled dot-product attention (bool mask, causal, per-problem key lengths, scale) and
+additive attention, each forward and backward, and ``attention_keep``, the mask both share.
+
+The references build the full score matrix; the compiled kernels never do. Every forward
+returns ``(outputs..., cache)`` with ``cache`` a dict of what its backward needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .softmax import softmax, softmax_backward
+
+__all__ = [
+    "attention_keep",
+    "attention_forward",
+    "attention_backward",
+    "additive_attention_forward",
+    "additive_attention_backward",
+]
+
+
+def attention_keep(lead, lq, lk, mask=None, causal=False, kv_lengths=None):
+    """Bool array ``lead + (lq, lk)``: True where query i may attend to key j.
+
+    The bool ``mask`` (broadcast), ``causal`` (j <= i, top-left aligned) and ``kv_lengths``
+    (j < kv_lengths[b] for every problem under index b of the first leading dim) all combine.
+    """
+    shape = tuple(lead) + (lq, lk)
+    keep = np.ones(shape, dtype=bool)
+    if mask is not None:
+        keep = keep & np.broadcast_to(np.asarray(mask, dtype=bool), shape)
+    if causal:
+        keep = keep & np.tril(np.ones((lq, lk), dtype=bool))
+    if kv_lengths is not None:
+        lengths = np.asarray(kv_lengths).reshape((-1,) + (1,) * (len(shape) - 1))
+        keep = keep & (np.arange(lk) < lengths)
+    return keep
+
+
+def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scale=None):
+    """out = softmax(scale * q k^T, masked) v over the last two axes; returns ``(out, cache)``.
+
+    q (..., Lq, Dh), k (..., Lk, Dh), v (..., Lk, Dv); scale defaults to 1/sqrt(Dh). A query row
+    that sees no key gets an output of zeros.
+    """
+    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+    if scale is None:
+        scale = 1.0 / np.sqrt(q.shape[-1]) if q.shape[-1] > 0 else 1.0
+    keep = attention_keep(q.shape[:-2], q.shape[-2], k.shape[-2], mask, causal, kv_lengths)
+    scores = (q @ np.swapaxes(k, -1, -2)) * q.dtype.type(scale)
+    # softmax over zero keys is all-zero (every row sees no key).
+    p = softmax(scores, axis=-1, mask=keep) if scores.shape[-1] > 0 else scores
+    out = p @ v
+    return out, {"q": q, "k": k, "v": v, "p": p, "scale": scale}
+
+
+def attention_backward(cache, dout):
+    """Gradients ``(dq, dk, dv)`` of attention_forward given dL/dout.
+
+    dv = p^T dout, dp = dout v^T, ds = p * (dp - rowsum(p * dp)),
+    dq = scale ds k, dk = scale ds^T q.
+    """
+    q, k, v, p = cache["q"], cache["k"], cache["v"], cache["p"]
+    scale = q.dtype.type(cache["scale"])
+    dv = np.swapaxes(p, -1, -2) @ dout
+    dp = dout @ np.swapaxes(v, -1, -2)
+    ds = softmax_backward(p, dp, axis=-1)
+    dq = scale * (ds @ k)
+    dk = scale * (np.swapaxes(ds, -1, -2) @ q)
+    return dq, dk, dv
+
+
+def additive_attention_forward(q, k, v, w_q, w_k, w_v, *, mask=None, kv_lengths=None):
+    """Additive attention: score_ij = w_v . tanh(w_q q_i + w_k k_j), softmax over j,
+    out_i = sum_j a_ij v_j.
+
+    q (B, Lq, Dq), k (B, Lk, Dk), v (B, Lk, Dv), w_q (A, Dq), w_k (A, Dk), w_v (A,); returns
+    ``(out, cache)``.
+    """
+    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+    keep = attention_keep(q.shape[:1], q.shape[1], k.shape[1], mask, False, kv_lengths)
+    qp = q @ w_q.T  # (B, Lq, A)
+    kp = k @ w_k.T  # (B, Lk, A)
+    t = np.tanh(qp[:, :, None, :] + kp[:, None, :, :])  # (B, Lq, Lk, A)
+    scores = t @ w_v
+    a = softmax(scores, axis=-1, mask=keep)
+    out = a @ v
+    cache = {"q": q, "k": k, "v": v, "w_q": w_q, "w_k": w_k, "w_v": w_v, "t": t, "a": a}
+    return out, cache
+
+
+def additive_attention_backward(cache, dout):
+    """Gradients ``(dq, dk, dv, dw_q, dw_k, dw_v)`` of additive_attention_forward."""
+    q, k, v, t, a = cache["q"], cache["k"], cache["v"], cache["t"], cache["a"]
+    w_q, w_k, w_v = cache["w_q"], cache["w_k"], cache["w_v"]
+    dv = np.swapaxes(a, -1, -2) @ dout
+    da = dout @ np.swapaxes(v, -1, -2)
+    ds = softmax_backward(a, da, axis=-1)  # (B, Lq, Lk)
+    dw_v = np.einsum("bij,bija->a", ds, t)
+    dz = ds[..., None] * w_v * (1 - t * t)  # (B, Lq, Lk, A)
+    dqp = dz.sum(axis=2)
+    dkp = dz.sum(axis=1)
+    dq = dqp @ w_q
+    dk = dkp @ w_k
+    dw_q = np.einsum("bia,bid->ad", dqp, q)
+    dw_k = np.einsum("bja,bjd->ad", dkp, k)
+    return dq, dk, dv, dw_q, dw_k, dw_v
