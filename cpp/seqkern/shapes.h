@@ -1,6 +1,6 @@
 // shapes.h: the small structs that kernels receive beside raw pointers, and the ISA enum.
 //
-// Kernels never see Python objects: bindings.cpp validates, allocates, and hands over pointers
+// Kernels never see Python objects: cpp/bindings/ validates, allocates, and hands over pointers
 // plus one of these. All sizes are int64_t element counts; every array is C-contiguous.
 #pragma once
 
