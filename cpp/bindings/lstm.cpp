@@ -23,10 +23,17 @@ struct LstmCache {
   }
   static void operator delete(void* p) { ::operator delete(p); }
 
-  py::array x, gates, hs, cs;
+  py::object x, gates, hs, cs;   // arrays
   py::object weights, lengths;  // the LSTMWeights; int64 (B,) or None
+
+  static py::array arr(const py::object& a) { return py::reinterpret_borrow<py::array>(a); }
   int64_t T = 0, B = 0;
   bool ready = false;
+
+  py::ssize_t nbytes() const {
+    require();
+    return arr(gates).nbytes() + arr(hs).nbytes() + arr(cs).nbytes();
+  }
 
   const LstmCache& require() const {
     if (!ready) throw py::type_error("lstm_backward: this LSTMCache was not made by lstm_forward");
@@ -66,26 +73,30 @@ py::tuple lstm_forward(const py::object& x_obj, const py::object& w_obj, const p
     const py::object c0 = w.optional<T>(c, "c0", c0_obj, {B, H}, "(B, H)");
     const py::object lengths = c.lengths("lengths", lengths_obj, B, T_, "(B,)", "T");
     py::array_t<T> y = empty<T>({T_, B, H}), h_n = empty<T>({B, H}), c_n = empty<T>({B, H});
-    py::array_t<T> gates, hs, cs;
+    // The cache's arrays (py::object: no empty placeholder arrays on the inference path).
+    py::object saved[3] = {py::none(), py::none(), py::none()};
+    T* sp[3] = {nullptr, nullptr, nullptr};
     if (need_cache) {
-      gates = empty<T>({T_, B, 4 * H});
-      hs = empty<T>({T_ + 1, B, H});
-      cs = empty<T>({T_ + 1, B, H});
+      const std::vector<int64_t> dims[3] = {{T_, B, 4 * H}, {T_ + 1, B, H}, {T_ + 1, B, H}};
+      for (int i = 0; i < 3; ++i) {
+        py::array_t<T> a = empty<T>(dims[i]);
+        sp[i] = a.mutable_data();
+        saved[i] = a;
+      }
     }
     std::vector<py::object> keep;
     const LstmParams<T> p = w.params<T>(false, keep);
-    auto out = [&](py::array_t<T>& a) { return need_cache ? a.mutable_data() : nullptr; };
     call_kernel(ops<T>().lstm.forward, LstmShape{T_, B, D, H}, ptr<T>(x), p, opt_ptr<T>(h0), opt_ptr<T>(c0),
-                opt_ptr<int64_t>(lengths), y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), out(gates),
-                out(hs), out(cs));
+                opt_ptr<int64_t>(lengths), y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), sp[0], sp[1],
+                sp[2]);
     py::object cache = py::none();
     if (need_cache) {
       auto* k = new LstmCache();
-      k->x = py::array(x.attr("view")());
-      k->gates = gates;
-      k->hs = hs;
-      k->cs = cs;
-      for (py::array* a : {&k->gates, &k->hs, &k->cs}) a->attr("setflags")(py::arg("write") = false);
+      k->x = x.attr("view")();
+      k->gates = saved[0];
+      k->hs = saved[1];
+      k->cs = saved[2];
+      for (const py::object& a : saved) a.attr("setflags")(py::arg("write") = false);
       k->weights = w_obj;
       k->lengths = lengths;
       k->T = T_;
@@ -106,13 +117,15 @@ py::tuple lstm_backward(const LstmCache& cache_in, const py::object& dy_obj, con
   auto run = [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     // The cache again, against the weights and its own sizes (cheap next to the backward).
-    c.same_as<T>("cache x", k.x, {T_, B, D}, "the forward's x");
-    c.same_as<T>("cache gates", k.gates, {T_, B, 4 * H}, "(T, B, 4*H)");
-    c.same_as<T>("cache h", k.hs, {T_ + 1, B, H}, "(T+1, B, H)");
-    c.same_as<T>("cache c", k.cs, {T_ + 1, B, H}, "(T+1, B, H)");
+    const py::array &x = LstmCache::arr(k.x), &gates = LstmCache::arr(k.gates);
+    const py::array &hs = LstmCache::arr(k.hs), &cs = LstmCache::arr(k.cs);
+    c.same_as<T>("cache x", x, {T_, B, D}, "the forward's x");
+    c.same_as<T>("cache gates", gates, {T_, B, 4 * H}, "(T, B, 4*H)");
+    c.same_as<T>("cache h", hs, {T_ + 1, B, H}, "(T+1, B, H)");
+    c.same_as<T>("cache c", cs, {T_ + 1, B, H}, "(T+1, B, H)");
     const py::object lengths = c.lengths("cache lengths", k.lengths, B, T_, "(B,)", "T");
     // dx, the weight gradients, the kernel's (T*B, 4*H) scratch, copies of dy, dh_n and dc_n.
-    Footprint(c, [&] { return "cache x " + shape_str(dims_of(k.x)) + " with H = " + std::to_string(H); })
+    Footprint(c, [&] { return "cache x " + shape_str(dims_of(x)) + " with H = " + std::to_string(H); })
         .add({T_, B, D}, sizeof(T))
         .add({4, H, D + H + 1}, sizeof(T))
         .add({T_, B, 4, H}, sizeof(T))
@@ -128,8 +141,8 @@ py::tuple lstm_backward(const LstmCache& cache_in, const py::object& dy_obj, con
     T* dpp = dpeep.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(dpeep).mutable_data());
     std::vector<py::object> keep;
     const LstmParams<T> p = w.params<T>(false, keep);
-    call_kernel(ops<T>().lstm.backward, LstmShape{T_, B, D, H}, ptr<T>(k.x), p, opt_ptr<int64_t>(lengths),
-                ptr<T>(k.gates), ptr<T>(k.hs), ptr<T>(k.cs), opt_ptr<T>(dy), opt_ptr<T>(dh), opt_ptr<T>(dc),
+    call_kernel(ops<T>().lstm.backward, LstmShape{T_, B, D, H}, ptr<T>(x), p, opt_ptr<int64_t>(lengths),
+                ptr<T>(gates), ptr<T>(hs), ptr<T>(cs), opt_ptr<T>(dy), opt_ptr<T>(dh), opt_ptr<T>(dc),
                 dx.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(), dbias.mutable_data(),
                 dh0.mutable_data(), dc0.mutable_data(), dpp);
     return py::make_tuple(dx, dw_ih, dw_hh, dbias, dh0, dc0, dpeep);
@@ -165,14 +178,12 @@ void bind_lstm(py::module_& m) {
       .def_property_readonly("gates", [](const LstmCache& k) { return read_only(k.require().gates); })
       .def_property_readonly("h", [](const LstmCache& k) { return read_only(k.require().hs); })
       .def_property_readonly("c", [](const LstmCache& k) { return read_only(k.require().cs); })
-      .def_property_readonly(
-          "nbytes", [](const LstmCache& k) { return k.require().gates.nbytes() + k.hs.nbytes() + k.cs.nbytes(); },
-          "Bytes held by the cache's own arrays (gates, h, c).")
+      .def_property_readonly("nbytes", &LstmCache::nbytes, "Bytes held by the cache's own arrays (gates, h, c).")
       .def("__repr__", [](const LstmCache& k) {
-        const LstmCache& r = k.require();
-        return "LSTMCache(T=" + std::to_string(r.T) + ", B=" + std::to_string(r.B) +
-               ", H=" + std::to_string(r.hs.ndim() == 3 ? r.hs.shape(2) : 0) + ", dtype=" + dtype_str(r.x) +
-               ", nbytes=" + std::to_string(r.gates.nbytes() + r.hs.nbytes() + r.cs.nbytes()) + ")";
+        const py::array& hs = LstmCache::arr(k.require().hs);
+        return "LSTMCache(T=" + std::to_string(k.T) + ", B=" + std::to_string(k.B) +
+               ", H=" + std::to_string(hs.ndim() == 3 ? hs.shape(2) : 0) + ", dtype=" + dtype_str(LstmCache::arr(k.x)) +
+               ", nbytes=" + std::to_string(k.nbytes()) + ")";
       });
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"),
         py::arg("lengths"), py::arg("need_cache"));

@@ -42,8 +42,8 @@ py::array softmax_forward(const py::object& x_obj, int64_t axis, const py::objec
       .add(dims, x.itemsize())
       .add(dims, mask_obj.is_none() ? 0 : 1)
       .check();
-  const py::array mask = mask_obj.is_none() ? py::array() : c.mask_like("mask", mask_obj, dims);
-  const uint8_t* mp = mask_obj.is_none() ? nullptr : static_cast<const uint8_t*>(mask.data());
+  const py::object mask = mask_obj.is_none() ? py::object(py::none()) : c.mask_like("mask", mask_obj, dims);
+  const uint8_t* mp = opt_ptr<uint8_t>(mask);
   return by_dtype(c, x, [&](auto tag) -> py::array {
     using T = decltype(tag);
     py::array_t<T> y = empty<T>(dims);
