@@ -360,3 +360,18 @@ def test_errors(rng):
         weights.step(x0, h0, c0, out_h=buf, out_c=buf)
     with pytest.raises(TypeError, match="w_hh must be float32"):
         seqkern.LSTMWeights(kw["w_ih"], kw["w_hh"].astype(np.float64))
+
+
+@pytest.mark.parametrize("B", [3, 8, 40])
+def test_saved_gates_are_zero_past_each_rows_length(B):
+    # Whatever path the forward takes (claimed blocks, the per-step GEMM, the batch split), the
+    # cache never holds stale or uninitialised values where a row has ended.
+    rng = np.random.default_rng(11)
+    kw = make_inputs(rng, 6, B, 7, 20)
+    lengths = rng.integers(0, 7, B)
+    lengths[0] = 6
+    out = seqkern.lstm_forward(kw["x"], kw["w_ih"], kw["w_hh"], kw["bias"], peephole=kw["peephole"],
+                               lengths=lengths)
+    ended = np.arange(6)[:, None] >= lengths[None, :]
+    assert np.all(out.cache.gates[ended] == 0)
+    assert np.all(out.cache.gates[~ended] != 0)

@@ -9,7 +9,7 @@ namespace seqkern {
 
 // The weights of one LSTM layer as the kernels see them. w_ih (4H, D), w_hh (4H, H), bias (4H) and
 // peephole (3, H, rows i, f, o) are in PyTorch's layout; bias and peephole may be nullptr.
-// pack derives the gate-interleaved panels of lstm_common.h once: whh_p (the forward with few
+// pack derives the gate-interleaved panels of kernels/recurrent.h once: whh_p (the forward with few
 // rows, the step) and wih_p (the step only).
 template <typename T>
 struct LstmParams {

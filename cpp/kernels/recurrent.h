@@ -1,13 +1,16 @@
-// lstm_common.h: the packed weight layout and register-tile sizes shared by the LSTM kernels.
+// recurrent.h: what every recurrent cell's kernels share: the packed weight layout, register-tile
+// sizes, and the work sharing of the time loop (claims and barriers). The loops themselves are
+// recurrent_forward.h and recurrent_backward.h, generic over a cell definition (lstm_cell.h).
 //
 // Hidden units are grouped in blocks of kUnits<T> = 64 bytes of T (16 floats, 8 doubles), the
 // same for every ISA level so packed weights work at any level. Block j covers units
 // [j*U, j*U + w) with w = min(U, H - j*U). Threads own whole blocks.
-// Forward panels (wih_p with K = D, whh_p with K = H): block j's panel starts at j*4U*K and holds
-// K rows of 4w values, row k = [i | f | g | o] weights of the block's units for input k. One
-// register tile streams one contiguous panel and produces i, f, g and o of the same units, so
-// the cell update runs on the accumulators.
-// Gate pre-activations, the saved gates and da use the natural (B, 4H) order i, f, g, o.
+// A cell has G gate columns per unit (the LSTM's i, f, g, o: G = 4). Forward panels (wih_p with
+// K = D, whh_p with K = H): block j's panel starts at j*G*U*K and holds K rows of G*w values,
+// row k = [gate 0 | gate 1 | ...] weights of the block's units for input k. One register tile
+// streams one contiguous panel and produces every gate of the same units, so the cell update
+// runs on the accumulators.
+// Gate pre-activations, the saved gates and da use the natural (B, G*H) order, gate by gate.
 #pragma once
 
 #include <atomic>
@@ -19,7 +22,7 @@
 
 namespace seqkern {
 namespace SEQKERN_ISA_NS {
-namespace lstm {
+namespace rnn {
 
 // Per-step work of at least this many multiply-adds per thread before a second thread helps
 // (the per-step barrier costs about a microsecond); the one-off GEMMs need more.
@@ -32,7 +35,7 @@ constexpr int64_t kClaimGrain = 1 << 14;
 // at H = 512) and threads split the units once.
 constexpr int64_t kClaimRowsMax = 8;
 // Rows per thread from which the forward's GEMM path may split the batch between the threads
-// instead of the units (lstm_forward.cpp): a 16-row product still fills whole register tiles.
+// instead of the units (recurrent_forward.h): a 16-row product still fills whole register tiles.
 constexpr int64_t kOwnRowsMin = 16;
 
 template <typename T>
@@ -45,14 +48,15 @@ constexpr int kRegs = 32;
 constexpr int kRegs = 16;
 #endif
 
-// Vectors per gate in one block, and rows per forward cell tile: 4*NV accumulators per row, plus
-// 4*NV weight vectors and a broadcast (AVX-512: 6 rows x 4 gates = 24 of 32 registers).
+// Vectors per gate in one block, and rows per forward cell tile of a G-gate cell: G*NV
+// accumulators per row, plus G*NV weight vectors and a broadcast (AVX-512, G = 4: 6 rows x 4
+// gates = 24 of 32 registers).
 template <typename T>
 constexpr int kVecs = kUnits<T> / simd::Vec<T>::W;
-template <typename T>
-constexpr int kCellRows = (kRegs - 4 * kVecs<T> - 1) / (4 * kVecs<T>) < 1 ? 1
-                          : (kRegs - 4 * kVecs<T> - 1) / (4 * kVecs<T>) > 6 ? 6
-                          : (kRegs - 4 * kVecs<T> - 1) / (4 * kVecs<T>);
+template <typename T, int G>
+constexpr int kCellRows = (kRegs - G * kVecs<T> - 1) / (G * kVecs<T>) < 1 ? 1
+                          : (kRegs - G * kVecs<T> - 1) / (G * kVecs<T>) > 6 ? 6
+                          : (kRegs - G * kVecs<T> - 1) / (G * kVecs<T>);
 
 inline int64_t num_blocks(int64_t H, int64_t U) { return (H + U - 1) / U; }
 
@@ -167,6 +171,6 @@ class RoundClaims {
   alignas(64) std::atomic<int64_t> done_{0};
 };
 
-}  // namespace lstm
+}  // namespace rnn
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern
