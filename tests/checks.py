@@ -5,6 +5,8 @@ tolerance calibrates itself: the kernel may be at most ``factor`` times as far f
 reference as the same reference computed in float32, plus a floor of ``floor * max|expected|``.
 That scales with the shape, the recurrence length and FMA vs non-FMA arithmetic without a
 hand-tuned number per test. For float64 kernels the bound is ``1e-9 * max|expected|`` plus 1e-12.
+Non-finite entries of the reference must be matched exactly: NaN where it has NaN, +inf where
++inf, -inf where -inf (``same_non_finite``).
 
 ``check_grad``: a reference backward against a central finite difference along a random
 direction, in float64.
@@ -23,7 +25,9 @@ import numpy as np
 
 
 def _describe(actual, expected):
-    diff = np.abs(actual.astype(np.float64) - expected)
+    # Non-finite entries were compared exactly before; the largest error is among the finite ones.
+    with np.errstate(invalid="ignore"):
+        diff = np.where(np.isfinite(expected), np.abs(actual.astype(np.float64) - expected), 0.0)
     idx = np.unravel_index(np.argmax(diff), diff.shape) if diff.size else ()
     rel = diff / np.maximum(np.abs(expected), 1e-30)
     return (
@@ -31,6 +35,24 @@ def _describe(actual, expected):
         f"(got {actual[idx] if diff.size else None}, expected {expected[idx] if diff.size else None}), "
         f"max rel err {rel.max() if diff.size else 0:.3e}"
     )
+
+
+def same_non_finite(actual, expected) -> bool:
+    """``actual`` is finite exactly where ``expected`` is, and equal to it everywhere else: NaN
+    where NaN, +inf where +inf, -inf where -inf."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    finite = np.isfinite(expected)
+    if not np.array_equal(np.isfinite(actual), finite):
+        return False
+    return bool(np.array_equal(actual[~finite].astype(np.float64), expected[~finite].astype(np.float64),
+                               equal_nan=True))
+
+
+def _non_finite_report(actual, expected) -> str:
+    bad = np.isfinite(actual) != np.isfinite(expected)
+    bad |= ~np.isfinite(expected) & ~((actual == expected) | (np.isnan(actual) & np.isnan(expected)))
+    idx = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    return f"{int(bad.sum())} entries, first at {idx}: got {actual[idx]}, expected {expected[idx]}"
 
 
 def assert_close(actual, expected64, expected32=None, *, factor=4.0, floor=1e-6, name="output"):
@@ -45,7 +67,8 @@ def assert_close(actual, expected64, expected32=None, *, factor=4.0, floor=1e-6,
     if actual.size == 0:
         return
     scale = float(np.max(np.abs(expected64))) if np.all(np.isfinite(expected64)) else 1.0
-    assert np.array_equal(np.isfinite(actual), np.isfinite(expected64)), f"{name}: finiteness differs"
+    assert same_non_finite(actual, expected64), (
+        f"{name}: non-finite entries differ from the reference's: {_non_finite_report(actual, expected64)}")
     finite = np.isfinite(expected64)
     err = float(np.max(np.abs(actual[finite].astype(np.float64) - expected64[finite]), initial=0.0))
     if actual.dtype == np.float64:

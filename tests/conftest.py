@@ -6,8 +6,20 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import Phase, settings
 
 import seqkern
+
+# Hypothesis profiles. By default a failing property is reported as first found, unshrunk:
+# shrinking an LSTM or attention case re-runs the kernels and the float64 reference thousands of
+# times and took over 5 minutes, while the unshrunk case is already reproducible (the runs are
+# derandomized) and names the function and argument that failed. A passing run generates exactly
+# the same examples either way. `pytest --hypothesis-profile=shrink` turns shrinking back on for
+# a minimal counterexample.
+_NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target)
+settings.register_profile("seqkern", phases=_NO_SHRINK)
+settings.register_profile("shrink", phases=tuple(Phase))
+settings.load_profile("seqkern")
 
 
 @pytest.fixture(params=seqkern.available_isas())

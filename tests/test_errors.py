@@ -27,6 +27,17 @@ def test_softmax_bad_axis(axis):
         seqkern.softmax(np.zeros((2, 3), np.float32), axis=axis)
 
 
+@pytest.mark.parametrize("axis", [0.9, -1.0, True, np.bool_(False), "0", None])
+def test_softmax_non_integer_axis(axis):
+    # 0.9 used to become axis 0 and True axis 1.
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypeError, match=r"softmax: axis must be an integer, got"):
+        seqkern.softmax(x, axis=axis)
+    with pytest.raises(TypeError, match=r"softmax_backward: axis must be an integer, got"):
+        seqkern.softmax_backward(x, x, axis=axis)
+    assert seqkern.softmax(x, axis=np.int64(0)).shape == (2, 3)
+
+
 def test_softmax_zero_dim():
     with pytest.raises(ValueError, match="at least one dimension"):
         seqkern.softmax(np.float32(1.0) * np.ones((), np.float32))

@@ -470,3 +470,44 @@ def test_training_speed_entry():
         assert {r["impl"] for r in rows} == {"seqkern.nn", "torch", "torch (no packing)"}
     except ImportError:
         assert len(rows) == 1
+
+
+def test_predict_from_threads_matches_one_thread(rng):
+    """One model, eight threads predicting (and evaluating) their own inputs at once: every
+    thread gets exactly what it gets alone. The layers used to keep per-call lengths and caches
+    on themselves, which mixed one thread's batch shapes into another's call."""
+    import sys
+    import threading
+
+    model = _text_model(dtype=np.float32).compile("adam", "sparse_categorical_crossentropy")
+    inputs = [[list(rng.integers(1, 12, size=n)) for n in rng.integers(1, 30, size=40)] for _ in range(8)]
+    labels = [rng.integers(0, 3, size=40) for _ in range(8)]
+    alone = [(model.predict(x, batch_size=7), model.evaluate(x, y, batch_size=7)) for x, y in zip(inputs, labels)]
+    got = [[] for _ in inputs]
+    errors = []
+    start = threading.Barrier(len(inputs))
+
+    def run(i):
+        try:
+            start.wait()
+            for _ in range(5):
+                got[i].append((model.predict(inputs[i], batch_size=7), model.evaluate(inputs[i], labels[i], batch_size=7)))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(inputs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors[0]
+    for i, runs in enumerate(got):
+        assert len(runs) == 5
+        for probs, metrics in runs:
+            np.testing.assert_array_equal(probs, alone[i][0], err_msg=f"thread {i}")
+            assert metrics == alone[i][1], f"thread {i}"

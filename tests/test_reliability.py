@@ -2,7 +2,8 @@
 
 WORKLOADS maps a name to a function (rng) -> (call, check): `call()` runs one public kernel
 (forward and, where there is one, backward) on fixed inputs and returns its outputs as a tuple
-of arrays; `check(outputs)` asserts they match the reference.
+of arrays; `check(outputs)` asserts they match the float64 reference within the suite's
+self-calibrating tolerance (checks.assert_close, with the reference run in float32 as the yardstick).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 import seqkern
+from checks import assert_close
 from seqkern import reference as ref
 
 
@@ -29,19 +31,18 @@ def _softmax_workload(rng, size=(64, 257)):
         y = seqkern.softmax(x, axis=0, mask=mask)
         return y, seqkern.softmax_backward(y, dy, axis=0)
 
-    def check(out):
-        y64 = ref.softmax(x.astype(np.float64), axis=0, mask=mask)
-        np.testing.assert_allclose(out[0], y64, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(out[1], ref.softmax_backward(y64, dy.astype(np.float64), axis=0),
-                                   rtol=1e-4, atol=1e-6)
+    def refs(dtype):
+        y = ref.softmax(x.astype(dtype), axis=0, mask=mask)
+        return y, ref.softmax_backward(y, dy.astype(dtype), axis=0)
 
-    return call, check
+    return call, lambda out: _close(out, refs)
 
 
-def _close(actual, expected, rtol=2e-4, atol=2e-5):
-    for a, e in zip(actual, expected):
-        if e is not None:
-            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol * (1 + np.max(np.abs(e), initial=0)))
+def _close(actual, refs):
+    """Every output against ``refs(np.float64)``, with ``refs(np.float32)`` as the yardstick."""
+    for i, (a, e64, e32) in enumerate(zip(actual, refs(np.float64), refs(np.float32))):
+        if e64 is not None:
+            assert_close(a, e64, e32, name=f"output {i}")
 
 
 def _lstm_workload(rng, small=False):
@@ -57,13 +58,12 @@ def _lstm_workload(rng, small=False):
         g = seqkern.lstm_backward(out.cache, dy, out.h_n, None)
         return (out.y, out.h_n, out.c_n) + tuple(g)
 
-    def check(out):
-        r = ref.lstm_forward(x.astype(np.float64), *(a.astype(np.float64) for a in w[:3]),
-                             peephole=w[3].astype(np.float64), lengths=lengths)
-        g = ref.lstm_backward(r.cache, dy.astype(np.float64), r.h_n, None)
-        _close(out, (r.y, r.h_n, r.c_n) + tuple(g))
+    def refs(dtype):
+        r = ref.lstm_forward(x.astype(dtype), *(a.astype(dtype) for a in w[:3]), peephole=w[3].astype(dtype),
+                             lengths=lengths)
+        return (r.y, r.h_n, r.c_n) + tuple(ref.lstm_backward(r.cache, dy.astype(dtype), r.h_n, None))
 
-    return call, check
+    return call, lambda out: _close(out, refs)
 
 
 def _lstm_step_workload(rng, small=False):
@@ -75,12 +75,12 @@ def _lstm_step_workload(rng, small=False):
     def call():
         return weights.step(x, h, c)
 
-    def check(out):
-        r = ref.lstm_forward(x[None].astype(np.float64), *(a.astype(np.float64) for a in w),
-                             h0=h.astype(np.float64), c0=c.astype(np.float64))
-        _close(out, (r.h_n, r.c_n))
+    def refs(dtype):
+        r = ref.lstm_forward(x[None].astype(dtype), *(a.astype(dtype) for a in w), h0=h.astype(dtype),
+                             c0=c.astype(dtype))
+        return r.h_n, r.c_n
 
-    return call, check
+    return call, lambda out: _close(out, refs)
 
 
 def _attention_workload(rng, small=False):
@@ -92,11 +92,11 @@ def _attention_workload(rng, small=False):
         out, cache = seqkern.attention_forward(q, k, v, causal=True, kv_lengths=lengths)
         return (out,) + tuple(seqkern.attention_backward(cache, g))
 
-    def check(out):
-        r, c = ref.attention_forward(*(a.astype(np.float64) for a in (q, k, v)), causal=True, kv_lengths=lengths)
-        _close(out, (r,) + tuple(ref.attention_backward(c, g.astype(np.float64))))
+    def refs(dtype):
+        r, c = ref.attention_forward(*(a.astype(dtype) for a in (q, k, v)), causal=True, kv_lengths=lengths)
+        return (r,) + tuple(ref.attention_backward(c, g.astype(dtype)))
 
-    return call, check
+    return call, lambda out: _close(out, refs)
 
 
 def _additive_workload(rng, small=False):
@@ -111,12 +111,11 @@ def _additive_workload(rng, small=False):
         out, cache = seqkern.additive_attention_forward(q, k, v, wq, wk, wv, mask=mask)
         return (out,) + tuple(seqkern.additive_attention_backward(cache, g))
 
-    def check(out):
-        args = [a.astype(np.float64) for a in (q, k, v, wq, wk, wv)]
-        r, c = ref.additive_attention_forward(*args, mask=mask)
-        _close(out, (r,) + tuple(ref.additive_attention_backward(c, g.astype(np.float64))))
+    def refs(dtype):
+        r, c = ref.additive_attention_forward(*(a.astype(dtype) for a in (q, k, v, wq, wk, wv)), mask=mask)
+        return (r,) + tuple(ref.additive_attention_backward(c, g.astype(dtype)))
 
-    return call, check
+    return call, lambda out: _close(out, refs)
 
 
 def _pool_workload(rng, small=False):
@@ -131,11 +130,11 @@ def _pool_workload(rng, small=False):
         ctx, alpha, cache = seqkern.attention_pool_forward(h, w, b, ws, lengths=lengths)
         return (ctx, alpha) + tuple(seqkern.attention_pool_backward(cache, g))
 
-    def check(out):
-        r = ref.attention_pool_forward(*(a.astype(np.float64) for a in (h, w, b, ws)), lengths=lengths)
-        _close(out, r[:2] + tuple(ref.attention_pool_backward(r[2], g.astype(np.float64))))
+    def refs(dtype):
+        r = ref.attention_pool_forward(*(a.astype(dtype) for a in (h, w, b, ws)), lengths=lengths)
+        return r[:2] + tuple(ref.attention_pool_backward(r[2], g.astype(dtype)))
 
-    return call, check
+    return call, lambda out: _close(out, refs)
 
 
 WORKLOADS = {

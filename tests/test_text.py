@@ -85,3 +85,29 @@ def test_bucket_batches_cover_rows_and_group_lengths():
     assert any(not np.array_equal(a, b) for a, b in zip(batches, other)), "shuffled epochs differ"
     fixed = bucket_batches(lengths, 32, shuffle=False)
     assert np.all(np.diff(lengths[np.concatenate(fixed)]) >= 0)
+
+
+def test_negative_or_non_integer_ids_are_refused_not_wrapped():
+    v = Vocab.build([["a", "b"]])
+    enc = LabelEncoder.fit(["neg", "pos"])
+    for call, n in ((v.decode, len(v)), (enc.inverse, 2)):
+        for bad in (-1, -len(v), n):
+            with pytest.raises(ValueError, match=rf"id {bad} is out of range \[0, {n}\)"):
+                call([1, bad])
+        for bad in (1.0, 0.5, True, "1"):
+            with pytest.raises(TypeError, match="ids must be integers"):
+                call([bad])
+    assert v.decode(np.array([2, 0, 3])) == ["a", "b"] and enc.inverse(np.array([1, 0])) == ["pos", "neg"]
+
+
+def test_read_tsv_splits_lines_only_at_newlines(tmp_path):
+    p = tmp_path / "d.tsv"
+    p.write_bytes(b"a lone\rreturn\t1\r\nnext line\t0\nlast\t1")
+    assert read_tsv(str(p)) == (["a lone\rreturn", "next line", "last"], ["1", "0", "1"])
+
+
+def test_read_tsv_invalid_utf8_names_file_and_line(tmp_path):
+    p = tmp_path / "d.tsv"
+    p.write_bytes("caf\u00e9\t1\n".encode() + b"ok\t0\nbad \xe9t\xe9\t1\n")
+    with pytest.raises(ValueError, match=rf"read_tsv: {p} line 3 is not valid UTF-8 \(byte 5 of the line"):
+        read_tsv(str(p))

@@ -10,6 +10,14 @@ from ._util import contiguous
 __all__ = ["softmax", "softmax_forward", "softmax_backward"]
 
 
+def _axis(fn: str, axis) -> int:
+    """``axis`` as an int; a float (``0.9`` is not axis 0), a bool or anything else that is not
+    an integer raises TypeError naming ``fn`` and ``axis``."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{fn}: axis must be an integer, got {type(axis).__name__} {axis!r}")
+    return int(axis)
+
+
 def softmax(x: np.ndarray, axis: int = -1, mask: np.ndarray | None = None) -> np.ndarray:
     """Softmax of ``x`` along ``axis``, with an optional keep-mask.
 
@@ -18,7 +26,8 @@ def softmax(x: np.ndarray, axis: int = -1, mask: np.ndarray | None = None) -> np
     x : ndarray of float32 or float64, any shape with at least one dimension
         Scores. Non-contiguous input is copied once to C order.
     axis : int
-        The axis to normalise over (negative counts from the end).
+        The axis to normalise over (negative counts from the end); a non-integer (float, bool)
+        raises TypeError.
     mask : ndarray of bool, broadcastable to ``x.shape``, optional
         True keeps an entry; masked entries get probability 0. A row with nothing kept (or
         whose kept entries are all ``-inf``) comes out as zeros, never NaN. A mask whose shape
@@ -29,7 +38,7 @@ def softmax(x: np.ndarray, axis: int = -1, mask: np.ndarray | None = None) -> np
     ndarray, same shape and dtype as ``x``, C-contiguous.
     A NaN or ``+inf`` among a row's kept entries makes that row NaN.
     """
-    return _core.softmax_forward(contiguous(x, "softmax", "x"), int(axis), mask)
+    return _core.softmax_forward(contiguous(x, "softmax", "x"), _axis("softmax", axis), mask)
 
 
 softmax_forward = softmax
@@ -52,4 +61,5 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray, axis: int = -1) -> np.ndarra
     ndarray ``dx``, same shape and dtype as ``y``.
     """
     return _core.softmax_backward(
-        contiguous(y, "softmax_backward", "y"), contiguous(dy, "softmax_backward", "dy"), int(axis))
+        contiguous(y, "softmax_backward", "y"), contiguous(dy, "softmax_backward", "dy"),
+        _axis("softmax_backward", axis))

@@ -13,6 +13,7 @@ skipped; labels may be integers or strings) and prints the test accuracy.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import nn
 from ._runtime import get_num_threads, set_num_threads
+from .nn._files import check_writable
 from .text import LabelEncoder, Vocab, read_tsv, tokenize
 
 TOPICS = {
@@ -84,25 +86,61 @@ def build_model(kind: str, vocab_size: int, n_classes: int, embed: int, hidden: 
     return nn.Sequential(layers)
 
 
+def _number(kind, low, high=math.inf, *, low_open=False, high_open=False):
+    """An argparse type: ``kind`` (int or float) within [low, high] (an end is open when its
+    flag says so). Anything else is a usage error (exit code 2) that shows the value."""
+    what = "an integer" if kind is int else "a number"
+    left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+    span = f"{left}{low}, {'inf' if high == math.inf else high}{right}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what} in {span}, got {text!r}") from None
+        inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"must be {what} in {span}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_COUNT = _number(int, 1)
+
+
+def _save_path(text: str) -> str:
+    """--save: the model's file name, checked to be writable before any training."""
+    try:
+        return check_writable(text)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write a model file there ({text!r}): {e.strerror or e}") from None
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="python -m seqkern demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--train", help="training file, text<TAB>label lines")
     p.add_argument("--test", help="test file, same format")
     p.add_argument("--model", default="lstm-attn", choices=("lstm-attn", "lstm", "attn", "bow"))
-    p.add_argument("--epochs", type=int, default=None, help="default 8 (synthetic) or 10 (files)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--embed", type=int, default=None, help="embedding size (default 32 / 100)")
-    p.add_argument("--hidden", type=int, default=None, help="LSTM units (default 64 / 100)")
+    p.add_argument("--epochs", type=_COUNT, default=None, help="default 8 (synthetic) or 10 (files)")
+    p.add_argument("--batch-size", type=_COUNT, default=32)
+    p.add_argument("--embed", type=_COUNT, default=None, help="embedding size (default 32 / 100)")
+    p.add_argument("--hidden", type=_COUNT, default=None, help="LSTM units (default 64 / 100)")
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="bidirectional LSTM (default: on for files, off for the synthetic task)")
-    p.add_argument("--dropout", type=float, default=None, help="dropout rate (default 0 / 0.5)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.005 / 0.002)")
-    p.add_argument("--n-train", type=int, default=4000, help="synthetic training sentences")
-    p.add_argument("--min-count", type=int, default=1, help="vocabulary: minimum token count")
-    p.add_argument("--max-vocab", type=int, default=50000, help="vocabulary: maximum size")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", help="write the trained model (.npz with its vocabulary and labels)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), default=None,
+                   help="dropout rate (default 0 / 0.5)")
+    p.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
+                   help="Adam learning rate (default 0.005 / 0.002)")
+    p.add_argument("--n-train", type=_COUNT, default=4000, help="synthetic training sentences")
+    p.add_argument("--min-count", type=_COUNT, default=1, help="vocabulary: minimum token count")
+    p.add_argument("--max-vocab", type=_number(int, 2), default=50000, help="vocabulary: maximum size")
+    p.add_argument("--seed", type=_number(int, 0), default=0)
+    p.add_argument("--save", type=_save_path,
+                   help="write the trained model (.npz with its vocabulary and labels; .npz is appended "
+                        "unless the name ends with it); its folder is checked before training")
+    p.add_argument("--threads", type=_COUNT, default=1,
                    help="kernel threads (default 1: these small models gain little from more, and lose much "
                         "when the cores are busy with other work)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -125,8 +163,12 @@ def _run(args) -> int:
         print("demo: give both --train and --test (or neither for the synthetic task)", file=sys.stderr)
         return 2
     if files:
-        tr_texts, tr_labels = read_tsv(args.train)
-        te_texts, te_labels = read_tsv(args.test)
+        try:
+            tr_texts, tr_labels = read_tsv(args.train)
+            te_texts, te_labels = read_tsv(args.test)
+        except (OSError, ValueError) as e:
+            print(f"demo: {e}", file=sys.stderr)
+            return 2
         print(f"data: {len(tr_texts)} training and {len(te_texts)} test lines")
         defaults = dict(epochs=10, embed=100, hidden=100, bidirectional=True, dropout=0.5, lr=0.002)
     else:
@@ -185,8 +227,7 @@ def _run(args) -> int:
             print(f"  '{' '.join(words[:10])} ...' ({len(words)} words): {guess} (true: {truth})")
     if args.save:
         model.extra = {"vocab": vocab.to_json(), "classes": labels.classes}
-        model.save(args.save)
-        print(f"saved to {args.save}")
+        print(f"saved to {model.save(args.save)}")
     if not files:
         print("\ntrain on your own data (text<TAB>label lines; a header line is skipped, labels may be strings):")
         print("  python -m seqkern demo --train train.tsv --test test.tsv")

@@ -24,6 +24,16 @@ __all__ = [
 ]
 
 
+def _index(i, n: int, where: str) -> int:
+    """``i`` as an index into a table of ``n`` entries: an integer (not a bool, not a float) in
+    [0, n); a negative id is an error, never counted from the end."""
+    if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+        raise TypeError(f"{where}: ids must be integers, got {i!r}")
+    if not 0 <= i < n:
+        raise ValueError(f"{where}: id {i} is out of range [0, {n})")
+    return int(i)
+
+
 def tokenize(text: str, lower: bool = True) -> list[str]:
     """Split ``text`` on whitespace (and lower-case it unless ``lower=False``)."""
     return (text.lower() if lower else text).split()
@@ -78,7 +88,9 @@ class Vocab:
         return [get(t, unk) for t in tokens]
 
     def decode(self, ids: Iterable[int]) -> list[str]:
-        return [self.itos[int(i)] for i in ids if int(i) != self.pad_id]
+        """Tokens of ``ids``, padding dropped; an id outside [0, len) raises ValueError."""
+        n = len(self.itos)
+        return [self.itos[k] for k in (_index(i, n, "Vocab.decode") for i in ids) if k != self.pad_id]
 
     def to_json(self) -> str:
         return json.dumps({"pad": self.pad, "unk": self.unk, "tokens": self.itos[2:]})
@@ -119,7 +131,9 @@ class LabelEncoder:
         return np.asarray(out, dtype=np.int64)
 
     def inverse(self, ids: Iterable[int]) -> list[str]:
-        return [self.classes[int(i)] for i in ids]
+        """Labels of class ``ids``; an id outside [0, number of classes) raises ValueError."""
+        n = len(self.classes)
+        return [self.classes[_index(i, n, "LabelEncoder.inverse")] for i in ids]
 
 
 _HEADER_LABELS = {"label", "labels", "class", "classes", "target", "y", "sentiment", "category"}
@@ -132,9 +146,20 @@ def read_tsv(path: str) -> tuple[list[str], list[str]]:
     when it has no tab, or when its label field is a column name (``label``, ``class``, ...), or
     when every other label is an integer and the first one is not. Blank lines are ignored;
     any other line without a tab is an error naming the line.
+
+    Lines end at "\n" or "\r\n" only: a lone carriage return is part of its line (``str.splitlines``
+    and Python's text mode would split there). The file is UTF-8; an invalid byte raises
+    ValueError naming the file, the line and the byte's column.
     """
-    with open(path, encoding="utf-8") as fh:
-        lines = [ln.rstrip("\n").rstrip("\r") for ln in fh]
+    with open(path, "rb") as fh:
+        raw = fh.read().split(b"\n")
+    lines = []
+    for i, b in enumerate(raw):
+        try:
+            lines.append(b.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"read_tsv: {path} line {i + 1} is not valid UTF-8 (byte {e.start + 1} of the line: "
+                             f"{e.object[e.start:e.start + 1]!r}): {e.reason}") from None
     rows = []
     for i, ln in enumerate(lines):
         if not ln.strip():

@@ -3,9 +3,14 @@
 Layout: sequence tensors between layers are time-major, ``(T, B, F)``, the layout of the LSTM and
 attention kernels. :class:`Embedding` takes batch-major ids ``(B, T)`` (the way data is stored)
 and emits time-major vectors, so no transpose is ever made in between. Every layer's
-``forward(x, lengths=None, training=False)`` keeps what its ``backward(grad)`` needs;
+``forward(x, lengths=None, training=False, cache=True)`` keeps what its ``backward(grad)`` needs;
 ``backward`` returns the gradient for the input (``None`` for integer inputs) and *adds* the
-parameter gradients into ``grads()``, which :meth:`Layer.zero_grad` clears.
+parameter gradients into ``grads()``, which :meth:`Layer.zero_grad` clears. With ``cache=False``
+(what ``Sequential.predict`` and ``evaluate`` pass) ``forward`` keeps nothing on the layer: it
+computes from its arguments and the parameters only, so several threads can run one layer at once.
+
+``Layer.param_shapes(config)`` gives the parameter shapes a config implies without allocating
+them (``load_model`` checks a file against them before building anything).
 """
 
 from __future__ import annotations
@@ -14,7 +19,17 @@ import numpy as np
 
 import seqkern
 
-__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "AttentionPool", "layer_from_config"]
+__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "AttentionPool", "layer_class", "layer_from_config"]
+
+
+def _size(config: dict, key: str, minimum: int = 0) -> int:
+    """``config[key]`` as a size: an integer (not a bool) of at least ``minimum``."""
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{config.get('class', 'layer')}: {key} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{config.get('class', 'layer')}: {key} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def _rng(seed):
@@ -74,14 +89,21 @@ class Layer:
     def get_config(self) -> dict:
         raise NotImplementedError
 
-    def forward(self, x, lengths=None, training=False):
+    @classmethod
+    def param_shapes(cls, config: dict):
+        """(name, shape) of every parameter a layer built from ``config`` has, in order, computed
+        without allocating anything; a size that is not a non-negative integer raises ValueError."""
+        return iter(())
+
+    def forward(self, x, lengths=None, training=False, cache=True):
+        """The layer's output; with ``cache`` it also keeps what :meth:`backward` needs."""
         raise NotImplementedError
 
     def backward(self, grad):
         raise NotImplementedError
 
-    def __call__(self, x, lengths=None, training=False):
-        return self.forward(x, lengths=lengths, training=training)
+    def __call__(self, x, lengths=None, training=False, cache=True):
+        return self.forward(x, lengths=lengths, training=training, cache=cache)
 
 
 class Embedding(Layer):
@@ -101,6 +123,8 @@ class Embedding(Layer):
         self.num_embeddings, self.dim = int(num_embeddings), int(dim)
         self.padding_idx = None if padding_idx is None else int(padding_idx)
         self.scale, self.word_dropout, self.unk_idx = float(scale), float(word_dropout), int(unk_idx)
+        if self.padding_idx is not None and not 0 <= self.padding_idx < self.num_embeddings:
+            raise ValueError(f"Embedding: padding_idx must be in [0, {self.num_embeddings}), got {self.padding_idx}")
         self._gen = _rng(seed)
         w = self._gen.uniform(-scale, scale, size=(self.num_embeddings, self.dim))
         if self.padding_idx is not None:
@@ -112,7 +136,11 @@ class Embedding(Layer):
                 "padding_idx": self.padding_idx, "scale": self.scale, "word_dropout": self.word_dropout,
                 "unk_idx": self.unk_idx, "dtype": self.dtype.name}
 
-    def forward(self, ids, lengths=None, training=False):
+    @classmethod
+    def param_shapes(cls, config):
+        yield "weight", (_size(config, "num_embeddings"), _size(config, "dim"))
+
+    def forward(self, ids, lengths=None, training=False, cache=True):
         ids = np.asarray(ids)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise TypeError(f"Embedding: ids must be a 2-D integer array (B, T), got {ids.dtype} {ids.shape}")
@@ -124,8 +152,9 @@ class Embedding(Layer):
             if self.padding_idx is not None:
                 drop &= ids != self.padding_idx
             ids = np.where(drop, self.unk_idx, ids)
-        self._ids = ids
-        return self._p["weight"][self._ids]
+        if cache:
+            self._ids = ids
+        return self._p["weight"][ids]
 
     def backward(self, grad):
         g = self._g["weight"]
@@ -173,17 +202,24 @@ class Dense(Layer):
         return {"class": "Dense", "in_features": self.in_features, "units": self.units,
                 "activation": self.activation, "use_bias": self.use_bias, "dtype": self.dtype.name}
 
-    def forward(self, x, lengths=None, training=False, logits=False):
+    @classmethod
+    def param_shapes(cls, config):
+        units = _size(config, "units")
+        yield "weight", (units, _size(config, "in_features"))
+        if config.get("use_bias", True):
+            yield "bias", (units,)
+
+    def forward(self, x, lengths=None, training=False, logits=False, cache=True):
         x = np.asarray(x)
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Dense: x must have {self.in_features} features in its last axis, got shape {x.shape}")
-        self._x = x
         z = x @ self._p["weight"].T
         if self.use_bias:
             z += self._p["bias"]
         a = self.activation
         if logits or a is None:
-            self._y = None
+            if cache:
+                self._x, self._y = x, None
             return z
         if a == "relu":
             y = np.maximum(z, 0)
@@ -193,7 +229,8 @@ class Dense(Layer):
             y = 1.0 / (1.0 + np.exp(-z))
         else:
             y = seqkern.softmax(np.ascontiguousarray(z), axis=-1)
-        self._y = y
+        if cache:
+            self._x, self._y = x, y
         return y
 
     def backward(self, grad, logits=False):
@@ -236,13 +273,14 @@ class Dropout(Layer):
     def get_config(self):
         return {"class": "Dropout", "rate": self.rate, "dtype": self.dtype.name}
 
-    def forward(self, x, lengths=None, training=False):
-        if not training or self.rate == 0:
-            self._mask = None
-            return x
-        keep = 1.0 - self.rate
-        self._mask = (self._gen.random(x.shape, dtype=np.float32) < keep).astype(x.dtype) / x.dtype.type(keep)
-        return x * self._mask
+    def forward(self, x, lengths=None, training=False, cache=True):
+        mask = None
+        if training and self.rate > 0:
+            keep = 1.0 - self.rate
+            mask = (self._gen.random(x.shape, dtype=np.float32) < keep).astype(x.dtype) / x.dtype.type(keep)
+        if cache:
+            self._mask = mask
+        return x if mask is None else x * mask
 
     def backward(self, grad):
         return grad if self._mask is None else grad * self._mask
@@ -321,22 +359,32 @@ class LSTM(Layer):
                 "peephole": self.peephole, "dropout": self.dropout,
                 "return_sequences": self.return_sequences, "dtype": self.dtype.name}
 
-    def _run(self, k, s, x, lengths):
+    @classmethod
+    def param_shapes(cls, config):
+        d_in, H, layers = _size(config, "input_size"), _size(config, "hidden_size"), _size(config, "num_layers")
+        dirs = ("", "_reverse") if config.get("bidirectional") else ("",)
+        for k in range(layers):
+            for s in dirs:
+                yield f"w_ih_l{k}{s}", (4 * H, d_in if k == 0 else H * len(dirs))
+                yield f"w_hh_l{k}{s}", (4 * H, H)
+                yield f"bias_l{k}{s}", (4 * H,)
+                if config.get("peephole"):
+                    yield f"peephole_l{k}{s}", (3, H)
+
+    def _run(self, k, s, x, lengths, cache):
         p = self._p
         return seqkern.lstm_forward(
             x, p[f"w_ih_l{k}{s}"], p[f"w_hh_l{k}{s}"], p[f"bias_l{k}{s}"],
-            peephole=p.get(f"peephole_l{k}{s}"), lengths=lengths)
+            peephole=p.get(f"peephole_l{k}{s}"), lengths=lengths, need_cache=cache)
 
-    def forward(self, x, lengths=None, training=False):
+    def forward(self, x, lengths=None, training=False, cache=True):
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"LSTM: x must have shape (T, B, {self.input_size}), got {x.shape}")
         T, B, _ = x.shape
-        self._T, self._B = T, B
-        self._lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
-        rev = _reverse_index(T, self._lengths, B) if self.bidirectional else None
-        self._rev = rev
-        self._caches, self._masks = [], []
+        lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
+        rev = _reverse_index(T, lengths, B) if self.bidirectional else None
+        all_caches, masks = [], []
         h_last = []
         for k in range(self.num_layers):
             mask = None
@@ -344,16 +392,18 @@ class LSTM(Layer):
                 keep = 1.0 - self.dropout
                 mask = (self._gen.random(x.shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(keep)
                 x = x * mask
-            self._masks.append(mask)
+            masks.append(mask)
             outs, caches, h_last = [], [], []
             for s in self.dirs:
                 xs = x if s == "" else _reverse(x, rev)
-                y, h_n, _c_n, cache = self._run(k, s, xs, self._lengths)
+                y, h_n, _c_n, c = self._run(k, s, xs, lengths, cache)
                 outs.append(y if s == "" else _reverse(y, rev))
-                caches.append(cache)
+                caches.append(c)
                 h_last.append(h_n)
-            self._caches.append(caches)
+            all_caches.append(caches)
             x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+        if cache:
+            self._rev, self._caches, self._masks = rev, all_caches, masks
         if self.return_sequences:
             return x
         return h_last[0] if len(h_last) == 1 else np.concatenate(h_last, axis=1)
@@ -407,7 +457,8 @@ class AttentionPool(Layer):
     """Additive attention pooling over time-major h (T, B, H), on
     ``seqkern.attention_pool_forward`` / ``attention_pool_backward``:
     u_t = tanh(h_t w^T + b), score_t = u_t . w_s, alpha = softmax over valid t,
-    context = sum_t alpha_t h_t  -> (B, H). The last weights are kept in ``self.alpha`` (T, B).
+    context = sum_t alpha_t h_t  -> (B, H). The weights of the last ``forward`` that kept its cache
+    (not those of ``Sequential.predict``) are in ``self.alpha`` (T, B).
     Parameters: ``w`` (A, H), ``b`` (A,), ``w_s`` (A,). Init: Glorot-uniform w and w_s, zero b.
     """
 
@@ -426,14 +477,21 @@ class AttentionPool(Layer):
         return {"class": "AttentionPool", "input_size": self.input_size, "attn_size": self.attn_size,
                 "dtype": self.dtype.name}
 
-    def forward(self, h, lengths=None, training=False):
+    @classmethod
+    def param_shapes(cls, config):
+        H = _size(config, "input_size")
+        A = H if config.get("attn_size") is None else _size(config, "attn_size")
+        yield from (("w", (A, H)), ("b", (A,)), ("w_s", (A,)))
+
+    def forward(self, h, lengths=None, training=False, cache=True):
         h = np.asarray(h)
         if h.ndim != 3 or h.shape[2] != self.input_size:
             raise ValueError(f"AttentionPool: h must have shape (T, B, {self.input_size}), got {h.shape}")
         lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
         p = self._p
-        context, alpha, self._cache = seqkern.attention_pool_forward(h, p["w"], p["b"], p["w_s"], lengths=lengths)
-        self.alpha = alpha
+        context, alpha, c = seqkern.attention_pool_forward(h, p["w"], p["b"], p["w_s"], lengths=lengths)
+        if cache:
+            self._cache, self.alpha = c, alpha
         return context
 
     def backward(self, grad):
@@ -454,14 +512,15 @@ class MeanPool(Layer):
     def get_config(self):
         return {"class": "MeanPool", "dtype": self.dtype.name}
 
-    def forward(self, x, lengths=None, training=False):
+    def forward(self, x, lengths=None, training=False, cache=True):
         T, B = x.shape[:2]
         if lengths is None:
             w = np.full((T, B), 1.0 / max(T, 1), dtype=x.dtype)
         else:
             L = np.asarray(lengths)
             w = ((np.arange(T)[:, None] < L[None, :]) / np.maximum(L, 1)[None, :]).astype(x.dtype)
-        self._w = w
+        if cache:
+            self._w = w
         return np.einsum("tbf,tb->bf", x, w)
 
     def backward(self, grad):
@@ -471,8 +530,17 @@ class MeanPool(Layer):
 _CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, AttentionPool, MeanPool)}
 
 
+def layer_class(config: dict) -> type:
+    """The Layer subclass ``config`` (from ``layer.get_config()``) names; ValueError if none."""
+    name = config.get("class")
+    if not isinstance(name, str) or name not in _CLASSES:
+        raise ValueError(f"unknown layer class {name!r}; known: {sorted(_CLASSES)}")
+    return _CLASSES[name]
+
+
 def layer_from_config(config: dict) -> Layer:
     """Build a layer (with fresh parameters) from ``layer.get_config()``."""
     cfg = dict(config)
-    cls = _CLASSES[cfg.pop("class")]
+    cls = layer_class(cfg)
+    del cfg["class"]
     return cls(**cfg)
