@@ -5,8 +5,8 @@ is given (pass float64 for an accurate reference). It is written to be read, not
 tricks beyond the max-subtraction that keeps a softmax finite. The tests compare the kernels with
 these functions, and these functions with finite differences.
 
-One module a family: ``softmax``, ``lstm``, ``attention`` (scaled dot-product and additive) and
-``pool`` (attention pooling); every name is importable from ``seqkern.reference``.
+One module a family: ``softmax``, ``lstm``, ``gru``, ``attention`` (scaled dot-product and
+additive) and ``pool`` (attention pooling); every name is importable from ``seqkern.reference``.
 """
 
 from __future__ import annotations
@@ -18,17 +18,21 @@ from .attention import (
     attention_forward,
 )
 from .attention import attention_keep as attention_keep
+from .gru import GRUGrads as GRUGrads
+from .gru import GRUOutput as GRUOutput
+from .gru import gru_backward, gru_forward
 from .lstm import LSTMGrads as LSTMGrads
 from .lstm import LSTMOutput as LSTMOutput
 from .lstm import lstm_backward, lstm_forward
 from .pool import attention_pool_backward, attention_pool_forward
 from .softmax import softmax, softmax_backward, softmax_forward
 
-# A star import takes the kernels' twins only; attention_keep, LSTMOutput and LSTMGrads are public
-# too, re-exported by the `name as name` imports above.
+# A star import takes the kernels' twins only; attention_keep, LSTMOutput, LSTMGrads, GRUOutput and
+# GRUGrads are public too, re-exported by the `name as name` imports above.
 __all__ = [
     "softmax", "softmax_forward", "softmax_backward",
     "lstm_forward", "lstm_backward",
+    "gru_forward", "gru_backward",
     "attention_forward", "attention_backward",
     "additive_attention_forward", "additive_attention_backward",
     "attention_pool_forward", "attention_pool_backward",
