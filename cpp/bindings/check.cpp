@@ -32,6 +32,8 @@ py::array c_order(const py::array& a, bool copy) {
   return py::array(numpy().attr("array")(a, py::arg("order") = "C", py::arg("copy") = true));
 }
 
+void freeze(const py::array& a) { a.attr("setflags")(py::arg("write") = false); }
+
 bool overlaps(const py::array& a, const py::array& b) {
   if (a.nbytes() == 0 || b.nbytes() == 0) return false;
   const char* a0 = static_cast<const char*>(a.data());

@@ -45,6 +45,27 @@ py::array_t<T> empty(const std::vector<int64_t>& dims) {
 // C-contiguous version of `a` (a copy when it is not, or when `copy` is set).
 py::array c_order(const py::array& a, bool copy = false);
 
+// An array whose memory a capsule owns (writeable until frozen), and freezing it: numpy then
+// refuses to make it, or any view of it, writeable again.
+template <typename T>
+py::array_t<T> capsule_owned(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  T* buf = new T[n > 0 ? n : 1];
+  py::capsule owner(buf, [](void* p) { delete[] static_cast<T*>(p); });
+  return py::array_t<T>(std::vector<py::ssize_t>(dims.begin(), dims.end()), buf, owner);
+}
+void freeze(const py::array& a);
+
+// A frozen C-contiguous copy of `a`.
+template <typename T>
+py::array frozen_copy(const py::array& a) {
+  py::array_t<T> out = capsule_owned<T>(dims_of(a));
+  numpy().attr("copyto")(out, a);
+  freeze(out);
+  return std::move(out);
+}
+
 // Whether the bytes of a and b overlap.
 bool overlaps(const py::array& a, const py::array& b);
 
@@ -109,6 +130,24 @@ struct Check {
   py::object lengths(const char* name, const py::object& obj, int64_t n, int64_t max, const char* formula,
                      const char* max_name = nullptr) const;
 };
+
+// An argument that must have dtype T, like `ref` (TypeError), and the given shape (ValueError);
+// returned C-contiguous (a copy when it was not).
+template <typename T>
+py::array operand(const Check& c, const char* name, const py::object& obj, const std::vector<int64_t>& dims,
+                  const char* formula, const char* ref = "the weights") {
+  py::array a = c.array(name, obj);
+  c.dtype_like<T>(name, a, ref);
+  c.shape(name, a, dims, formula);
+  return c_order(a);
+}
+
+// The same for an optional argument (None stays None).
+template <typename T>
+py::object optional_operand(const Check& c, const char* name, const py::object& obj, const std::vector<int64_t>& dims,
+                            const char* formula, const char* ref = "the weights") {
+  return obj.is_none() ? py::object(py::none()) : py::object(operand<T>(c, name, obj, dims, formula, ref));
+}
 
 // What one call is about to allocate (outputs, cache, the kernel's large scratch), counted before
 // anything is allocated or computed. Every product is overflow-checked: a size past 2**63 bytes

@@ -11,6 +11,7 @@ void bind_runtime(pybind11::module_& m);
 void bind_softmax(pybind11::module_& m);
 void bind_matmul(pybind11::module_& m);
 void bind_lstm(pybind11::module_& m);
+void bind_gru(pybind11::module_& m);
 void bind_attention(pybind11::module_& m);
 void bind_additive(pybind11::module_& m);
 void bind_pool(pybind11::module_& m);

@@ -69,8 +69,8 @@ py::tuple lstm_forward(const py::object& x_obj, const py::object& w_obj, const p
         .add({2, T_, B, H}, need_cache ? sizeof(T) : 0)
         .add({8, B, H}, sizeof(T))
         .check();
-    const py::object h0 = w.optional<T>(c, "h0", h0_obj, {B, H}, "(B, H)");
-    const py::object c0 = w.optional<T>(c, "c0", c0_obj, {B, H}, "(B, H)");
+    const py::object h0 = optional_operand<T>(c, "h0", h0_obj, {B, H}, "(B, H)");
+    const py::object c0 = optional_operand<T>(c, "c0", c0_obj, {B, H}, "(B, H)");
     const py::object lengths = c.lengths("lengths", lengths_obj, B, T_, "(B,)", "T");
     py::array_t<T> y = empty<T>({T_, B, H}), h_n = empty<T>({B, H}), c_n = empty<T>({B, H});
     // The cache's arrays (py::object: no empty placeholder arrays on the inference path).
@@ -86,9 +86,11 @@ py::tuple lstm_forward(const py::object& x_obj, const py::object& w_obj, const p
     }
     std::vector<py::object> keep;
     const LstmParams<T> p = w.params<T>(false, keep);
-    call_kernel(ops<T>().lstm.forward, LstmShape{T_, B, D, H}, ptr<T>(x), p, opt_ptr<T>(h0), opt_ptr<T>(c0),
-                opt_ptr<int64_t>(lengths), y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), sp[0], sp[1],
-                sp[2]);
+    const T* init[2] = {opt_ptr<T>(h0), opt_ptr<T>(c0)};
+    T* last[2] = {h_n.mutable_data(), c_n.mutable_data()};
+    T* states[2] = {sp[1], sp[2]};
+    call_kernel(ops<T>().lstm.forward, RnnShape{T_, B, D, H}, ptr<T>(x), p, init, opt_ptr<int64_t>(lengths),
+                y.mutable_data(), last, sp[0], need_cache ? states : nullptr);
     py::object cache = py::none();
     if (need_cache) {
       auto* k = new LstmCache();
@@ -132,19 +134,21 @@ py::tuple lstm_backward(const LstmCache& cache_in, const py::object& dy_obj, con
         .add({T_, B, H}, sizeof(T))
         .add({7, B, H}, sizeof(T))
         .check();
-    const py::object dy = w.optional<T>(c, "dy", dy_obj, {T_, B, H}, "(T, B, H), like y");
-    const py::object dh = w.optional<T>(c, "dh_n", dh_obj, {B, H}, "(B, H), like h_n");
-    const py::object dc = w.optional<T>(c, "dc_n", dc_obj, {B, H}, "(B, H), like c_n");
+    const py::object dy = optional_operand<T>(c, "dy", dy_obj, {T_, B, H}, "(T, B, H), like y");
+    const py::object dh = optional_operand<T>(c, "dh_n", dh_obj, {B, H}, "(B, H), like h_n");
+    const py::object dc = optional_operand<T>(c, "dc_n", dc_obj, {B, H}, "(B, H), like c_n");
     py::array_t<T> dx = empty<T>({T_, B, D}), dw_ih = empty<T>({4 * H, D}), dw_hh = empty<T>({4 * H, H});
     py::array_t<T> dbias = empty<T>({4 * H}), dh0 = empty<T>({B, H}), dc0 = empty<T>({B, H});
     py::object dpeep = w.peephole.is_none() ? py::object(py::none()) : py::object(empty<T>({3, H}));
     T* dpp = dpeep.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(dpeep).mutable_data());
     std::vector<py::object> keep;
     const LstmParams<T> p = w.params<T>(false, keep);
-    call_kernel(ops<T>().lstm.backward, LstmShape{T_, B, D, H}, ptr<T>(x), p, opt_ptr<int64_t>(lengths),
-                ptr<T>(gates), ptr<T>(hs), ptr<T>(cs), opt_ptr<T>(dy), opt_ptr<T>(dh), opt_ptr<T>(dc),
-                dx.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(), dbias.mutable_data(),
-                dh0.mutable_data(), dc0.mutable_data(), dpp);
+    const T* saved[2] = {ptr<T>(hs), ptr<T>(cs)};
+    const T* d_last[2] = {opt_ptr<T>(dh), opt_ptr<T>(dc)};
+    T* d_init[2] = {dh0.mutable_data(), dc0.mutable_data()};
+    call_kernel(ops<T>().lstm.backward, RnnShape{T_, B, D, H}, ptr<T>(x), p, opt_ptr<int64_t>(lengths),
+                ptr<T>(gates), saved, opt_ptr<T>(dy), d_last, dx.mutable_data(), dw_ih.mutable_data(),
+                dw_hh.mutable_data(), dbias.mutable_data(), d_init, dpp);
     return py::make_tuple(dx, dw_ih, dw_hh, dbias, dh0, dc0, dpeep);
   };
   return w.f64 ? run(double{}) : run(float{});

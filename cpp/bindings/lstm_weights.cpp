@@ -1,26 +1,15 @@
 // lstm_weights.cpp: LSTMWeights (lstm_weights.h) and its streaming step.
 #include "bindings/lstm_weights.h"
+#include "bindings/recurrent.h"
 
 #include <cstring>
 #include <new>
+#include <tuple>
 
 namespace seqkern {
 namespace bind {
 
 namespace {
-
-// A read-only C-contiguous copy of `a` whose memory a capsule owns: numpy refuses to make it
-// (or any view of it) writeable again.
-template <typename T>
-py::array frozen_copy(const py::array& a) {
-  const std::vector<int64_t> dims = dims_of(a);
-  T* buf = new T[a.size() > 0 ? a.size() : 1];
-  py::capsule owner(buf, [](void* p) { delete[] static_cast<T*>(p); });
-  py::array_t<T> out(std::vector<py::ssize_t>(dims.begin(), dims.end()), buf, owner);
-  numpy().attr("copyto")(out, a);
-  out.attr("setflags")(py::arg("write") = false);
-  return std::move(out);
-}
 
 // What the object keeps of one argument: a frozen copy, or a view of the caller's array (a copy
 // when it is not C-contiguous). A view, so reshaping the caller's array object never reaches it.
@@ -32,7 +21,7 @@ py::array keep_array(const py::array& a, bool copy) {
 template <typename T>
 py::array_t<T> packed(const LstmWeightsCore& w, bool wih) {
   py::array_t<T> out(std::vector<py::ssize_t>{(wih ? w.D : w.H) * 4 * w.H});
-  const LstmShape s{0, 0, w.D, w.H};
+  const RnnShape s{0, 0, w.D, w.H};
   T* p = out.mutable_data();
   call_kernel(ops<T>().lstm.pack, s, ptr<T>(w.w_ih), ptr<T>(w.w_hh), wih ? p : nullptr, wih ? nullptr : p);
   return out;
@@ -51,8 +40,8 @@ py::tuple step_impl(const LstmWeightsCore& w, const py::object& x_obj, const py:
   // Copies of x, h and c when they are not C-contiguous, the outputs and their temporaries.
   Footprint(c, [&] { return of_shape("x", x); }).add({B, D}, sizeof(T)).add({6, B, H}, sizeof(T)).check();
   x = c_order(x);
-  py::array h = w.operand<T>(c, "h", h_obj, {B, H}, "(B, H)");
-  py::array cc = w.operand<T>(c, "c", c_obj, {B, H}, "(B, H)");
+  py::array h = operand<T>(c, "h", h_obj, {B, H}, "(B, H)");
+  py::array cc = operand<T>(c, "c", c_obj, {B, H}, "(B, H)");
   auto output = [&](const char* name, const py::object& obj) -> py::array {
     if (obj.is_none()) return empty<T>({B, H});
     py::array o = c.array(name, obj);
@@ -73,8 +62,9 @@ py::tuple step_impl(const LstmWeightsCore& w, const py::object& x_obj, const py:
   py::array cw = clash ? py::array(empty<T>({B, H})) : out_c;
   std::vector<py::object> keep;
   const LstmParams<T> p = w.params<T>(true, keep);
-  call_kernel(ops<T>().lstm.step, LstmShape{1, B, D, H}, ptr<T>(x), p, ptr<T>(h), ptr<T>(cc),
-              static_cast<T*>(hw.mutable_data()), static_cast<T*>(cw.mutable_data()));
+  const T* prev[2] = {ptr<T>(h), ptr<T>(cc)};
+  T* out[2] = {static_cast<T*>(hw.mutable_data()), static_cast<T*>(cw.mutable_data())};
+  call_kernel(ops<T>().lstm.step, RnnShape{1, B, D, H}, ptr<T>(x), p, prev, out);
   if (clash) {
     std::memcpy(out_h.mutable_data(), hw.data(), sizeof(T) * B * H);
     std::memcpy(out_c.mutable_data(), cw.data(), sizeof(T) * B * H);
@@ -120,30 +110,11 @@ LstmWeightsCore::LstmWeightsCore(const py::object& w_ih_obj, const py::object& w
   live = !copy;
   by_dtype(c, wi, [&](auto tag) {
     using T = decltype(tag);
-    c.dtype_like<T>("w_hh", wh, "w_ih");
-    c.ndim("w_ih", wi, 2, "(4*H, D)");
-    c.ndim("w_hh", wh, 2, "(4*H, H)");
-    H = wh.shape(1);
-    D = wi.shape(1);
-    // Only an empty w_hh can have an H so large that 4*H overflows.
-    if (H > INT64_MAX / 4) c.value_error("w_hh must have shape (4*H, H), got " + shape_str(dims_of(wh)));
     // The copies and the packed panels: w_ih and w_hh up to three times over.
-    Footprint(c, [&] { return of_shape("w_ih", wi) + " and " + of_shape("w_hh", wh); })
-        .add({3, 4, H, D}, sizeof(T))
-        .add({3, 4, H, H}, sizeof(T))
-        .check();
-    c.shape("w_hh", wh, {4 * H, H}, "(4*H, H)");
-    c.shape("w_ih", wi, {4 * H, D}, "(4*H, D) with H = w_hh.shape[1]");
-    auto vector_arg = [&](const char* name, const py::object& obj, std::vector<int64_t> dims,
-                          const char* formula) -> py::object {
-      if (obj.is_none()) return py::none();
-      py::array a = c.array(name, obj);
-      c.dtype_like<T>(name, a, "w_ih");
-      c.shape(name, a, dims, formula);
-      return keep_array<T>(a, copy);
-    };
-    bias = vector_arg("bias", bias_obj, {4 * H}, "(4*H,)");
-    peephole = vector_arg("peephole", peephole_obj, {3, H}, "(3, H)");
+    std::tie(D, H) = recurrent_weights<T>(c, wi, wh, 4, 3, 4);
+    auto keep = [&](const py::object& a) { return a.is_none() ? a : py::object(keep_array<T>(a, copy)); };
+    bias = keep(optional_operand<T>(c, "bias", bias_obj, {4 * H}, "(4*H,)", "w_ih"));
+    peephole = keep(optional_operand<T>(c, "peephole", peephole_obj, {3, H}, "(3, H)", "w_ih"));
     w_ih = keep_array<T>(wi, copy);
     w_hh = keep_array<T>(wh, copy);
     if (!live) whh_p = packed<T>(*this, false);

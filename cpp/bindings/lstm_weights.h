@@ -41,21 +41,6 @@ struct LstmWeightsCore {
   template <typename T>
   LstmParams<T> params(bool with_wih, std::vector<py::object>& keep) const;
 
-  // Checks that `a` has this object's dtype (TypeError) and the given shape (ValueError).
-  template <typename T>
-  py::array operand(const Check& c, const char* name, const py::object& obj, const std::vector<int64_t>& dims,
-                    const char* formula) const {
-    py::array a = c.array(name, obj);
-    c.dtype_like<T>(name, a, "the weights");
-    c.shape(name, a, dims, formula);
-    return c_order(a);
-  }
-  // The same for an optional array (None stays None).
-  template <typename T>
-  py::object optional(const Check& c, const char* name, const py::object& obj, const std::vector<int64_t>& dims,
-                      const char* formula) const {
-    return obj.is_none() ? py::object(py::none()) : py::object(operand<T>(c, name, obj, dims, formula));
-  }
 };
 
 // `obj` as initialised weights (TypeError naming `fn` otherwise).

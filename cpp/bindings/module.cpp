@@ -10,6 +10,7 @@ PYBIND11_MODULE(_core, m) {
   bind_softmax(m);
   bind_matmul(m);
   bind_lstm(m);
+  bind_gru(m);
   bind_attention(m);
   bind_additive(m);
   bind_pool(m);

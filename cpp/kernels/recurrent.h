@@ -58,6 +58,30 @@ constexpr int kCellRows = (kRegs - G * kVecs<T> - 1) / (G * kVecs<T>) < 1 ? 1
                           : (kRegs - G * kVecs<T> - 1) / (G * kVecs<T>) > 6 ? 6
                           : (kRegs - G * kVecs<T> - 1) / (G * kVecs<T>);
 
+// What a cell definition provides (lstm_cell.h and gru_cell.h are two; CellBase below holds the
+// constants and a default param_size):
+//   Params            the kernels' weights: w_ih (G*H, D), w_hh (G*H, H), bias (G*H) or nullptr,
+//                     the packed panels wih_p and whh_p (RnnParams), and whatever else it reads
+//   kGates, kStates   gate columns per unit (G); state arrays, state 0 being h
+//   kDirectDh         whether the update reads h_{t-1} itself (the GRU's does), not only
+//                     through w_hh: the backward hook then overwrites dh (dstate[0]) with that
+//                     term of dh_{t-1}, and the core adds da·w_hh to it
+//   param_size(H)     values of the cell's own parameter gradient (0: none)
+//   forward(...)      one vector of units of one row: states and saved gates from acc[G]
+//   backward(...)     the same vector's da, the carried state gradients and the cell's own
+//                     parameter gradients
+// Every pointer a hook gets is already offset to the vector's first element (row m, unit u);
+// `u` itself indexes per-unit parameters. `io` loads and stores the vector's valid lanes.
+// The family's kernels: a line in cells.cpp.
+template <typename T, typename P, int G, int S, bool kDirect>
+struct CellBase {
+  using Params = P;
+  static constexpr int kGates = G;
+  static constexpr int kStates = S;
+  static constexpr bool kDirectDh = kDirect;
+  static int64_t param_size(int64_t) { return 0; }
+};
+
 inline int64_t num_blocks(int64_t H, int64_t U) { return (H + U - 1) / U; }
 
 inline int block_width(int64_t j, int64_t H, int64_t U) {

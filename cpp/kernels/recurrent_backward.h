@@ -5,7 +5,7 @@
 // with t < lengths[b], with dh = dy_t + dh_t and the other states' gradients carried from step
 // t+1 (rows past their length pass them through and get da = 0): the cell's hook gives da_t (the
 // pre-activation gradients) and the carried gradients for step t-1, and
-//   dh_{t-1} = da_t·w_hh      dbias = Σ da
+//   dh_{t-1} = da_t·w_hh (+ the cell's direct term)      dbias = Σ da
 // Only the recurrent part stays in the time loop: the element-wise gate derivatives and
 // dh_{t-1} = da_t·w_hh. da for all steps is stored (T·B, G·H, natural gate order), and after the
 // loop dx = da·w_ih, dw_ih = daᵀ·x and dw_hh = daᵀ·h_{t-1} are single GEMMs; dbias and the
@@ -81,15 +81,13 @@ void gate_grads(const BwdStep& st, int64_t B, int64_t j, const typename Cell::Pa
   }
 }
 
-// The backward of rnn_forward: saved[s] the cache's states (T_+1, B, H), gates (T_, B, G·H),
-// d_last[s] the gradients of the last states (nullptr: zeros), dy (nullptr: zeros); outputs dx
-// (T_, B, D), dw_ih (G·H, D), dw_hh (G·H, H), dbias (G·H), d_init[s] (B, H) and dparam (the
-// cell's own parameters, Cell::param_size(H) values; nullptr when it has none).
+// The backward entry of ops/recurrent.h; dparam holds Cell::param_size(H) values.
 template <typename Cell, typename T>
-void rnn_backward(int64_t T_, int64_t B, int64_t D, int64_t H, const T* x, const typename Cell::Params& p,
-                  const int64_t* lengths, const T* gates, const T* const* saved, const T* dy, const T* const* d_last,
-                  T* dx, T* dw_ih, T* dw_hh, T* dbias, T* const* d_init, T* dparam) {
+void rnn_backward(const RnnShape& sh, const T* x, const typename Cell::Params& p, const int64_t* lengths,
+                  const T* gates, const T* const* saved, const T* dy, const T* const* d_last, T* dx, T* dw_ih,
+                  T* dw_hh, T* dbias, T* const* d_init, T* dparam) {
   constexpr int G = Cell::kGates, S = Cell::kStates;
+  const int64_t T_ = sh.T, B = sh.B, D = sh.D, H = sh.H;
   const int64_t NG = G * H, BH = B * H, R = T_ * B;
   simd::DenormalGuard guard;
   for (int s = 0; s < S; ++s) copy_or_zero(d_init[s], d_last[s], BH);
@@ -117,8 +115,11 @@ void rnn_backward(int64_t T_, int64_t B, int64_t D, int64_t H, const T* x, const
   if (nt > ng) nt = static_cast<int>(ng);
   std::unique_ptr<RoundClaims> claims;
   if (claim && nt > 1) claims.reset(new RoundClaims(ng, nt));
-  // Rows past their length keep dh: the product then goes to scratch and only active rows are copied.
-  simd::Buffer<T> dh_new(lengths ? BH : 0);
+  // Rows past their length keep dh: the product then goes to scratch and only active rows are
+  // copied. A cell whose update reads h_{t-1} itself (Cell::kDirectDh) leaves its own term of
+  // dh_{t-1} in dh0 (its hook writes it where it read dh), and the product is added to it.
+  constexpr bool kDirect = Cell::kDirectDh;
+  simd::Buffer<T> dh_new(lengths || kDirect ? BH : 0);
   if (R > 0 && H > 0) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -145,12 +146,14 @@ void rnn_backward(int64_t T_, int64_t B, int64_t D, int64_t H, const T* x, const
       auto product = [&](int64_t g0, int64_t g1) {
         const int64_t u0 = g0 * GU, u1 = g1 * GU < H ? g1 * GU : H;
         if (u1 <= u0) return;
-        T* out = lengths ? dh_new.data() : dh0;
+        T* out = lengths || kDirect ? dh_new.data() : dh0;
         gemm::gemm_packed<T>(false, B, T(1), da + st.t * B * NG, NG, whh_pk, T(0), out, H, u0, u1);
-        if (lengths) {
+        if (lengths || kDirect) {
           for (int64_t m = 0; m < B; ++m) {
             if (!st.active(m)) continue;
-            for (int64_t u = u0; u < u1; ++u) dh0[m * H + u] = out[m * H + u];
+            T* d = dh0 + m * H;
+            const T* o = out + m * H;
+            for (int64_t u = u0; u < u1; ++u) d[u] = kDirect ? o[u] + d[u] : o[u];
           }
         }
       };
@@ -176,6 +179,12 @@ void rnn_backward(int64_t T_, int64_t B, int64_t D, int64_t H, const T* x, const
   gemm::gemm_mt<T>(false, false, R, D, NG, T(1), da, NG, p.w_ih, D, T(0), dx, D, gt);
   gemm::gemm_mt<T>(true, false, NG, D, R, T(1), da, NG, x, D, T(0), dw_ih, D, gt);
   gemm::gemm_mt<T>(true, false, NG, H, R, T(1), da, NG, hs, H, T(0), dw_hh, H, gt);
+}
+
+// The backward entry of a cell's family.
+template <typename Cell, typename T, typename Ops>
+void register_backward(Ops& ops) {
+  ops.backward = &rnn_backward<Cell, T>;
 }
 
 }  // namespace rnn

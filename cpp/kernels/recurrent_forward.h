@@ -294,9 +294,10 @@ void own_rows_loop(CellStep<Cell, T>& a, int tid, int team, int64_t T_, int64_t 
 
 // Packs w_ih (G·H, D) and w_hh (G·H, H) into the gate-interleaved panels of recurrent.h; either
 // output may be nullptr.
-template <int G, typename T>
-void rnn_pack(int64_t D, int64_t H, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p) {
-  const int64_t U = kUnits<T>;
+template <typename Cell, typename T>
+void rnn_pack(const RnnShape& sh, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p) {
+  constexpr int G = Cell::kGates;
+  const int64_t D = sh.D, H = sh.H, U = kUnits<T>;
   for (int64_t j = 0; j < num_blocks(H, U); ++j) {
     const int64_t u0 = j * U, w = block_width(j, H, U);
     for (int64_t q = 0; q < G; ++q) {
@@ -315,13 +316,12 @@ void rnn_pack(int64_t D, int64_t H, const T* w_ih, const T* w_hh, T* wih_p, T* w
   }
 }
 
-// The forward of T_ steps over x (T_, B, D): init[s] the initial states (nullptr: zeros), last[s]
-// the states after each row's last step, y (T_, B, H); with a cache, gates (T_, B, G·H) and
-// saved[s] (T_+1, B, H), else all nullptr.
+// The forward entry of ops/recurrent.h over x (T, B, D).
 template <typename Cell, typename T>
-void rnn_forward(int64_t T_, int64_t B, int64_t D, int64_t H, const T* x, const typename Cell::Params& p,
-                 const T* const* init, const int64_t* lengths, T* y, T* const* last, T* gates, T* const* saved) {
+void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p, const T* const* init,
+                 const int64_t* lengths, T* y, T* const* last, T* gates, T* const* saved) {
   constexpr int G = Cell::kGates, S = Cell::kStates;
+  const int64_t T_ = sh.T, B = sh.B, D = sh.D, H = sh.H;
   const int64_t NG = G * H, BH = B * H;
   if (BH == 0) return;
   simd::DenormalGuard guard;
@@ -509,11 +509,10 @@ void rnn_forward(int64_t T_, int64_t B, int64_t D, int64_t H, const T* x, const 
   for (int s = 0; s < S; ++s) copy_or_zero(last[s], bufs[s] + slot(T_), BH);
 }
 
-// One step (no lengths) for B rows: states before in `prev`, after in `out` (not overlapping x
-// or prev). Uses both packed panels.
+// The step entry of ops/recurrent.h (no lengths; both packed panels).
 template <typename Cell, typename T>
-void rnn_step(int64_t B, int64_t D, int64_t H, const T* x, const typename Cell::Params& p, const T* const* prev,
-              T* const* out) {
+void rnn_step(const RnnShape& sh, const T* x, const typename Cell::Params& p, const T* const* prev, T* const* out) {
+  const int64_t B = sh.B, D = sh.D, H = sh.H;
   if (B * H == 0) return;
   CellStep<Cell, T> a(H, D, p);
   a.x = x;
@@ -540,6 +539,14 @@ void rnn_step(int64_t B, int64_t D, int64_t H, const T* x, const typename Cell::
     simd::DenormalGuard guard;
     claims.run(0, simd::team_rank(), simd::team_size(), [&](int64_t jb, int64_t je) { cell_blocks(a, B, jb, je); });
   }
+}
+
+// The forward entries of a cell's family.
+template <typename Cell, typename T, typename Ops>
+void register_forward(Ops& ops) {
+  ops.pack = &rnn_pack<Cell, T>;
+  ops.forward = &rnn_forward<Cell, T>;
+  ops.step = &rnn_step<Cell, T>;
 }
 
 }  // namespace rnn

@@ -23,5 +23,16 @@ const KernelTable& kernel_table();
     return true;                                                        \
   }();
 
+// A recurrent cell's family: its forward entries (pack, forward, step; in a file that includes
+// kernels/recurrent_forward.h) or its backward (kernels/recurrent_backward.h), in cells.cpp:
+//   SEQKERN_REGISTER_CELL(lstm, rnn::LstmCell, forward)
+#define SEQKERN_REGISTER_CELL(family, Cell, part)                                      \
+  [[maybe_unused]] static const bool seqkern_registered_##family##_##part = [] {       \
+    KernelTable& table = mutable_kernel_table();                                       \
+    rnn::register_##part<Cell<float>, float>(table.f32.family);                        \
+    rnn::register_##part<Cell<double>, double>(table.f64.family);                      \
+    return true;                                                                       \
+  }();
+
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "seqkern/ops/attention.h"
+#include "seqkern/ops/gru.h"
 #include "seqkern/ops/lstm.h"
 #include "seqkern/ops/matmul.h"
 #include "seqkern/ops/softmax.h"
@@ -18,6 +19,7 @@ template <typename T>
 struct Ops {
   SoftmaxOps<T> softmax;
   LstmOps<T> lstm;
+  GruOps<T> gru;
   MatmulOps<T> matmul;
   AttentionOps<T> attention;
   AdditiveOps<T> additive;

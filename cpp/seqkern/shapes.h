@@ -17,8 +17,8 @@ struct SoftmaxShape {
   int64_t inner = 0;
 };
 
-// LSTM over a time-major sequence: x (T, B, D), hidden size H, gate rows ordered i, f, g, o.
-struct LstmShape {
+// A recurrent layer (LSTM, GRU) over a time-major sequence: x (T, B, D), hidden size H.
+struct RnnShape {
   int64_t T = 0;
   int64_t B = 0;
   int64_t D = 0;

@@ -20,6 +20,7 @@ from ._runtime import (
     use_isa,
 )
 from ._lstm import LSTMCache, LSTMGrads, LSTMOutput, LSTMWeights, lstm_backward, lstm_forward
+from ._gru import GRUCache, GRUGrads, GRUOutput, GRUWeights, gru_backward, gru_forward
 from ._attention import (
     additive_attention_backward,
     additive_attention_forward,
@@ -52,6 +53,12 @@ __all__ = [
     "LSTMCache",
     "LSTMOutput",
     "LSTMGrads",
+    "gru_forward",
+    "gru_backward",
+    "GRUWeights",
+    "GRUCache",
+    "GRUOutput",
+    "GRUGrads",
     "attention_forward",
     "attention_backward",
     "additive_attention_forward",

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _core
 from . import convert  # noqa: F401  (makes seqkern.convert available after `import seqkern`)
-from ._util import contiguous
+from ._util import contiguous, weights_or_arrays
 
 __all__ = ["LSTMWeights", "LSTMCache", "LSTMOutput", "LSTMGrads", "lstm_forward", "lstm_backward"]
 
@@ -83,15 +83,9 @@ LSTMCache.__module__ = __name__
 
 
 def _weights(fn, w_ih, w_hh, bias, peephole) -> LSTMWeights:
-    if isinstance(w_ih, _core.LstmWeightsCore):
-        if w_hh is not None or bias is not None or peephole is not None:
-            raise TypeError(
-                f"{fn}: pass either an LSTMWeights or the arrays (w_ih, w_hh, bias, peephole), not both"
-            )
-        return w_ih
-    if w_hh is None:
-        raise TypeError(f"{fn}: w_hh is required when w_ih is an array")
-    return LSTMWeights(w_ih, w_hh, bias, peephole, copy=False)
+    return weights_or_arrays(fn, _core.LstmWeightsCore, "an LSTMWeights", w_ih,
+                             {"w_hh": w_hh, "bias": bias, "peephole": peephole},
+                             lambda: LSTMWeights(w_ih, w_hh, bias, peephole, copy=False))
 
 
 def lstm_forward(

@@ -1,4 +1,4 @@
-"""Layout fix-ups shared by the public wrappers; no arithmetic."""
+"""Layout fix-ups and argument rules shared by the public wrappers; no arithmetic."""
 
 from __future__ import annotations
 
@@ -37,3 +37,16 @@ def contiguous(a, fn: str = "", name: str = ""):
 
 def optional_contiguous(a, fn: str = "", name: str = ""):
     return None if a is None else contiguous(a, fn, name)
+
+
+def weights_or_arrays(fn: str, packed, kind: str, w_ih, others: dict, build):
+    """The recurrent functions' first argument: a packed-weights object (``packed``, named ``kind``
+    in messages, with every array of ``others`` None) or the arrays, from which ``build()`` makes one."""
+    if isinstance(w_ih, packed):
+        if any(v is not None for v in others.values()):
+            names = ", ".join(["w_ih", *others])
+            raise TypeError(f"{fn}: pass either {kind} or the arrays ({names}), not both")
+        return w_ih
+    if others.get("w_hh") is None:
+        raise TypeError(f"{fn}: w_hh is required when w_ih is an array")
+    return build()

@@ -1,0 +1,21 @@
+// ops/gru.h: the GRU family, reset after the product (kernels/gru_cell.h on the recurrent core,
+// ops/recurrent.h).
+#pragma once
+
+#include "seqkern/ops/recurrent.h"
+
+namespace seqkern {
+
+// The weights of one GRU layer as the kernels see them: the column forms of PyTorch's w_ih (3H, D),
+// w_hh (3H, H), b_ih and b_hh (3H), four gate columns r, z, n_x, n_h per unit:
+//   w_ih (4H, D) = [W_ir; W_iz; W_in; 0]      w_hh (4H, H) = [W_hr; W_hz; 0; W_hn]
+//   bias (4H)    = [b_ir + b_hr; b_iz + b_hz; b_in; b_hn]
+// and their packed panels. One state, h; no dparam. The gradients come in the column forms too
+// (the rows of the zero blocks carry nothing; the caller drops them).
+template <typename T>
+using GruParams = RnnParams<T>;
+
+template <typename T>
+using GruOps = RecurrentOps<T, GruParams<T>>;
+
+}  // namespace seqkern

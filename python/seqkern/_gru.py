@@ -1,0 +1,252 @@
+"""gru_forward, gru_backward and GRUWeights: the public GRU wrappers (PyTorch's math, reset after)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _core
+from ._util import contiguous, weights_or_arrays
+
+__all__ = ["GRUWeights", "GRUCache", "GRUOutput", "GRUGrads", "gru_forward", "gru_backward"]
+
+
+class GRUWeights:
+    """One GRU layer's weights, validated and packed once for the kernels.
+
+    Parameters
+    ----------
+    w_ih : ndarray (3*H, D), float32 or float64
+        Input weights, PyTorch's layout: gate rows ordered r, z, n.
+    w_hh : ndarray (3*H, H), same dtype
+        Recurrent weights, same gate order.
+    b_ih, b_hh : ndarray (3*H,), same dtype, optional
+        PyTorch's two biases (b_hn stays inside the reset); None means zero.
+    linear_before_reset : bool
+        True (PyTorch's GRU, Keras ``reset_after=True``, ONNX ``linear_before_reset=1``): the reset
+        gate multiplies ``h W_hnᵀ + b_hn``. The other variant is not implemented by the kernels
+        (``NotImplementedError``); ``seqkern.reference.gru_forward`` computes it.
+
+    The object keeps read-only copies (numpy cannot make them writeable again) in the kernels'
+    column form: four gate columns r, z, n_x, n_h per unit, so that the recurrent core streams
+    one packed panel per unit block. ``gru_forward`` accepts it in place of the arrays, and
+    :meth:`step` runs one time step. Wrong dtypes raise ``TypeError``, wrong shapes ``ValueError``.
+    """
+
+    __slots__ = ("_arrays", "_w_ih", "_w_hh", "_b_ih", "_b_hh")
+
+    def __init__(self, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset: bool = True) -> None:
+        if not linear_before_reset:
+            raise NotImplementedError(
+                "GRUWeights: linear_before_reset=False (reset before the recurrent product) is not implemented "
+                "by the kernels; seqkern.reference.gru_forward computes it"
+            )
+        self._arrays = _core.gru_weights(w_ih, w_hh, b_ih, b_hh)
+        # What the attributes show: read-only views of the column forms (no second copy).
+        cols, rec = self._arrays[0], self._arrays[1]
+        H = rec.shape[1]
+        self._w_ih = cols[: 3 * H]
+        self._w_hh = np.concatenate([rec[: 2 * H], rec[3 * H:]])
+        self._w_hh.setflags(write=False)
+        self._b_ih = None if b_ih is None else _frozen(b_ih, cols.dtype)
+        self._b_hh = None if b_hh is None else _frozen(b_hh, cols.dtype)
+
+    @property
+    def w_ih(self) -> np.ndarray:
+        return self._w_ih
+
+    @property
+    def w_hh(self) -> np.ndarray:
+        return self._w_hh
+
+    @property
+    def b_ih(self) -> np.ndarray | None:
+        return self._b_ih
+
+    @property
+    def b_hh(self) -> np.ndarray | None:
+        return self._b_hh
+
+    @property
+    def input_size(self) -> int:
+        return int(self._arrays[0].shape[1])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self._arrays[1].shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._arrays[0].dtype
+
+    linear_before_reset = True
+
+    def step(self, x, h, out_h=None) -> np.ndarray:
+        """One GRU time step for B rows: ``h_new = step(x, h)``, x (B, D), h (B, H).
+
+        ``out_h`` (B, H), C-contiguous and writeable, receives the result (it may be ``h``
+        itself); without it a new array is returned. No lengths here: every row takes the step.
+        """
+        return _core.gru_step(self._arrays, x, h, out_h)
+
+    def __repr__(self) -> str:
+        return (
+            f"GRUWeights(input_size={self.input_size}, hidden_size={self.hidden_size}, dtype={self.dtype}, "
+            f"bias={self._b_ih is not None or self._b_hh is not None})"
+        )
+
+
+def _frozen(a, dtype) -> np.ndarray:
+    out = np.array(a, dtype=dtype, order="C", copy=True)
+    out.setflags(write=False)
+    return out
+
+
+class GRUOutput(NamedTuple):
+    """``gru_forward``'s result: y (T, B, H), h_n (B, H), and the cache for backward."""
+
+    y: np.ndarray
+    h_n: np.ndarray
+    cache: "GRUCache | None"
+
+
+class GRUGrads(NamedTuple):
+    """``gru_backward``'s result; shapes as the forward's inputs (db_ih, db_hh (3*H,) always)."""
+
+    dx: np.ndarray
+    dw_ih: np.ndarray
+    dw_hh: np.ndarray
+    db_ih: np.ndarray
+    db_hh: np.ndarray
+    dh0: np.ndarray
+
+
+class GRUCache:
+    """What ``gru_backward`` needs from one ``gru_forward`` call; only ``gru_forward`` makes one.
+
+    It holds, read-only, the gates r, z, n and ``h W_hnᵀ + b_hn`` of every step (T, B, 4*H; 0 past
+    a row's length) and the states h (T+1, B, H), and refers to x, the ``GRUWeights`` and the int64
+    lengths. ``gru_backward`` checks every array against the weights again.
+    """
+
+    __slots__ = ("_x", "_weights", "_lengths", "_gates", "_h")
+
+    def __init__(self, *args) -> None:
+        raise TypeError("GRUCache: only gru_forward makes one")
+
+    @classmethod
+    def _make(cls, x, weights, lengths, gates, h) -> "GRUCache":
+        self = object.__new__(cls)
+        for a in (gates, h):
+            a.setflags(write=False)
+        for name, value in zip(cls.__slots__, (x.view(), weights, lengths, gates, h)):
+            object.__setattr__(self, name, value)
+        return self
+
+    def __setattr__(self, name, value) -> None:
+        raise AttributeError("GRUCache is read-only")
+
+    @property
+    def weights(self) -> GRUWeights:
+        return self._weights
+
+    @property
+    def gates(self) -> np.ndarray:
+        return _read_only_view(self._gates)
+
+    @property
+    def h(self) -> np.ndarray:
+        return _read_only_view(self._h)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cache's own arrays (gates, h)."""
+        return int(self._gates.nbytes + self._h.nbytes)
+
+    def __repr__(self) -> str:
+        T, B, _ = self._x.shape
+        return f"GRUCache(T={T}, B={B}, H={self._h.shape[2]}, dtype={self._x.dtype}, nbytes={self.nbytes})"
+
+
+def _read_only_view(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
+def gru_forward(
+    x: np.ndarray,
+    w_ih,
+    w_hh: np.ndarray | None = None,
+    b_ih: np.ndarray | None = None,
+    b_hh: np.ndarray | None = None,
+    h0: np.ndarray | None = None,
+    *,
+    lengths: np.ndarray | None = None,
+    linear_before_reset: bool = True,
+    need_cache: bool = True,
+) -> GRUOutput:
+    """GRU over a whole time-major sequence (PyTorch's ``nn.GRU`` math).
+
+    For every step t and row b with ``t < lengths[b]``::
+
+        r = s(x_t W_irᵀ + b_ir + h W_hrᵀ + b_hr)    z = s(x_t W_izᵀ + b_iz + h W_hzᵀ + b_hz)
+        n = tanh(x_t W_inᵀ + b_in + r * (h W_hnᵀ + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1},  y_t = h_t
+
+    Rows with ``t >= lengths[b]`` keep h and get y_t = 0.
+
+    Parameters
+    ----------
+    x : ndarray (T, B, D), float32 or float64
+    w_ih : ndarray (3*H, D) or GRUWeights
+        Gate rows r, z, n; or packed weights, in which case ``w_hh``, ``b_ih`` and ``b_hh`` must be None.
+    w_hh : ndarray (3*H, H)
+    b_ih, b_hh : ndarray (3*H,), optional
+    h0 : ndarray (B, H), optional (zeros)
+    lengths : integer ndarray (B,), optional
+        Valid steps per row, each in [0, T]; all T when None.
+    linear_before_reset : bool
+        Only True is implemented by the kernels (see :class:`GRUWeights`).
+    need_cache : bool
+        Keep what backward needs (default); False returns ``cache=None``.
+
+    Returns
+    -------
+    GRUOutput
+        ``(y, h_n, cache)``: y (T, B, H), h_n (B, H) the state after each row's last step.
+    """
+    weights = _weights("gru_forward", w_ih, w_hh, b_ih, b_hh, linear_before_reset)
+    x = contiguous(x, "gru_forward", "x")
+    y, h_n, gates, hs, lens = _core.gru_forward(x, weights._arrays, h0, lengths, bool(need_cache))
+    cache = GRUCache._make(x, weights, lens, gates, hs) if need_cache else None
+    return GRUOutput(y, h_n, cache)
+
+
+def gru_backward(cache: GRUCache, dy: np.ndarray | None = None, dh_n: np.ndarray | None = None) -> GRUGrads:
+    """Exact gradients (BPTT) of the ``gru_forward`` that made ``cache``.
+
+    ``dy`` (T, B, H) and ``dh_n`` (B, H) are the upstream gradients (None: zeros); entries of dy
+    past a row's length are ignored. Returns :class:`GRUGrads` ``(dx, dw_ih, dw_hh, db_ih, db_hh,
+    dh0)``; the bias gradients are returned even when the forward had no biases.
+    """
+    if not isinstance(cache, GRUCache):
+        raise TypeError(f"gru_backward: cache must be the GRUCache from gru_forward, got {type(cache).__name__}")
+    dx, dwi, dwh, db, dh0 = _core.gru_backward(
+        cache._x, cache._weights._arrays, cache._lengths, cache._gates, cache._h,
+        contiguous(dy, "gru_backward", "dy"), contiguous(dh_n, "gru_backward", "dh_n"),
+    )
+    # From the column forms back to PyTorch's: columns r, z, n_x, n_h (see GRUWeights).
+    H = dwh.shape[1]
+    dw_hh = np.concatenate([dwh[: 2 * H], dwh[3 * H:]])
+    db_ih = db[: 3 * H].copy()
+    db_hh = np.concatenate([db[: 2 * H], db[3 * H:]])
+    return GRUGrads(dx, np.ascontiguousarray(dwi[: 3 * H]), dw_hh, db_ih, db_hh, dh0)
+
+
+def _weights(fn, w_ih, w_hh, b_ih, b_hh, linear_before_reset) -> GRUWeights:
+    if isinstance(w_ih, GRUWeights) and not linear_before_reset:
+        raise TypeError(f"{fn}: linear_before_reset belongs to the GRUWeights when one is passed")
+    return weights_or_arrays(fn, GRUWeights, "a GRUWeights", w_ih, {"w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh},
+                             lambda: GRUWeights(w_ih, w_hh, b_ih, b_hh, linear_before_reset=linear_before_reset))
