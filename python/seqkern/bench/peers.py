@@ -129,6 +129,36 @@ def onnx_lstm(ctx: Context, w_ih, w_hh, bias, x_shape: tuple, with_state: bool, 
                                   {"W": W, "R": R, "B": Bias[None]})
 
 
+def torch_gru(torch: Any, w_ih, w_hh, b_ih, b_hh, cell: bool = False) -> Any:
+    """nn.GRU (or nn.GRUCell) holding our weights (the same layout and gate order r, z, n)."""
+    H, D = w_hh.shape[1], w_ih.shape[1]
+    module = torch.nn.GRUCell(D, H) if cell else torch.nn.GRU(D, H)
+    suffix = "" if cell else "_l0"
+    with torch.no_grad():
+        for name, a in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
+            getattr(module, name + suffix).copy_(torch.from_numpy(a))
+    return module
+
+
+def onnx_gru(ctx: Context, w_ih, w_hh, b_ih, b_hh, x_shape: tuple, with_state: bool, build=None) -> Any:
+    """ONNX's GRU operator with linear_before_reset=1 (PyTorch's math) over our weights (its gate
+    order is z, r, h; ours r, z, n), as an ONNX Runtime session or what ``build`` makes of it."""
+    H = w_hh.shape[1]
+    order = [1, 0, 2]
+
+    def reorder(a):
+        return a.reshape(3, H, -1)[order].reshape(1, 3 * H, -1)
+
+    Bias = np.concatenate([b_ih.reshape(3, H)[order].ravel(), b_hh.reshape(3, H)[order].ravel()])
+    state = ["h0"] if with_state else []
+    node = ctx.onnx.helper.make_node("GRU", ["X", "W", "R", "B", ""] + state, ["Y", "Y_h"], hidden_size=H,
+                                     linear_before_reset=1)
+    inputs = {"X": x_shape}
+    inputs.update({k: (1, x_shape[1], H) for k in state})
+    return (build or ort_session)(ctx, node, inputs, ["Y", "Y_h"],
+                                  {"W": reorder(w_ih), "R": reorder(w_hh), "B": Bias[None]})
+
+
 def torch_additive(torch: Any, q, k, v, w_q, w_k, w_v):
     """score_ij = w_v . tanh(W_q q_i + W_k k_j), softmax over j, out_i = sum_j a_ij v_j."""
     scores = torch.tanh((q @ w_q.T)[:, :, None, :] + (k @ w_k.T)[:, None, :, :]) @ w_v

@@ -12,7 +12,8 @@ import numpy as np
 import seqkern
 from seqkern import reference
 
-from .peers import Context, onnx_lstm, onnx_model, openvino_runner, ort_session, torch_additive, torch_lstm, torch_pool
+from .peers import (Context, onnx_gru, onnx_lstm, onnx_model, openvino_runner, ort_session, torch_additive, torch_gru,
+                    torch_lstm, torch_pool)
 
 
 def setup_softmax(d: dict, ctx: Context) -> dict[str, Callable]:
@@ -133,6 +134,83 @@ def setup_lstm_step(d: dict, ctx: Context) -> dict[str, Callable]:
         sess = onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=True)
         feed = {"X": x, "h0": h[None], "c0": c[None]}
         impls["ort"] = lambda: sess.run(["Y_h", "Y_c"], feed)
+    return impls
+
+
+def _gru_data(d: dict, rng: np.random.Generator, steps: int | None = None):
+    T, B, D, H = (steps or d["T"]), d["B"], d["D"], d["H"]
+    s = 1.0 / math.sqrt(H)  # PyTorch's initialisation range
+    x = rng.standard_normal((T, B, D), dtype=np.float32)
+    w = [rng.uniform(-s, s, shape).astype(np.float32) for shape in ((3 * H, D), (3 * H, H), (3 * H,), (3 * H,))]
+    return (x, *w)
+
+
+def setup_gru_forward(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Inference, as for the LSTM: weights prepared once (a GRUWeights), no cache."""
+    x, w_ih, w_hh, b_ih, b_hh = _gru_data(d, ctx.rng)
+    f, weights = seqkern.gru_forward, seqkern.GRUWeights(w_ih, w_hh, b_ih, b_hh)
+    impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
+    impls["numpy"] = lambda: reference.gru_forward(x, w_ih, w_hh, b_ih, b_hh)
+    if ctx.torch:
+        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
+        gru = torch_gru(torch, w_ih, w_hh, b_ih, b_hh)
+
+        def torch_forward():
+            with torch.no_grad():
+                return gru(xt)
+
+        impls["torch"] = torch_forward
+    if ctx.ort:
+        sess = onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=False)
+        impls["ort"] = lambda: sess.run(["Y"], {"X": x})
+    if ctx.openvino:
+        model = onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=False, build=onnx_model)
+        impls["openvino"] = openvino_runner(ctx, model, {"X": x})
+    return impls
+
+
+def setup_gru_train(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Forward, then backward from a gradient on every output step."""
+    x, w_ih, w_hh, b_ih, b_hh = _gru_data(d, ctx.rng)
+    dy = ctx.rng.standard_normal((d["T"], d["B"], d["H"]), dtype=np.float32)
+    fwd, bwd = seqkern.gru_forward, seqkern.gru_backward
+    impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(x, w_ih, w_hh, b_ih, b_hh).cache, dy)}
+    rf, rb = reference.gru_forward, reference.gru_backward
+    impls["numpy"] = lambda: rb(rf(x, w_ih, w_hh, b_ih, b_hh).cache, dy)
+    if ctx.torch:
+        torch, gru = ctx.torch, torch_gru(ctx.torch, w_ih, w_hh, b_ih, b_hh)
+        xt, dyt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(dy)
+
+        def torch_train():
+            gru.zero_grad(set_to_none=True)
+            xt.grad = None
+            gru(xt)[0].backward(dyt)
+            return xt.grad  # dx, what --check compares with seqkern's first gradient
+
+        impls["torch"] = torch_train
+    return impls
+
+
+def setup_gru_step(d: dict, ctx: Context) -> dict[str, Callable]:
+    """One step for B rows with packed weights, into a caller buffer (streaming inference)."""
+    x, w_ih, w_hh, b_ih, b_hh = _gru_data(d, ctx.rng, steps=1)
+    x_t, h = x[0], (0.5 * ctx.rng.standard_normal((d["B"], d["H"]))).astype(np.float32)
+    out_h = np.empty_like(h)
+    step = seqkern.GRUWeights(w_ih, w_hh, b_ih, b_hh).step
+    impls: dict[str, Callable] = {"seqkern": lambda: step(x_t, h, out_h=out_h)}
+    impls["numpy"] = lambda: reference.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h)[1]
+    if ctx.torch:
+        torch, cell = ctx.torch, torch_gru(ctx.torch, w_ih, w_hh, b_ih, b_hh, cell=True)
+        xt, ht = torch.from_numpy(x_t), torch.from_numpy(h)
+
+        def torch_step():
+            with torch.no_grad():
+                return cell(xt, ht)
+
+        impls["torch"] = torch_step
+    if ctx.ort:
+        sess = onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=True)
+        impls["ort"] = lambda: sess.run(["Y_h"], {"X": x, "h0": h[None]})
     return impls
 
 

@@ -13,6 +13,9 @@ from .setups import (
     setup_additive,
     setup_attention_forward,
     setup_attention_train,
+    setup_gru_forward,
+    setup_gru_step,
+    setup_gru_train,
     setup_lstm_forward,
     setup_lstm_step,
     setup_lstm_train,
@@ -60,11 +63,23 @@ def pool_flops(T: int, B: int, H: int, A: int) -> int:
     return 2 * T * B * H * A + 2 * T * B * A + 2 * T * B * H
 
 
+def gru_flops(T: int, B: int, D: int, H: int) -> int:
+    """GRU forward: 2*T*B*3H*(D+H), its two matrix products of every step (the useful work: the
+    kernels' column forms spend a quarter more on zero blocks, not counted)."""
+    return 2 * T * B * 3 * H * (D + H)
+
+
 # Backward costs about twice the forward where every forward product has two backward products
 # (LSTM, attention pooling), 2.5 times for attention (it also recomputes the score tiles); the
 # +backward rows time both passes.
 LSTM_TRAIN = 1 + 2.0
 ATTENTION_TRAIN = 1 + 2.5
+
+# The recurrent cells: family, flop formula, forward, forward+backward and step setups.
+RECURRENT = (
+    ("lstm", lstm_flops, setup_lstm_forward, setup_lstm_train, setup_lstm_step),
+    ("gru", gru_flops, setup_gru_forward, setup_gru_train, setup_gru_step),
+)
 
 FULL_SHAPES = {
     "softmax": [((4096, 1024), -1), ((64, 8, 128, 128), -1), ((256, 32000), -1),
@@ -74,6 +89,8 @@ FULL_SHAPES = {
     "lstm": [(128, 32, 128, 256), (256, 1, 64, 128), (64, 64, 256, 512), (512, 16, 128, 128),
              (128, 32, 100, 100), (128, 32, 96, 96)],
     "lstm_step": [(1, 128, 256)],
+    "gru": [(128, 32, 128, 256), (256, 1, 64, 128), (512, 16, 128, 128)],
+    "gru_step": [(1, 128, 256)],
     "attention": [(8, 8, 512, 64), (32, 4, 128, 64)],
     "additive": [(32, 64, 64, 256, 128)],
     "pool": [(128, 32, 256, 128)],
@@ -89,6 +106,8 @@ SMOKE_SHAPES = {  # tiny shapes that run every code path in well under a second
     "softmax_backward": [((8, 16), -1)],
     "lstm": [(3, 16, 4, 8), (3, 1, 4, 8)],
     "lstm_step": [(1, 4, 8)],
+    "gru": [(3, 16, 4, 8), (3, 1, 4, 8)],
+    "gru_step": [(1, 4, 8)],
     "attention": [(1, 2, 8, 4)],
     "additive": [(2, 3, 5, 4, 6)],
     "pool": [(4, 2, 5, 3)],
@@ -112,15 +131,14 @@ def build_entries(quick: bool = False, smoke: bool = False) -> list[Entry]:
             nbytes = per_elem * 4 * math.prod(shape)
             add(name, (shape, axis), Entry(name, {"x": shape, "axis": axis}, setup,
                                            bytes=nbytes))
-    for T, B, D, H in table["lstm"]:
-        dims, f = dict(T=T, B=B, D=D, H=H), lstm_flops(T, B, D, H)
-        big = B >= 16
-        add("lstm", (T, B, D, H), Entry("lstm_forward", dims, setup_lstm_forward, flops=f, scaling=big))
-        add("lstm", (T, B, D, H), Entry("lstm_forward+backward", dims, setup_lstm_train,
-                                        flops=LSTM_TRAIN * f, scaling=big))
-    for B, D, H in table["lstm_step"]:
-        add("lstm_step", (B, D, H), Entry("lstm_step", dict(B=B, D=D, H=H), setup_lstm_step,
-                                          flops=lstm_flops(1, B, D, H)))
+    for cell, flops, fwd, train, step in RECURRENT:
+        for T, B, D, H in table[cell]:
+            dims, f, big = dict(T=T, B=B, D=D, H=H), flops(T, B, D, H), B >= 16
+            add(cell, (T, B, D, H), Entry(cell + "_forward", dims, fwd, flops=f, scaling=big))
+            add(cell, (T, B, D, H), Entry(cell + "_forward+backward", dims, train, flops=LSTM_TRAIN * f,
+                                          scaling=big))
+        for B, D, H in table[cell + "_step"]:
+            add(cell + "_step", (B, D, H), Entry(cell + "_step", dict(B=B, D=D, H=H), step, flops=flops(1, B, D, H)))
     for B, NH, L, Dh in table["attention"]:
         dims, f = dict(B=B, NH=NH, L=L, Dh=Dh), attention_flops(B, NH, L, L, Dh)
         big = L >= 512
