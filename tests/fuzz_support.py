@@ -131,3 +131,16 @@ def lengths_ok(lengths, n, top):
         lengths.dtype.kind in "iu" and lengths.shape == (n,)
         and bool(np.all((lengths.astype(np.int64) >= 0) & (lengths.astype(np.int64) <= top)))
     )
+
+
+def run_checked(call, valid, fns, args):
+    """``call()``, which must succeed when ``valid`` and otherwise raise TypeError/ValueError naming
+    one of the functions ``fns`` and one of ``args``; returns its result, or None after such an error."""
+    try:
+        out = call()
+    except (TypeError, ValueError) as e:
+        assert not valid, f"valid input rejected: {e}"
+        assert any(names_an_argument(e, fn, args) for fn in fns), e
+        return None
+    assert valid, "invalid input accepted"
+    return out

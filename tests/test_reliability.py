@@ -83,6 +83,40 @@ def _lstm_step_workload(rng, small=False):
     return call, lambda out: _close(out, refs)
 
 
+def _gru_workload(rng, small=False):
+    T, B, D, H = (3, 2, 4, 5) if small else (8, 32, 48, 64)
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    w = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in ((3 * H, D), (3 * H, H), (3 * H,), (3 * H,))]
+    lengths = rng.integers(0, T + 1, size=B)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    weights = seqkern.GRUWeights(*w)
+
+    def call():
+        out = seqkern.gru_forward(x, weights, lengths=lengths)
+        return (out.y, out.h_n) + tuple(seqkern.gru_backward(out.cache, dy, out.h_n))
+
+    def refs(dtype):
+        r = ref.gru_forward(x.astype(dtype), *(a.astype(dtype) for a in w), lengths=lengths)
+        return (r.y, r.h_n) + tuple(ref.gru_backward(r.cache, dy.astype(dtype), r.h_n))
+
+    return call, lambda out: _close(out, refs)
+
+
+def _gru_step_workload(rng, small=False):
+    B, D, H = (2, 4, 5) if small else (64, 96, 128)
+    w = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in ((3 * H, D), (3 * H, H), (3 * H,), (3 * H,))]
+    x, h = (rng.standard_normal(s).astype(np.float32) for s in ((B, D), (B, H)))
+    weights = seqkern.GRUWeights(*w)
+
+    def call():
+        return (weights.step(x, h),)
+
+    def refs(dtype):
+        return (ref.gru_forward(x[None].astype(dtype), *(a.astype(dtype) for a in w), h.astype(dtype)).h_n,)
+
+    return call, lambda out: _close(out, refs)
+
+
 def _attention_workload(rng, small=False):
     B, NH, L, Dh = (1, 2, 5, 4) if small else (2, 4, 150, 32)
     q, k, v, g = (rng.standard_normal((B, NH, L, Dh)).astype(np.float32) for _ in range(4))
@@ -141,6 +175,8 @@ WORKLOADS = {
     "softmax": _softmax_workload,
     "lstm": _lstm_workload,
     "lstm_step": _lstm_step_workload,
+    "gru": _gru_workload,
+    "gru_step": _gru_step_workload,
     "attention": _attention_workload,
     "additive_attention": _additive_workload,
     "attention_pool": _pool_workload,
@@ -210,6 +246,9 @@ def _long_call(name):
     if name == "lstm":
         x, w = r(64, 64, 256), seqkern.LSTMWeights(r(1024, 256) * 0.1, r(1024, 256) * 0.1)
         return lambda: seqkern.lstm_forward(x, w, need_cache=False)
+    if name == "gru":
+        x, w = r(64, 64, 256), seqkern.GRUWeights(r(768, 256) * 0.1, r(768, 256) * 0.1)
+        return lambda: seqkern.gru_forward(x, w, need_cache=False)
     if name == "attention":
         q, k, v = r(1, 4, 1024, 64), r(1, 4, 1024, 64), r(1, 4, 1024, 64)
         return lambda: seqkern.attention_forward(q, k, v)
@@ -220,7 +259,7 @@ def _long_call(name):
     return lambda: seqkern.attention_pool_forward(h, w, r(256), r(256))
 
 
-@pytest.mark.parametrize("name", ["softmax", "lstm", "attention", "additive_attention", "attention_pool"])
+@pytest.mark.parametrize("name", ["softmax", "lstm", "gru", "attention", "additive_attention", "attention_pool"])
 def test_gil_is_released_during_a_kernel(name):
     # While one thread is inside a long kernel call, another thread keeps running Python code.
     # With a 10 s switch interval the interpreter never forces a switch on its own, so the second
@@ -261,9 +300,11 @@ def test_forked_child_and_nested_openmp_do_not_hang():
         x = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
         q = x.reshape(4, 128, 512)
         w = seqkern.LSTMWeights(x[:, :128] * 0.05, x[:, 128:256] * 0.05)
+        g = seqkern.GRUWeights(x[:384, :128] * 0.05, x[:384, 128:256] * 0.05)
 
         def all_kernels():
             return (seqkern.softmax(x), seqkern.lstm_forward(q[:, :, :128], w).y,
+                    seqkern.gru_forward(q[:, :, :128], g).y,
                     seqkern.attention_forward(q, q, q)[0],
                     seqkern.attention_pool_forward(q, x[:64, :512], x[0, :64], x[1, :64])[0])
 

@@ -88,17 +88,21 @@ def setup_lstm_train(d: dict, ctx: Context) -> dict[str, Callable]:
     rf, rb = reference.lstm_forward, reference.lstm_backward
     impls["numpy"] = lambda: rb(rf(x, w_ih, w_hh, bias)[-1], dy)
     if ctx.torch:
-        torch, lstm = ctx.torch, torch_lstm(ctx.torch, w_ih, w_hh, bias)
-        xt, dyt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(dy)
-
-        def torch_train():
-            lstm.zero_grad(set_to_none=True)
-            xt.grad = None
-            lstm(xt)[0].backward(dyt)
-            return xt.grad  # dx, what --check compares with seqkern's first gradient
-
-        impls["torch"] = torch_train
+        impls["torch"] = _torch_train(ctx.torch, torch_lstm(ctx.torch, w_ih, w_hh, bias), x, dy)
     return impls
+
+
+def _torch_train(torch, module, x, dy) -> Callable:
+    """A torch recurrent module's forward and backward from dy on every output step."""
+    xt, dyt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(dy)
+
+    def torch_train():
+        module.zero_grad(set_to_none=True)
+        xt.grad = None
+        module(xt)[0].backward(dyt)
+        return xt.grad  # dx, what --check compares with seqkern's first gradient
+
+    return torch_train
 
 
 def _numpy_lstm_step(x_t, h, c, w_ih_t, w_hh_t, bias):
@@ -178,16 +182,7 @@ def setup_gru_train(d: dict, ctx: Context) -> dict[str, Callable]:
     rf, rb = reference.gru_forward, reference.gru_backward
     impls["numpy"] = lambda: rb(rf(x, w_ih, w_hh, b_ih, b_hh).cache, dy)
     if ctx.torch:
-        torch, gru = ctx.torch, torch_gru(ctx.torch, w_ih, w_hh, b_ih, b_hh)
-        xt, dyt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(dy)
-
-        def torch_train():
-            gru.zero_grad(set_to_none=True)
-            xt.grad = None
-            gru(xt)[0].backward(dyt)
-            return xt.grad  # dx, what --check compares with seqkern's first gradient
-
-        impls["torch"] = torch_train
+        impls["torch"] = _torch_train(ctx.torch, torch_gru(ctx.torch, w_ih, w_hh, b_ih, b_hh), x, dy)
     return impls
 
 
