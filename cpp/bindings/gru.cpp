@@ -1,5 +1,6 @@
 // gru.cpp: the GRU's bindings: gru_weights (the column forms and packed panels, seqkern._gru's
 // GRUWeights keeps them), gru_forward, gru_step and gru_backward.
+#include <cmath>
 #include <cstring>
 
 #include "bindings/check.h"
@@ -47,6 +48,13 @@ struct GruArgs {
   }
 
 };
+
+template <typename T>
+bool has_inf(const T* p, int64_t n) {
+  bool any = false;
+  for (int64_t i = 0; i < n; ++i) any |= std::isinf(p[i]);
+  return any;
+}
 
 // (w_ih_c, w_hh_c, bias_c, wih_p, whh_p), frozen, from PyTorch's w_ih (3H, D), w_hh (3H, H),
 // b_ih, b_hh (3H,) or None.
@@ -124,7 +132,10 @@ py::tuple gru_forward(const py::object& x_obj, const py::tuple& weights, const p
     const T* init[1] = {opt_ptr<T>(h0)};
     T* last[1] = {h_n.mutable_data()};
     T* states[1] = {hp};
-    call_kernel(ops<T>().gru.forward, RnnShape{T_, B, D, H}, ptr<T>(x), w.params<T>(), init,
+    GruParams<T> p = w.params<T>();
+    // An infinity in x or h0 would meet the column forms' zero blocks in the per-step GEMM.
+    p.tiles_only = has_inf(ptr<T>(x), T_ * B * D) || (init[0] && has_inf(init[0], B * H));
+    call_kernel(ops<T>().gru.forward, RnnShape{T_, B, D, H}, ptr<T>(x), p, init,
                 opt_ptr<int64_t>(lengths), y.mutable_data(), last, gp, need_cache ? states : nullptr);
     return py::make_tuple(y, h_n, gates, hs, lengths);
   });

@@ -26,6 +26,8 @@ namespace rnn {
 template <typename T>
 struct GruCell : CellBase<T, GruParams<T>, 4, 1, true> {
   using V = simd::Vec<T>;
+  static constexpr int kInputColumns = 3;                      // r, z, n_x
+  static constexpr bool reads_h(int q) { return q != 2; }      // r, z, n_h
 
   template <typename Io>
   static V forward(const GruParams<T>&, int64_t H, int64_t, const V* acc, const T* const* prev, T* const*, T* gates,

@@ -67,6 +67,7 @@ constexpr int kCellRows = (kRegs - G * kVecs<T> - 1) / (G * kVecs<T>) < 1 ? 1
 //                     through w_hh: the backward hook then overwrites dh (dstate[0]) with that
 //                     term of dh_{t-1}, and the core adds da·w_hh to it
 //   param_size(H)     values of the cell's own parameter gradient (0: none)
+//   kInputColumns, reads_h(q)  which gate columns read x and h (all, unless a cell says otherwise)
 //   forward(...)      one vector of units of one row: states and saved gates from acc[G]
 //   backward(...)     the same vector's da, the carried state gradients and the cell's own
 //                     parameter gradients
@@ -80,6 +81,11 @@ struct CellBase {
   static constexpr int kStates = S;
   static constexpr bool kDirectDh = kDirect;
   static int64_t param_size(int64_t) { return 0; }
+  // Gate columns [0, kInputColumns) read x (the rest have zero rows in w_ih), and the columns
+  // for which reads_h is true read h (the rest have zero rows in w_hh). The fused per-step tiles
+  // skip the zero blocks, so an infinite input never meets a zero weight there.
+  static constexpr int kInputColumns = G;
+  static constexpr bool reads_h(int) { return true; }
 };
 
 inline int64_t num_blocks(int64_t H, int64_t U) { return (H + U - 1) / U; }

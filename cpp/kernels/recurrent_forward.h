@@ -29,6 +29,8 @@
 // Cost: 2·T·B·G·H·(D+H) flops, plus the cell's transcendental functions per B·H per step.
 #pragma once
 
+#include <type_traits>
+
 #include "kernels/gemm.h"
 #include "kernels/recurrent.h"
 #include "kernels/simd.h"
@@ -138,29 +140,35 @@ void cell_tile(const CellStep<Cell, T>& a, int64_t m0, int64_t j, int64_t kb, in
           acc[r][q][v] = V::load(a.part + ((m0 + r) * G + q) * U + v * W);
           continue;
         }
-        V s = a.g_in ? io(v).load(a.g_in + (m0 + r) * NG + q * H + u0 + v * W) : V::zero();
+        V s = a.g_in && q < Cell::kInputColumns ? io(v).load(a.g_in + (m0 + r) * NG + q * H + u0 + v * W)
+                                                : V::zero();
         if (a.bias) s = s + io(v).load(a.bias + q * H + u0 + v * W);
         if (a.pre) s = s + io(v).load(a.pre + (m0 + r) * a.ldp + G * u0 + q * w + v * W);
         acc[r][q][v] = s;
       }
     }
   }
-  auto accumulate = [&](const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, int64_t k0, int64_t k1) {
+  // The products with x (kX) or h over a gate-interleaved panel, only for the gate columns that
+  // read that input (the others' weights are a zero block, never multiplied).
+  auto accumulate = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, int64_t k0,
+                        int64_t k1) {
+    auto reads = [](int q) { return decltype(kX)::value ? q < Cell::kInputColumns : Cell::reads_h(q); };
     const T* panel = wp + j * G * U * K;
     for (int64_t k = k0; k < k1; ++k) {
       const T* wr = panel + k * G * w;
       V wv[G][NV];
       for (int q = 0; q < G; ++q)
-        for (int v = 0; v < NV; ++v) wv[q][v] = io(v).load(wr + q * w + v * W);
+        for (int v = 0; v < NV; ++v) wv[q][v] = reads(q) ? io(v).load(wr + q * w + v * W) : V::zero();
       for (int r = 0; r < R; ++r) {
         const V b = V::set1(in[(m0 + r) * sm + k * sk]);
         for (int q = 0; q < G; ++q)
-          for (int v = 0; v < NV; ++v) acc[r][q][v] = simd::fmadd(b, wv[q][v], acc[r][q][v]);
+          for (int v = 0; v < NV; ++v)
+            if (reads(q)) acc[r][q][v] = simd::fmadd(b, wv[q][v], acc[r][q][v]);
       }
     }
   };
-  if (a.x && first) accumulate(a.x, a.D, 1, a.D, a.wih_p, 0, a.D);
-  accumulate(a.h_rows, a.h_sm, a.h_sk, H, a.whh_p, kb, ke);
+  if (a.x && first) accumulate(std::true_type{}, a.x, a.D, 1, a.D, a.wih_p, 0, a.D);
+  accumulate(std::false_type{}, a.h_rows, a.h_sm, a.h_sk, H, a.whh_p, kb, ke);
   if (!last) {
     for (int r = 0; r < R; ++r)
       for (int q = 0; q < G; ++q)
@@ -334,7 +342,7 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
   // two ping-pong (B, D+H) buffers: the cell of step t writes h_t into the one step t+1 reads.
   // (One GEMM for the input projection of all steps up front would leave a T·B·G·H buffer that
   // the cell reads back from memory, step by step.)
-  const bool use_gemm = B >= kClaimRowsMax;
+  const bool use_gemm = B >= kClaimRowsMax && !p.tiles_only;
   const int64_t KX = D + H;
   const int64_t ldx = KX % 16 == 0 ? KX + 16 : KX;  // row stride of the A buffers
   gemm::PackedB<T> w_pk;
@@ -373,9 +381,10 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
       scratch.reset(T_ * B * NG);
       Gx = scratch.data();
     }
-    // The input projection of every step in one GEMM.
-    gemm::gemm_mt<T>(false, true, T_ * B, NG, D, T(1), x, D, p.w_ih, D, T(0), Gx, NG,
-                     simd::threads_for(T_ * B * NG * D, kGemmGrain));
+    // The input projection of every step in one GEMM (of the gate columns that read x).
+    const int64_t NX = Cell::kInputColumns * H;
+    gemm::gemm_mt<T>(false, true, T_ * B, NX, D, T(1), x, D, p.w_ih, D, T(0), Gx, NG,
+                     simd::threads_for(T_ * B * NX * D, kGemmGrain));
   }
 
   // States: the cache's (T+1, B, H) arrays, or two ping-pong buffers each without a cache.

@@ -20,6 +20,10 @@ struct RnnParams {
   const T* bias = nullptr;
   const T* wih_p = nullptr;
   const T* whh_p = nullptr;
+  // Run every step on the fused tiles, which skip a cell's zero blocks, instead of the per-step
+  // GEMM over [x | h] (which multiplies them): the bindings set it when x or h0 holds an
+  // infinity, so that 0 * inf never makes a NaN the cell's math does not have.
+  bool tiles_only = false;
 };
 
 template <typename T, typename Params>
