@@ -1,13 +1,22 @@
-"""Weight converters between other frameworks' LSTM layouts and seqkern's.
+"""Weight converters between other frameworks' LSTM and GRU layouts and seqkern's.
 
-seqkern's layout is PyTorch's: ``w_ih`` (4H, D), ``w_hh`` (4H, H), ``bias`` (4H,), gate rows
+seqkern's LSTM layout is PyTorch's: ``w_ih`` (4H, D), ``w_hh`` (4H, H), ``bias`` (4H,), gate rows
 ordered i, f, g, o, plus optional diagonal peepholes ``peephole`` (3, H) with rows i, f, o.
-Every ``from_*`` function returns a dict with the keys ``w_ih``, ``w_hh``, ``bias`` and
+Every LSTM ``from_*`` function returns a dict with the keys ``w_ih``, ``w_hh``, ``bias`` and
 ``peephole`` (None where absent), ready for ``seqkern.lstm_forward(x, **d)`` or
-``seqkern.LSTMWeights(**d)``. Plain NumPy in, plain NumPy out: framework tensors are accepted
-through ``np.asarray`` (PyTorch tensors after ``.detach()``), and no framework is imported here.
+``seqkern.LSTMWeights(**d)``.
 
-Only the standard cell converts exactly: sigmoid gates and tanh cell/output activations, no
+seqkern's GRU layout is PyTorch's too: ``w_ih`` (3H, D), ``w_hh`` (3H, H), ``b_ih`` and ``b_hh``
+(3H,), gate rows ordered r, z, n. Every GRU ``from_*`` function returns a dict with the keys
+``w_ih``, ``w_hh``, ``b_ih``, ``b_hh`` (None where absent) and ``linear_before_reset`` (True: the
+reset gate multiplies ``h W_hnᵀ + b_hn``; False: it multiplies h before the product), ready for
+``seqkern.reference.gru_forward(x, **d)``, and for ``seqkern.gru_forward(x, **d)`` or
+``seqkern.GRUWeights(**d)`` when ``linear_before_reset`` is True (the kernels implement only that).
+
+Plain NumPy in, plain NumPy out: framework tensors are accepted through ``np.asarray`` (PyTorch
+tensors after ``.detach()``), and no framework is imported here.
+
+Only the standard cells convert exactly: sigmoid gates and tanh cell/output activations, no
 clipping, no coupled input-forget gate, no projection (PyTorch ``proj_size``).
 """
 
@@ -15,7 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["from_torch_lstm", "to_torch_lstm", "from_keras_lstm", "from_onnx_lstm"]
+__all__ = [
+    "from_torch_lstm", "to_torch_lstm", "from_keras_lstm", "from_onnx_lstm",
+    "from_torch_gru", "to_torch_gru", "from_keras_gru", "from_onnx_gru",
+]
 
 
 def _np(a) -> np.ndarray:
@@ -24,13 +36,26 @@ def _np(a) -> np.ndarray:
     return np.array(a, copy=True)
 
 
+def _contiguous(**arrays) -> dict:
+    return {k: None if a is None else np.ascontiguousarray(a) for k, a in arrays.items()}
+
+
 def _result(w_ih, w_hh, bias=None, peephole=None) -> dict:
-    return {
-        "w_ih": np.ascontiguousarray(w_ih),
-        "w_hh": np.ascontiguousarray(w_hh),
-        "bias": None if bias is None else np.ascontiguousarray(bias),
-        "peephole": None if peephole is None else np.ascontiguousarray(peephole),
-    }
+    return _contiguous(w_ih=w_ih, w_hh=w_hh, bias=bias, peephole=peephole)
+
+
+def _gru_result(w_ih, w_hh, b_ih, b_hh, linear_before_reset) -> dict:
+    return {**_contiguous(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh), "linear_before_reset": bool(linear_before_reset)}
+
+
+def _stacked(w_ih, w_hh, gates: int) -> bool:
+    """w_ih (gates*H, D) and w_hh (gates*H, H), the gate blocks stacked along the rows."""
+    return w_ih.ndim == 2 and w_hh.ndim == 2 and w_hh.shape[0] == gates * w_hh.shape[1] and w_ih.shape[0] == w_hh.shape[0]
+
+
+def _blocks(a, H: int, order) -> np.ndarray:
+    """The H-row gate blocks of ``a`` in the given order (block indices into ``a``)."""
+    return np.concatenate([a[k * H : (k + 1) * H] for k in order], axis=0)
 
 
 def _torch_suffix(fn: str, layer: int, direction: int) -> str:
@@ -45,12 +70,33 @@ def _find(state_dict, name: str, required: bool, fn: str = "from_torch_lstm"):
     # A module nested in a model: keys carry a prefix such as "encoder.lstm.".
     hits = [k for k in state_dict if k.endswith("." + name)]
     if len(hits) > 1:
-        raise ValueError(f"{fn}: several keys end with {name!r}: {hits}; pass the LSTM's own state_dict")
+        cell = fn.rsplit("_", 1)[-1].upper()
+        raise ValueError(f"{fn}: several keys end with {name!r}: {hits}; pass the {cell}'s own state_dict")
     if hits:
         return state_dict[hits[0]]
     if required:
         raise KeyError(f"{fn}: state_dict has no {name!r} (keys: {sorted(state_dict)[:8]}...)")
     return None
+
+
+def _torch_layer(fn: str, state_dict, sfx: str, gates: int):
+    """weight_ih, weight_hh, bias_ih, bias_hh of one layer and direction (biases None if absent)."""
+    w_ih = _np(_find(state_dict, "weight_ih" + sfx, True, fn))
+    w_hh = _np(_find(state_dict, "weight_hh" + sfx, True, fn))
+    if not _stacked(w_ih, w_hh, gates):
+        raise ValueError(
+            f"{fn}: expected weight_ih{sfx} ({gates}H, D) and weight_hh{sfx} ({gates}H, H), "
+            f"got {w_ih.shape} and {w_hh.shape}"
+        )
+    biases = []
+    for name in ("bias_ih", "bias_hh"):
+        b = _find(state_dict, name + sfx, False, fn)
+        if b is not None:
+            b = _np(b)
+            if b.shape != w_hh.shape[:1]:
+                raise ValueError(f"{fn}: {name}{sfx} must have shape {w_hh.shape[:1]}, got {b.shape}")
+        biases.append(b)
+    return w_ih, w_hh, biases[0], biases[1]
 
 
 def from_torch_lstm(state_dict, layer: int = 0, direction: int = 0) -> dict:
@@ -75,24 +121,10 @@ def from_torch_lstm(state_dict, layer: int = 0, direction: int = 0) -> dict:
     sfx = _torch_suffix("from_torch_lstm", layer, direction)
     if _find(state_dict, "weight_hr" + sfx, required=False) is not None:
         raise ValueError("from_torch_lstm: nn.LSTM with proj_size > 0 is not supported")
-    w_ih = _np(_find(state_dict, "weight_ih" + sfx, True))
-    w_hh = _np(_find(state_dict, "weight_hh" + sfx, True))
-    if w_ih.ndim != 2 or w_hh.ndim != 2 or w_hh.shape[0] != 4 * w_hh.shape[1] or w_ih.shape[0] != w_hh.shape[0]:
-        raise ValueError(
-            f"from_torch_lstm: expected weight_ih{sfx} (4H, D) and weight_hh{sfx} (4H, H), "
-            f"got {w_ih.shape} and {w_hh.shape}"
-        )
-    b_ih = _find(state_dict, "bias_ih" + sfx, False)
-    b_hh = _find(state_dict, "bias_hh" + sfx, False)
+    w_ih, w_hh, b_ih, b_hh = _torch_layer("from_torch_lstm", state_dict, sfx, 4)
     bias = None
     if b_ih is not None or b_hh is not None:
-        bias = np.zeros(w_hh.shape[0], w_hh.dtype)
-        for name, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
-            if b is not None:
-                b = _np(b)
-                if b.shape != bias.shape:
-                    raise ValueError(f"from_torch_lstm: {name}{sfx} must have shape {bias.shape}, got {b.shape}")
-                bias = bias + b
+        bias = sum((b for b in (b_ih, b_hh) if b is not None), np.zeros(w_hh.shape[0], w_hh.dtype))
     return _result(w_ih, w_hh, bias)
 
 
@@ -134,7 +166,7 @@ def from_keras_lstm(kernel, recurrent_kernel, bias=None) -> dict:
         transpose its (B, T, D) input to (T, B, D). Only the default activations convert.
     """
     k, r = _np(kernel), _np(recurrent_kernel)
-    if k.ndim != 2 or r.ndim != 2 or r.shape[1] != 4 * r.shape[0] or k.shape[1] != r.shape[1]:
+    if not _stacked(k.T, r.T, 4):
         raise ValueError(f"from_keras_lstm: expected kernel (D, 4H) and recurrent_kernel (H, 4H), got {k.shape} and {r.shape}")
     b = None if bias is None else _np(bias)
     if b is not None and b.shape != (r.shape[1],):
@@ -142,18 +174,36 @@ def from_keras_lstm(kernel, recurrent_kernel, bias=None) -> dict:
     return _result(k.T, r.T, b)
 
 
-# ONNX orders the gate blocks i, o, f, c and the peepholes i, o, f.
+# ONNX orders the LSTM's gate blocks i, o, f, c and the peepholes i, o, f, the GRU's z, r, h;
+# Keras orders the GRU's gate columns z, r, h as well.
 _ONNX_GATES = (0, 2, 3, 1)  # seqkern's i, f, g, o as ONNX block indices
 _ONNX_PEEP = (0, 2, 1)  # seqkern's peephole rows i, f, o as ONNX block indices
+_ZRH_GATES = (1, 0, 2)  # seqkern's GRU gates r, z, n as ONNX (and Keras) block indices
 
 
-def _onnx_dir(a, direction: int, name: str, ndim: int) -> np.ndarray:
+def _onnx_dir(a, direction: int, name: str, ndim: int, fn: str = "from_onnx_lstm") -> np.ndarray:
     a = _np(a)
     if a.ndim != ndim:
-        raise ValueError(f"from_onnx_lstm: {name} must be {ndim}-D with a leading num_directions axis, got shape {a.shape}")
+        raise ValueError(f"{fn}: {name} must be {ndim}-D with a leading num_directions axis, got shape {a.shape}")
     if not 0 <= direction < a.shape[0]:
-        raise ValueError(f"from_onnx_lstm: {name} has {a.shape[0]} direction(s); direction {direction} is out of range")
+        raise ValueError(f"{fn}: {name} has {a.shape[0]} direction(s); direction {direction} is out of range")
     return a[direction]
+
+
+def _onnx_layer(fn: str, W, R, B, direction: int, order):
+    """H and one direction's W, R, Wb, Rb, gate blocks reordered to seqkern's (biases None without B)."""
+    g = len(order)
+    w, r = _onnx_dir(W, direction, "W", 3, fn), _onnx_dir(R, direction, "R", 3, fn)
+    H = r.shape[-1]
+    if not _stacked(w, r, g):
+        raise ValueError(f"{fn}: expected W (dirs, {g}H, D) and R (dirs, {g}H, H), got {np.shape(W)} and {np.shape(R)}")
+    wb = rb = None
+    if B is not None:
+        b = _onnx_dir(B, direction, "B", 2, fn)
+        if b.shape != (2 * g * H,):
+            raise ValueError(f"{fn}: B must have shape (dirs, {2 * g}H) = (dirs, {2 * g * H}), got {np.shape(B)}")
+        wb, rb = _blocks(b[: g * H], H, order), _blocks(b[g * H :], H, order)
+    return H, _blocks(w, H, order), _blocks(r, H, order), wb, rb
 
 
 def from_onnx_lstm(W, R, B=None, P=None, direction: int = 0) -> dict:
@@ -180,24 +230,128 @@ def from_onnx_lstm(W, R, B=None, P=None, direction: int = 0) -> dict:
         (or None). Only the default activations (Sigmoid, Tanh, Tanh), no ``clip`` and
         ``input_forget=0`` convert exactly.
     """
-    w, r = _onnx_dir(W, direction, "W", 3), _onnx_dir(R, direction, "R", 3)
-    H = r.shape[-1]
-    if r.shape != (4 * H, H) or w.shape[0] != 4 * H:
-        raise ValueError(f"from_onnx_lstm: expected W (dirs, 4H, D) and R (dirs, 4H, H), got {np.shape(W)} and {np.shape(R)}")
-
-    def gates(a):
-        return np.concatenate([a[k * H : (k + 1) * H] for k in _ONNX_GATES], axis=0)
-
-    bias = None
-    if B is not None:
-        b = _onnx_dir(B, direction, "B", 2)
-        if b.shape != (8 * H,):
-            raise ValueError(f"from_onnx_lstm: B must have shape (dirs, 8H) = (dirs, {8 * H}), got {np.shape(B)}")
-        bias = gates(b[: 4 * H] + b[4 * H :])
+    H, w_ih, w_hh, wb, rb = _onnx_layer("from_onnx_lstm", W, R, B, direction, _ONNX_GATES)
+    bias = None if wb is None else wb + rb
     peephole = None
     if P is not None:
         p = _onnx_dir(P, direction, "P", 2)
         if p.shape != (3 * H,):
             raise ValueError(f"from_onnx_lstm: P must have shape (dirs, 3H) = (dirs, {3 * H}), got {np.shape(P)}")
         peephole = np.stack([p[k * H : (k + 1) * H] for k in _ONNX_PEEP])
-    return _result(gates(w), gates(r), bias, peephole)
+    return _result(w_ih, w_hh, bias, peephole)
+
+
+# ---------------------------------------------------------------------------------------------
+# GRU
+
+
+def from_torch_gru(state_dict, layer: int = 0, direction: int = 0) -> dict:
+    """Weights of one layer and direction of a PyTorch ``nn.GRU`` from its ``state_dict()``.
+
+    The parameters are :func:`from_torch_lstm`'s: ``gru.state_dict()`` (tensors or arrays, keys
+    perhaps with a module prefix), the layer index, and the direction, 1 for the reverse one of a
+    bidirectional GRU (which runs over the time-reversed sequence).
+
+    Returns
+    -------
+    dict
+        ``w_ih`` (3H, D_layer), ``w_hh`` (3H, H), ``b_ih`` and ``b_hh`` (3H,) (None for
+        ``bias=False``), ``linear_before_reset`` True. PyTorch's gate order is already r, z, n.
+    """
+    sfx = _torch_suffix("from_torch_gru", layer, direction)
+    w_ih, w_hh, b_ih, b_hh = _torch_layer("from_torch_gru", state_dict, sfx, 3)
+    return _gru_result(w_ih, w_hh, b_ih, b_hh, True)
+
+
+def to_torch_gru(w_ih, w_hh, b_ih=None, b_hh=None, layer: int = 0, direction: int = 0, *,
+                 linear_before_reset: bool = True) -> dict:
+    """The inverse of :func:`from_torch_gru`: state-dict entries for one layer and direction.
+
+    Returns NumPy arrays under PyTorch's names (``weight_ih_l0`` ...); when either bias is given
+    the other one, if None, gets zeros (no bias entries when both are None). Wrap them with
+    ``torch.from_numpy`` before ``load_state_dict``. PyTorch's nn.GRU resets after the product:
+    ``ValueError`` for ``linear_before_reset=False``.
+    """
+    if not linear_before_reset:
+        raise ValueError("to_torch_gru: linear_before_reset must be True: PyTorch's nn.GRU resets after the product")
+    sfx = _torch_suffix("to_torch_gru", layer, direction)
+    out = {"weight_ih" + sfx: _np(w_ih), "weight_hh" + sfx: _np(w_hh)}
+    if b_ih is not None or b_hh is not None:
+        b_ih = None if b_ih is None else _np(b_ih)
+        b_hh = None if b_hh is None else _np(b_hh)
+        out["bias_ih" + sfx] = np.zeros_like(b_hh) if b_ih is None else b_ih
+        out["bias_hh" + sfx] = np.zeros_like(b_ih) if b_hh is None else b_hh
+    return out
+
+
+def from_keras_gru(kernel, recurrent_kernel, bias=None, reset_after: bool = True) -> dict:
+    """Weights of a Keras ``GRU`` layer (``layer.get_weights()``).
+
+    Parameters
+    ----------
+    kernel : ndarray (D, 3H)
+        Input kernel, gate columns ordered z, r, h (h is seqkern's n).
+    recurrent_kernel : ndarray (H, 3H)
+        Recurrent kernel, same order.
+    bias : ndarray, optional
+        ``use_bias=True``'s bias, same order: (2, 3H) with ``reset_after=True`` (row 0 the input
+        bias, row 1 the recurrent one), (3H,) with ``reset_after=False`` (the input bias only).
+    reset_after : bool
+        The layer's ``reset_after`` (Keras' default True, the reset gate after the product).
+
+    Returns
+    -------
+    dict
+        ``w_ih`` (3H, D) and ``w_hh`` (3H, H), the transposed kernels reordered to r, z, n, ``b_ih``
+        and ``b_hh`` likewise (``b_hh`` None with ``reset_after=False``), ``linear_before_reset`` =
+        ``reset_after``. Keras runs batch-major: transpose its (B, T, D) input to (T, B, D). Only
+        the default activations (tanh, sigmoid recurrent activation) convert.
+    """
+    k, r = _np(kernel), _np(recurrent_kernel)
+    if not _stacked(k.T, r.T, 3):
+        raise ValueError(f"from_keras_gru: expected kernel (D, 3H) and recurrent_kernel (H, 3H), got {k.shape} and {r.shape}")
+    H = r.shape[0]
+    b_ih = b_hh = None
+    if bias is not None:
+        b = _np(bias)
+        want = (2, 3 * H) if reset_after else (3 * H,)
+        if b.shape != want:
+            form = "(2, 3H)" if reset_after else "(3H,)"
+            raise ValueError(
+                f"from_keras_gru: bias must have shape {form} = {want} with reset_after={bool(reset_after)}, got {b.shape}"
+            )
+        if reset_after:
+            b_ih, b_hh = _blocks(b[0], H, _ZRH_GATES), _blocks(b[1], H, _ZRH_GATES)
+        else:
+            b_ih = _blocks(b, H, _ZRH_GATES)
+    return _gru_result(_blocks(k.T, H, _ZRH_GATES), _blocks(r.T, H, _ZRH_GATES), b_ih, b_hh, reset_after)
+
+
+def from_onnx_gru(W, R, B=None, linear_before_reset: int = 0, direction: int = 0) -> dict:
+    """Weights of one direction of an ONNX ``GRU`` operator, from its initializers.
+
+    Parameters
+    ----------
+    W : ndarray (num_directions, 3H, D)
+        Input weights, gate blocks ordered z, r, h.
+    R : ndarray (num_directions, 3H, H)
+        Recurrent weights, same order.
+    B : ndarray (num_directions, 6H), optional
+        ``[Wb, Rb]``, the input and recurrent biases (same order).
+    linear_before_reset : int
+        The operator's attribute, 0 (ONNX's default: the reset gate before the recurrent
+        product) or 1.
+    direction : int
+        As for :func:`from_onnx_lstm`: 1 is the reverse direction of a bidirectional GRU.
+
+    Returns
+    -------
+    dict
+        ``w_ih``, ``w_hh``, ``b_ih`` (= Wb) and ``b_hh`` (= Rb) reordered to r, z, n,
+        ``linear_before_reset`` as a bool. Only the default activations (Sigmoid, Tanh) and no
+        ``clip`` convert exactly.
+    """
+    if linear_before_reset not in (0, 1):
+        raise ValueError(f"from_onnx_gru: linear_before_reset must be 0 or 1, got {linear_before_reset!r}")
+    _, w_ih, w_hh, b_ih, b_hh = _onnx_layer("from_onnx_gru", W, R, B, direction, _ZRH_GATES)
+    return _gru_result(w_ih, w_hh, b_ih, b_hh, linear_before_reset)
