@@ -11,6 +11,8 @@ computes from its arguments and the parameters only, so several threads can run 
 
 ``Layer.param_shapes(config)`` gives the parameter shapes a config implies without allocating
 them (``load_model`` checks a file against them before building anything).
+
+The recurrent layers (:class:`LSTM`, :class:`GRU`) are in ``recurrent`` and importable from here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 import seqkern
 
-__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "AttentionPool", "layer_class", "layer_from_config"]
+__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "AttentionPool", "layer_class", "layer_from_config"]
 
 
 def _size(config: dict, key: str, minimum: int = 0) -> int:
@@ -293,166 +295,6 @@ def _np(t):
     return np.asarray(t)
 
 
-def _reverse_index(T: int, lengths: np.ndarray | None, B: int):
-    """Index into a (T, B, F) array viewed as (T*B, F) that reverses every column's first
-    lengths[b] steps and leaves the padding in place (None: no lengths, reverse everything). The
-    permutation is its own inverse, so the same index maps back."""
-    if lengths is None:
-        return None
-    t = np.arange(T)[:, None]
-    L = np.asarray(lengths)[None, :]
-    return (np.where(t < L, L - 1 - t, t) * B + np.arange(B)[None, :]).reshape(-1)
-
-
-def _reverse(a: np.ndarray, index) -> np.ndarray:
-    """``a`` (T, B, F) with each sequence reversed within its length (see _reverse_index)."""
-    if index is None:
-        return np.ascontiguousarray(a[::-1])
-    T, B, F = a.shape
-    return np.take(a.reshape(T * B, F), index, axis=0).reshape(T, B, F)
-
-
-class LSTM(Layer):
-    """Stacked, optionally bidirectional LSTM over time-major input (T, B, input_size), on
-    ``seqkern.lstm_forward`` / ``seqkern.lstm_backward``.
-
-    Output: with ``return_sequences`` the last layer's outputs (T, B, D*H) (zeros at t >= length),
-    else its final states (B, D*H) (D = 2 if bidirectional: forward state after the last valid
-    step, then reverse state after reaching step 0), as PyTorch's ``h_n``.
-
-    Parameters per layer k and direction (suffix ``_reverse``): ``w_ih_l{k}`` (4H, in),
-    ``w_hh_l{k}`` (4H, H), ``bias_l{k}`` (4H,), gate rows i, f, g, o, and with ``peephole`` also
-    ``peephole_l{k}`` (3, H). The reverse direction runs the same kernel on every sequence reversed
-    within its length. ``dropout`` is applied to the inputs of layers 1.. in training only.
-    Init (Keras' unit-forget-bias): Glorot-uniform w_ih, orthogonal w_hh, bias 0 except the forget
-    gate at 1, peepholes 0.
-    """
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, peephole=False,
-                 dropout=0.0, return_sequences=False, dtype=np.float32, seed=None):
-        super().__init__(dtype)
-        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.num_layers, self.bidirectional = int(num_layers), bool(bidirectional)
-        self.peephole, self.dropout = bool(peephole), float(dropout)
-        self.return_sequences = bool(return_sequences)
-        self._gen = _rng(seed)
-        H = self.hidden_size
-        self.dirs = ("", "_reverse") if self.bidirectional else ("",)
-        for k in range(self.num_layers):
-            d_in = self.input_size if k == 0 else H * len(self.dirs)
-            for s in self.dirs:
-                self._add(f"w_ih_l{k}{s}", glorot_uniform(self._gen, d_in, 4 * H, (4 * H, d_in), self.dtype))
-                self._add(f"w_hh_l{k}{s}", orthogonal(self._gen, H, 4 * H, self.dtype).T)
-                b = np.zeros(4 * H)
-                b[H : 2 * H] = 1.0
-                self._add(f"bias_l{k}{s}", b)
-                if self.peephole:
-                    self._add(f"peephole_l{k}{s}", np.zeros((3, H)))
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size * len(self.dirs)
-
-    def get_config(self):
-        return {"class": "LSTM", "input_size": self.input_size, "hidden_size": self.hidden_size,
-                "num_layers": self.num_layers, "bidirectional": self.bidirectional,
-                "peephole": self.peephole, "dropout": self.dropout,
-                "return_sequences": self.return_sequences, "dtype": self.dtype.name}
-
-    @classmethod
-    def param_shapes(cls, config):
-        d_in, H, layers = _size(config, "input_size"), _size(config, "hidden_size"), _size(config, "num_layers")
-        dirs = ("", "_reverse") if config.get("bidirectional") else ("",)
-        for k in range(layers):
-            for s in dirs:
-                yield f"w_ih_l{k}{s}", (4 * H, d_in if k == 0 else H * len(dirs))
-                yield f"w_hh_l{k}{s}", (4 * H, H)
-                yield f"bias_l{k}{s}", (4 * H,)
-                if config.get("peephole"):
-                    yield f"peephole_l{k}{s}", (3, H)
-
-    def _run(self, k, s, x, lengths, cache):
-        p = self._p
-        return seqkern.lstm_forward(
-            x, p[f"w_ih_l{k}{s}"], p[f"w_hh_l{k}{s}"], p[f"bias_l{k}{s}"],
-            peephole=p.get(f"peephole_l{k}{s}"), lengths=lengths, need_cache=cache)
-
-    def forward(self, x, lengths=None, training=False, cache=True):
-        x = np.asarray(x)
-        if x.ndim != 3 or x.shape[2] != self.input_size:
-            raise ValueError(f"LSTM: x must have shape (T, B, {self.input_size}), got {x.shape}")
-        T, B, _ = x.shape
-        lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
-        rev = _reverse_index(T, lengths, B) if self.bidirectional else None
-        all_caches, masks = [], []
-        h_last = []
-        for k in range(self.num_layers):
-            mask = None
-            if k > 0 and training and self.dropout > 0:
-                keep = 1.0 - self.dropout
-                mask = (self._gen.random(x.shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(keep)
-                x = x * mask
-            masks.append(mask)
-            outs, caches, h_last = [], [], []
-            for s in self.dirs:
-                xs = x if s == "" else _reverse(x, rev)
-                y, h_n, _c_n, c = self._run(k, s, xs, lengths, cache)
-                outs.append(y if s == "" else _reverse(y, rev))
-                caches.append(c)
-                h_last.append(h_n)
-            all_caches.append(caches)
-            x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
-        if cache:
-            self._rev, self._caches, self._masks = rev, all_caches, masks
-        if self.return_sequences:
-            return x
-        return h_last[0] if len(h_last) == 1 else np.concatenate(h_last, axis=1)
-
-    def backward(self, grad):
-        H, rev = self.hidden_size, self._rev
-        grad = np.asarray(grad, dtype=self.dtype)
-        dx = None
-        for k in reversed(range(self.num_layers)):
-            parts = []
-            for j, s in enumerate(self.dirs):
-                dy = dh_n = None
-                if k == self.num_layers - 1 and not self.return_sequences:
-                    dh_n = np.ascontiguousarray(grad[:, j * H : (j + 1) * H])
-                else:
-                    dy = grad[..., j * H : (j + 1) * H]
-                    dy = np.ascontiguousarray(dy) if s == "" else _reverse(np.ascontiguousarray(dy), rev)
-                d_x, dw_ih, dw_hh, dbias, _dh0, _dc0, dpeep = seqkern.lstm_backward(
-                    self._caches[k][j], dy=dy, dh_n=dh_n)
-                self._g[f"w_ih_l{k}{s}"] += dw_ih
-                self._g[f"w_hh_l{k}{s}"] += dw_hh
-                self._g[f"bias_l{k}{s}"] += dbias
-                if self.peephole:
-                    self._g[f"peephole_l{k}{s}"] += dpeep
-                parts.append(d_x if s == "" else _reverse(d_x, rev))
-            dx = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-            if self._masks[k] is not None:
-                dx = dx * self._masks[k]
-            grad = dx
-        self._caches = []
-        return dx
-
-    def load_torch(self, state_dict):
-        """Copy an ``nn.LSTM`` state dict (``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}``,
-        ``bias_ih_l{k}``, ``bias_hh_l{k}``; tensors or arrays) into this layer; the two biases are
-        summed. The torch module must have the same sizes and ``batch_first`` does not matter."""
-        vals = {}
-        for k in range(self.num_layers):
-            for s in self.dirs:
-                vals[f"w_ih_l{k}{s}"] = _np(state_dict[f"weight_ih_l{k}{s}"])
-                vals[f"w_hh_l{k}{s}"] = _np(state_dict[f"weight_hh_l{k}{s}"])
-                b = np.zeros(4 * self.hidden_size)
-                for name in (f"bias_ih_l{k}{s}", f"bias_hh_l{k}{s}"):
-                    if name in state_dict:
-                        b = b + _np(state_dict[name]).astype(np.float64)
-                vals[f"bias_l{k}{s}"] = b
-        self.set_params(vals)
-
-
 class AttentionPool(Layer):
     """Additive attention pooling over time-major h (T, B, H), on
     ``seqkern.attention_pool_forward`` / ``attention_pool_backward``:
@@ -527,7 +369,11 @@ class MeanPool(Layer):
         return self._w[:, :, None] * grad[None, :, :]
 
 
-_CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, AttentionPool, MeanPool)}
+# The recurrent layers live in .recurrent, which builds on the helpers above; imported here so that
+# ``layers.LSTM`` keeps working and the registry knows them.
+from .recurrent import GRU, LSTM  # noqa: E402
+
+_CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, GRU, AttentionPool, MeanPool)}
 
 
 def layer_class(config: dict) -> type:
