@@ -168,8 +168,10 @@ void additive_attention_backward(const AdditiveAttnShape& s, const AttnMask& m, 
   gemm::gemm_mt<T>(true, false, s.a, s.dk, rk, T(1), dkp.data(), s.a, k, s.dk, T(0), dw_k, s.dk, ntg);
 }
 
-SEQKERN_REGISTER(additive, forward, additive_attention_forward)
-SEQKERN_REGISTER(additive, backward, additive_attention_backward)
+SEQKERN_KERNELS(additive_attention) {
+  SEQKERN_ENTRY(additive, forward, additive_attention_forward);
+  SEQKERN_ENTRY(additive, backward, additive_attention_backward);
+}
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -202,7 +202,9 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
   }
 }
 
-SEQKERN_REGISTER(attention, backward, attention_backward)
+SEQKERN_KERNELS(attention_backward) {
+  SEQKERN_ENTRY(attention, backward, attention_backward);
+}
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

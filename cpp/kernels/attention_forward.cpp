@@ -185,7 +185,9 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
   }
 }
 
-SEQKERN_REGISTER(attention, forward, attention_forward)
+SEQKERN_KERNELS(attention_forward) {
+  SEQKERN_ENTRY(attention, forward, attention_forward);
+}
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

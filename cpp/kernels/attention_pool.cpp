@@ -125,8 +125,10 @@ void attention_pool_backward(const AttnPoolShape& s, const int64_t* lengths, con
   gemm::gemm_mt<T>(false, false, rows, s.h, s.a, T(1), dz.data(), s.a, w, s.h, T(1), dh, s.h, nt);
 }
 
-SEQKERN_REGISTER(pool, forward, attention_pool_forward)
-SEQKERN_REGISTER(pool, backward, attention_pool_backward)
+SEQKERN_KERNELS(attention_pool) {
+  SEQKERN_ENTRY(pool, forward, attention_pool_forward);
+  SEQKERN_ENTRY(pool, backward, attention_pool_backward);
+}
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -10,10 +10,12 @@
 namespace seqkern {
 namespace SEQKERN_ISA_NS {
 
-SEQKERN_REGISTER_CELL(lstm, rnn::LstmCell, forward)
-SEQKERN_REGISTER_CELL(lstm, rnn::LstmCell, backward)
-SEQKERN_REGISTER_CELL(gru, rnn::GruCell, forward)
-SEQKERN_REGISTER_CELL(gru, rnn::GruCell, backward)
+SEQKERN_KERNELS(cells) {
+  SEQKERN_CELL(lstm, rnn::LstmCell, forward);
+  SEQKERN_CELL(lstm, rnn::LstmCell, backward);
+  SEQKERN_CELL(gru, rnn::GruCell, forward);
+  SEQKERN_CELL(gru, rnn::GruCell, backward);
+}
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -39,7 +39,9 @@ void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha
   }
 }
 
-SEQKERN_REGISTER(matmul, run, matmul)
+SEQKERN_KERNELS(matmul) {
+  SEQKERN_ENTRY(matmul, run, matmul);
+}
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -1,16 +1,24 @@
-// registry.cpp: this level's table of kernel entry points, filled in by the kernel files
-// (registry.h).
+// registry.cpp: this level's table of kernel entry points, filled in by every kernel file's fill
+// function (registry.h) on first use.
 #include "kernels/registry.h"
 
 namespace seqkern {
 namespace SEQKERN_ISA_NS {
 
-KernelTable& mutable_kernel_table() {
-  static KernelTable table;
+#define SEQKERN_FILL(name) void fill_##name(KernelTable& table);
+#include "seqkern_kernel_files.inc"
+#undef SEQKERN_FILL
+
+const KernelTable& kernel_table() {
+  static const KernelTable table = [] {
+    KernelTable t;
+#define SEQKERN_FILL(name) fill_##name(t);
+#include "seqkern_kernel_files.inc"
+#undef SEQKERN_FILL
+    return t;
+  }();
   return table;
 }
-
-const KernelTable& kernel_table() { return mutable_kernel_table(); }
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern

@@ -196,8 +196,10 @@ void softmax_backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx) {
   });
 }
 
-SEQKERN_REGISTER(softmax, forward, softmax_forward)
-SEQKERN_REGISTER(softmax, backward, softmax_backward)
+SEQKERN_KERNELS(softmax) {
+  SEQKERN_ENTRY(softmax, forward, softmax_forward);
+  SEQKERN_ENTRY(softmax, backward, softmax_backward);
+}
 
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern
