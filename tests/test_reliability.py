@@ -117,6 +117,27 @@ def _gru_step_workload(rng, small=False):
     return call, lambda out: _close(out, refs)
 
 
+def _rnn_workload(rng, small=False):
+    T, B, D, H = (3, 2, 4, 5) if small else (8, 32, 48, 64)
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    w = [rng.standard_normal(s).astype(np.float32) * 0.2 for s in ((H, D), (H, H), (H,))]
+    lengths = rng.integers(0, T + 1, size=B)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    weights = seqkern.RNNWeights(*w, nonlinearity="relu")
+
+    def call():
+        out = seqkern.rnn_forward(x, weights, lengths=lengths)
+        return (out.y, out.h_n, weights.step(x[0], out.h_n)) + tuple(seqkern.rnn_backward(out.cache, dy, out.h_n))
+
+    def refs(dtype):
+        a = [v.astype(dtype) for v in w]
+        r = ref.rnn_forward(x.astype(dtype), *a, lengths=lengths, nonlinearity="relu")
+        step = ref.rnn_forward(x[:1].astype(dtype), *a, r.h_n, nonlinearity="relu").h_n
+        return (r.y, r.h_n, step) + tuple(ref.rnn_backward(r.cache, dy.astype(dtype), r.h_n))
+
+    return call, lambda out: _close(out, refs)
+
+
 def _attention_workload(rng, small=False):
     B, NH, L, Dh = (1, 2, 5, 4) if small else (2, 4, 150, 32)
     q, k, v, g = (rng.standard_normal((B, NH, L, Dh)).astype(np.float32) for _ in range(4))
@@ -177,6 +198,7 @@ WORKLOADS = {
     "lstm_step": _lstm_step_workload,
     "gru": _gru_workload,
     "gru_step": _gru_step_workload,
+    "rnn": _rnn_workload,
     "attention": _attention_workload,
     "additive_attention": _additive_workload,
     "attention_pool": _pool_workload,
@@ -249,6 +271,9 @@ def _long_call(name):
     if name == "gru":
         x, w = r(64, 64, 256), seqkern.GRUWeights(r(768, 256) * 0.1, r(768, 256) * 0.1)
         return lambda: seqkern.gru_forward(x, w, need_cache=False)
+    if name == "rnn":
+        x, w = r(128, 64, 256), seqkern.RNNWeights(r(256, 256) * 0.05, r(256, 256) * 0.05)
+        return lambda: seqkern.rnn_forward(x, w, need_cache=False)
     if name == "attention":
         q, k, v = r(1, 4, 1024, 64), r(1, 4, 1024, 64), r(1, 4, 1024, 64)
         return lambda: seqkern.attention_forward(q, k, v)
@@ -259,7 +284,7 @@ def _long_call(name):
     return lambda: seqkern.attention_pool_forward(h, w, r(256), r(256))
 
 
-@pytest.mark.parametrize("name", ["softmax", "lstm", "gru", "attention", "additive_attention", "attention_pool"])
+@pytest.mark.parametrize("name", ["softmax", "lstm", "gru", "rnn", "attention", "additive_attention", "attention_pool"])
 def test_gil_is_released_during_a_kernel(name):
     # While one thread is inside a long kernel call, another thread keeps running Python code.
     # With a 10 s switch interval the interpreter never forces a switch on its own, so the second
@@ -301,10 +326,11 @@ def test_forked_child_and_nested_openmp_do_not_hang():
         q = x.reshape(4, 128, 512)
         w = seqkern.LSTMWeights(x[:, :128] * 0.05, x[:, 128:256] * 0.05)
         g = seqkern.GRUWeights(x[:384, :128] * 0.05, x[:384, 128:256] * 0.05)
+        e = seqkern.RNNWeights(x[:128, :128] * 0.05, x[:128, 128:256] * 0.05)
 
         def all_kernels():
             return (seqkern.softmax(x), seqkern.lstm_forward(q[:, :, :128], w).y,
-                    seqkern.gru_forward(q[:, :, :128], g).y,
+                    seqkern.gru_forward(q[:, :, :128], g).y, seqkern.rnn_forward(q[:, :, :128], e).y,
                     seqkern.attention_forward(q, q, q)[0],
                     seqkern.attention_pool_forward(q, x[:64, :512], x[0, :64], x[1, :64])[0])
 

@@ -12,6 +12,7 @@ void bind_softmax(pybind11::module_& m);
 void bind_matmul(pybind11::module_& m);
 void bind_lstm(pybind11::module_& m);
 void bind_gru(pybind11::module_& m);
+void bind_rnn(pybind11::module_& m);
 void bind_attention(pybind11::module_& m);
 void bind_additive(pybind11::module_& m);
 void bind_pool(pybind11::module_& m);

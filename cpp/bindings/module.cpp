@@ -11,6 +11,7 @@ PYBIND11_MODULE(_core, m) {
   bind_matmul(m);
   bind_lstm(m);
   bind_gru(m);
+  bind_rnn(m);
   bind_attention(m);
   bind_additive(m);
   bind_pool(m);

@@ -6,6 +6,7 @@
 #include "kernels/recurrent_backward.h"
 #include "kernels/recurrent_forward.h"
 #include "kernels/registry.h"
+#include "kernels/rnn_cell.h"
 
 namespace seqkern {
 namespace SEQKERN_ISA_NS {
@@ -15,6 +16,8 @@ SEQKERN_KERNELS(cells) {
   SEQKERN_CELL(lstm, rnn::LstmCell, backward);
   SEQKERN_CELL(gru, rnn::GruCell, forward);
   SEQKERN_CELL(gru, rnn::GruCell, backward);
+  SEQKERN_CELL(rnn, rnn::ElmanCell, forward);
+  SEQKERN_CELL(rnn, rnn::ElmanCell, backward);
 }
 
 }  // namespace SEQKERN_ISA_NS

@@ -11,6 +11,7 @@
 #include "seqkern/ops/gru.h"
 #include "seqkern/ops/lstm.h"
 #include "seqkern/ops/matmul.h"
+#include "seqkern/ops/rnn.h"
 #include "seqkern/ops/softmax.h"
 
 namespace seqkern {
@@ -20,6 +21,7 @@ struct Ops {
   SoftmaxOps<T> softmax;
   LstmOps<T> lstm;
   GruOps<T> gru;
+  RnnOps<T> rnn;
   MatmulOps<T> matmul;
   AttentionOps<T> attention;
   AdditiveOps<T> additive;

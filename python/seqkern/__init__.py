@@ -1,4 +1,4 @@
-"""seqkern: fast, exact CPU kernels for LSTM and softmax attention, with a NumPy API.
+"""seqkern: fast, exact CPU kernels for recurrent cells (LSTM, GRU, RNN) and softmax attention, with a NumPy API.
 
 The kernels are C++17, compiled once per instruction-set level (portable scalar, AVX2+FMA,
 AVX-512) and chosen at import; ``SEQKERN_ISA`` caps the choice. ``seqkern.reference`` holds
@@ -21,6 +21,7 @@ from ._runtime import (
 )
 from ._lstm import LSTMCache, LSTMGrads, LSTMOutput, LSTMWeights, lstm_backward, lstm_forward
 from ._gru import GRUCache, GRUGrads, GRUOutput, GRUWeights, gru_backward, gru_forward
+from ._rnn import RNNCache, RNNGrads, RNNOutput, RNNWeights, rnn_backward, rnn_forward
 from ._attention import (
     additive_attention_backward,
     additive_attention_forward,
@@ -59,6 +60,12 @@ __all__ = [
     "GRUCache",
     "GRUOutput",
     "GRUGrads",
+    "rnn_forward",
+    "rnn_backward",
+    "RNNWeights",
+    "RNNCache",
+    "RNNOutput",
+    "RNNGrads",
     "attention_forward",
     "attention_backward",
     "additive_attention_forward",

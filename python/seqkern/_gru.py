@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._util import contiguous, weights_or_arrays
+from ._util import StateCache, contiguous, frozen_copy, weights_or_arrays
 
 __all__ = ["GRUWeights", "GRUCache", "GRUOutput", "GRUGrads", "gru_forward", "gru_backward"]
 
@@ -49,8 +49,8 @@ class GRUWeights:
         self._w_ih = cols[: 3 * H]
         self._w_hh = np.concatenate([rec[: 2 * H], rec[3 * H:]])
         self._w_hh.setflags(write=False)
-        self._b_ih = None if b_ih is None else _frozen(b_ih, cols.dtype)
-        self._b_hh = None if b_hh is None else _frozen(b_hh, cols.dtype)
+        self._b_ih = None if b_ih is None else frozen_copy(b_ih, cols.dtype)
+        self._b_hh = None if b_hh is None else frozen_copy(b_hh, cols.dtype)
 
     @property
     def w_ih(self) -> np.ndarray:
@@ -97,12 +97,6 @@ class GRUWeights:
         )
 
 
-def _frozen(a, dtype) -> np.ndarray:
-    out = np.array(a, dtype=dtype, order="C", copy=True)
-    out.setflags(write=False)
-    return out
-
-
 class GRUOutput(NamedTuple):
     """``gru_forward``'s result: y (T, B, H), h_n (B, H), and the cache for backward."""
 
@@ -122,7 +116,7 @@ class GRUGrads(NamedTuple):
     dh0: np.ndarray
 
 
-class GRUCache:
+class GRUCache(StateCache):
     """What ``gru_backward`` needs from one ``gru_forward`` call; only ``gru_forward`` makes one.
 
     It holds, read-only, the gates r, z, n and ``h W_hnᵀ + b_hn`` of every step (T, B, 4*H; 0 past
@@ -130,49 +124,8 @@ class GRUCache:
     lengths. ``gru_backward`` checks every array against the weights again.
     """
 
-    __slots__ = ("_x", "_weights", "_lengths", "_gates", "_h")
-
-    def __init__(self, *args) -> None:
-        raise TypeError("GRUCache: only gru_forward makes one")
-
-    @classmethod
-    def _make(cls, x, weights, lengths, gates, h) -> "GRUCache":
-        self = object.__new__(cls)
-        for a in (gates, h):
-            a.setflags(write=False)
-        for name, value in zip(cls.__slots__, (x.view(), weights, lengths, gates, h)):
-            object.__setattr__(self, name, value)
-        return self
-
-    def __setattr__(self, name, value) -> None:
-        raise AttributeError("GRUCache is read-only")
-
-    @property
-    def weights(self) -> GRUWeights:
-        return self._weights
-
-    @property
-    def gates(self) -> np.ndarray:
-        return _read_only_view(self._gates)
-
-    @property
-    def h(self) -> np.ndarray:
-        return _read_only_view(self._h)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the cache's own arrays (gates, h)."""
-        return int(self._gates.nbytes + self._h.nbytes)
-
-    def __repr__(self) -> str:
-        T, B, _ = self._x.shape
-        return f"GRUCache(T={T}, B={B}, H={self._h.shape[2]}, dtype={self._x.dtype}, nbytes={self.nbytes})"
-
-
-def _read_only_view(a: np.ndarray) -> np.ndarray:
-    v = a.view()
-    v.setflags(write=False)
-    return v
+    __slots__ = ()
+    _maker = "gru_forward"
 
 
 def gru_forward(

@@ -50,3 +50,61 @@ def weights_or_arrays(fn: str, packed, kind: str, w_ih, others: dict, build):
     if others.get("w_hh") is None:
         raise TypeError(f"{fn}: w_hh is required when w_ih is an array")
     return build()
+
+
+def frozen_copy(a, dtype) -> np.ndarray:
+    """A read-only C-order copy of ``a`` as ``dtype``."""
+    out = np.array(a, dtype=dtype, order="C", copy=True)
+    out.setflags(write=False)
+    return out
+
+
+def read_only_view(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
+class StateCache:
+    """The cache of a recurrent family whose only state is h (GRU, RNN): x, the weights object, the
+    int64 lengths, the saved gates (T, B, G*H) and the states h (T+1, B, H), read-only. Only the
+    family's forward makes one (``_make``)."""
+
+    __slots__ = ("_x", "_weights", "_lengths", "_gates", "_h")
+    _maker = "the forward function"
+
+    def __init__(self, *args) -> None:
+        raise TypeError(f"{type(self).__name__}: only {self._maker} makes one")
+
+    @classmethod
+    def _make(cls, x, weights, lengths, gates, h):
+        self = object.__new__(cls)
+        for a in (gates, h):
+            a.setflags(write=False)
+        for name, value in zip(StateCache.__slots__, (x.view(), weights, lengths, gates, h)):
+            object.__setattr__(self, name, value)
+        return self
+
+    def __setattr__(self, name, value) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    @property
+    def weights(self):
+        return self._weights
+
+    @property
+    def gates(self) -> np.ndarray:
+        return read_only_view(self._gates)
+
+    @property
+    def h(self) -> np.ndarray:
+        return read_only_view(self._h)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cache's own arrays (gates, h)."""
+        return int(self._gates.nbytes + self._h.nbytes)
+
+    def __repr__(self) -> str:
+        T, B, _ = self._x.shape
+        return f"{type(self).__name__}(T={T}, B={B}, H={self._h.shape[2]}, dtype={self._x.dtype}, nbytes={self.nbytes})"

@@ -1,4 +1,4 @@
-"""Weight converters between other frameworks' LSTM and GRU layouts and seqkern's.
+"""Weight converters between other frameworks' LSTM, GRU and RNN layouts and seqkern's.
 
 seqkern's LSTM layout is PyTorch's: ``w_ih`` (4H, D), ``w_hh`` (4H, H), ``bias`` (4H,), gate rows
 ordered i, f, g, o, plus optional diagonal peepholes ``peephole`` (3, H) with rows i, f, o.
@@ -12,6 +12,11 @@ seqkern's GRU layout is PyTorch's too: ``w_ih`` (3H, D), ``w_hh`` (3H, H), ``b_i
 reset gate multiplies ``h W_hnᵀ + b_hn``; False: it multiplies h before the product), ready for
 ``seqkern.reference.gru_forward(x, **d)``, and for ``seqkern.gru_forward(x, **d)`` or
 ``seqkern.GRUWeights(**d)`` when ``linear_before_reset`` is True (the kernels implement only that).
+
+seqkern's plain RNN layout is PyTorch's ``nn.RNN`` with the two biases summed: ``w_ih`` (H, D),
+``w_hh`` (H, H), ``bias`` (H,). Every RNN ``from_*`` function returns a dict with the keys ``w_ih``,
+``w_hh``, ``bias`` (None where absent) and ``nonlinearity`` ("tanh" or "relu"), ready for
+``seqkern.rnn_forward(x, **d)`` or ``seqkern.RNNWeights(**d)``.
 
 Plain NumPy in, plain NumPy out: framework tensors are accepted through ``np.asarray`` (PyTorch
 tensors after ``.detach()``), and no framework is imported here.
@@ -27,6 +32,7 @@ import numpy as np
 __all__ = [
     "from_torch_lstm", "to_torch_lstm", "from_keras_lstm", "from_onnx_lstm",
     "from_torch_gru", "to_torch_gru", "from_keras_gru", "from_onnx_gru",
+    "from_torch_rnn", "to_torch_rnn", "from_onnx_rnn",
 ]
 
 
@@ -355,3 +361,77 @@ def from_onnx_gru(W, R, B=None, linear_before_reset: int = 0, direction: int = 0
         raise ValueError(f"from_onnx_gru: linear_before_reset must be 0 or 1, got {linear_before_reset!r}")
     _, w_ih, w_hh, b_ih, b_hh = _onnx_layer("from_onnx_gru", W, R, B, direction, _ZRH_GATES)
     return _gru_result(w_ih, w_hh, b_ih, b_hh, linear_before_reset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain RNN
+
+
+def _rnn_result(w_ih, w_hh, bias, nonlinearity: str, fn: str) -> dict:
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"{fn}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return {**_contiguous(w_ih=w_ih, w_hh=w_hh, bias=bias), "nonlinearity": nonlinearity}
+
+
+def from_torch_rnn(state_dict, layer: int = 0, direction: int = 0, nonlinearity: str = "tanh") -> dict:
+    """Weights of one layer and direction of a PyTorch ``nn.RNN`` from its ``state_dict()``.
+
+    The parameters are :func:`from_torch_lstm`'s, plus the module's ``nonlinearity`` ("tanh" or
+    "relu"; a state dict does not record it).
+
+    Returns
+    -------
+    dict
+        ``w_ih`` (H, D_layer), ``w_hh`` (H, H), ``bias`` (H,) = ``bias_ih + bias_hh`` (None for
+        ``bias=False``), ``nonlinearity``.
+    """
+    sfx = _torch_suffix("from_torch_rnn", layer, direction)
+    w_ih, w_hh, b_ih, b_hh = _torch_layer("from_torch_rnn", state_dict, sfx, 1)
+    bias = None
+    if b_ih is not None or b_hh is not None:
+        bias = sum((b for b in (b_ih, b_hh) if b is not None), np.zeros(w_hh.shape[0], w_hh.dtype))
+    return _rnn_result(w_ih, w_hh, bias, nonlinearity, "from_torch_rnn")
+
+
+def to_torch_rnn(w_ih, w_hh, bias=None, layer: int = 0, direction: int = 0) -> dict:
+    """The inverse of :func:`from_torch_rnn`: state-dict entries for one layer and direction.
+
+    NumPy arrays under PyTorch's names; ``bias`` goes to ``bias_ih`` and ``bias_hh`` gets zeros
+    (PyTorch only ever uses their sum). Wrap them with ``torch.from_numpy`` before
+    ``load_state_dict``; the module's ``nonlinearity`` is the caller's to set.
+    """
+    sfx = _torch_suffix("to_torch_rnn", layer, direction)
+    out = {"weight_ih" + sfx: _np(w_ih), "weight_hh" + sfx: _np(w_hh)}
+    if bias is not None:
+        out["bias_ih" + sfx] = _np(bias)
+        out["bias_hh" + sfx] = np.zeros_like(out["bias_ih" + sfx])
+    return out
+
+
+_ONNX_RNN_ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
+
+
+def from_onnx_rnn(W, R, B=None, activation: str = "Tanh", direction: int = 0) -> dict:
+    """Weights of one direction of an ONNX ``RNN`` operator, from its initializers.
+
+    Parameters
+    ----------
+    W : ndarray (num_directions, H, D)
+    R : ndarray (num_directions, H, H)
+    B : ndarray (num_directions, 2H), optional
+        ``[Wb, Rb]``; seqkern uses their sum.
+    activation : str
+        The direction's entry of the operator's ``activations`` (ONNX's default "Tanh", or "Relu").
+    direction : int
+        As for :func:`from_onnx_lstm`.
+
+    Returns
+    -------
+    dict
+        ``w_ih``, ``w_hh``, ``bias`` (or None), ``nonlinearity``. No ``clip`` converts exactly.
+    """
+    if activation not in _ONNX_RNN_ACTIVATIONS:
+        raise ValueError(f"from_onnx_rnn: activation must be 'Tanh' or 'Relu', got {activation!r}")
+    _, w_ih, w_hh, wb, rb = _onnx_layer("from_onnx_rnn", W, R, B, direction, (0,))
+    bias = None if wb is None else wb + rb
+    return _rnn_result(w_ih, w_hh, bias, _ONNX_RNN_ACTIVATIONS[activation], "from_onnx_rnn")

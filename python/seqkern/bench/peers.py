@@ -159,6 +159,29 @@ def onnx_gru(ctx: Context, w_ih, w_hh, b_ih, b_hh, x_shape: tuple, with_state: b
                                   {"W": reorder(w_ih), "R": reorder(w_hh), "B": Bias[None]})
 
 
+def torch_rnn(torch: Any, w_ih, w_hh, bias, cell: bool = False) -> Any:
+    """nn.RNN (or nn.RNNCell), tanh, holding our weights: bias in bias_ih, zeros in bias_hh."""
+    H, D = w_hh.shape[1], w_ih.shape[1]
+    module = torch.nn.RNNCell(D, H) if cell else torch.nn.RNN(D, H)
+    suffix = "" if cell else "_l0"
+    with torch.no_grad():
+        for name, a in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", bias), ("bias_hh", np.zeros_like(bias))):
+            getattr(module, name + suffix).copy_(torch.from_numpy(a))
+    return module
+
+
+def onnx_rnn(ctx: Context, w_ih, w_hh, bias, x_shape: tuple, with_state: bool, build=None) -> Any:
+    """ONNX's RNN operator (Tanh) over our weights, as an ONNX Runtime session or what ``build``
+    makes of it."""
+    H = w_hh.shape[1]
+    Bias = np.concatenate([bias, np.zeros_like(bias)])
+    state = ["h0"] if with_state else []
+    node = ctx.onnx.helper.make_node("RNN", ["X", "W", "R", "B", ""] + state, ["Y", "Y_h"], hidden_size=H)
+    inputs = {"X": x_shape}
+    inputs.update({k: (1, x_shape[1], H) for k in state})
+    return (build or ort_session)(ctx, node, inputs, ["Y", "Y_h"], {"W": w_ih[None], "R": w_hh[None], "B": Bias[None]})
+
+
 def torch_additive(torch: Any, q, k, v, w_q, w_k, w_v):
     """score_ij = w_v . tanh(W_q q_i + W_k k_j), softmax over j, out_i = sum_j a_ij v_j."""
     scores = torch.tanh((q @ w_q.T)[:, :, None, :] + (k @ w_k.T)[:, None, :, :]) @ w_v

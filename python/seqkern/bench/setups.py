@@ -12,7 +12,8 @@ import numpy as np
 import seqkern
 from seqkern import reference
 
-from .peers import (Context, onnx_gru, onnx_lstm, onnx_model, openvino_runner, ort_session, torch_additive, torch_gru,
+from .peers import (Context, onnx_gru, onnx_lstm, onnx_model, onnx_rnn, openvino_runner, ort_session, torch_additive, torch_gru,
+                    torch_rnn,
                     torch_lstm, torch_pool)
 
 
@@ -205,6 +206,74 @@ def setup_gru_step(d: dict, ctx: Context) -> dict[str, Callable]:
         impls["torch"] = torch_step
     if ctx.ort:
         sess = onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=True)
+        impls["ort"] = lambda: sess.run(["Y_h"], {"X": x, "h0": h[None]})
+    return impls
+
+
+def _rnn_data(d: dict, rng: np.random.Generator, steps: int | None = None):
+    T, B, D, H = (steps or d["T"]), d["B"], d["D"], d["H"]
+    s = 1.0 / math.sqrt(H)  # PyTorch's initialisation range
+    x = rng.standard_normal((T, B, D), dtype=np.float32)
+    w = [rng.uniform(-s, s, shape).astype(np.float32) for shape in ((H, D), (H, H), (H,))]
+    return (x, *w)
+
+
+def setup_rnn_forward(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Inference of the plain RNN (tanh), as for the LSTM: weights prepared once, no cache."""
+    x, w_ih, w_hh, bias = _rnn_data(d, ctx.rng)
+    f, weights = seqkern.rnn_forward, seqkern.RNNWeights(w_ih, w_hh, bias)
+    impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
+    impls["numpy"] = lambda: reference.rnn_forward(x, w_ih, w_hh, bias)
+    if ctx.torch:
+        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
+        rnn = torch_rnn(torch, w_ih, w_hh, bias)
+
+        def torch_forward():
+            with torch.no_grad():
+                return rnn(xt)
+
+        impls["torch"] = torch_forward
+    if ctx.ort:
+        sess = onnx_rnn(ctx, w_ih, w_hh, bias, x.shape, with_state=False)
+        impls["ort"] = lambda: sess.run(["Y"], {"X": x})
+    if ctx.openvino:
+        model = onnx_rnn(ctx, w_ih, w_hh, bias, x.shape, with_state=False, build=onnx_model)
+        impls["openvino"] = openvino_runner(ctx, model, {"X": x})
+    return impls
+
+
+def setup_rnn_train(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Forward, then backward from a gradient on every output step."""
+    x, w_ih, w_hh, bias = _rnn_data(d, ctx.rng)
+    dy = ctx.rng.standard_normal((d["T"], d["B"], d["H"]), dtype=np.float32)
+    fwd, bwd = seqkern.rnn_forward, seqkern.rnn_backward
+    impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(x, w_ih, w_hh, bias).cache, dy)}
+    rf, rb = reference.rnn_forward, reference.rnn_backward
+    impls["numpy"] = lambda: rb(rf(x, w_ih, w_hh, bias).cache, dy)
+    if ctx.torch:
+        impls["torch"] = _torch_train(ctx.torch, torch_rnn(ctx.torch, w_ih, w_hh, bias), x, dy)
+    return impls
+
+
+def setup_rnn_step(d: dict, ctx: Context) -> dict[str, Callable]:
+    """One step for B rows with packed weights, into a caller buffer (streaming inference)."""
+    x, w_ih, w_hh, bias = _rnn_data(d, ctx.rng, steps=1)
+    x_t, h = x[0], (0.5 * ctx.rng.standard_normal((d["B"], d["H"]))).astype(np.float32)
+    out_h = np.empty_like(h)
+    step = seqkern.RNNWeights(w_ih, w_hh, bias).step
+    impls: dict[str, Callable] = {"seqkern": lambda: step(x_t, h, out_h=out_h)}
+    impls["numpy"] = lambda: reference.rnn_forward(x, w_ih, w_hh, bias, h)[1]
+    if ctx.torch:
+        torch, cell = ctx.torch, torch_rnn(ctx.torch, w_ih, w_hh, bias, cell=True)
+        xt, ht = torch.from_numpy(x_t), torch.from_numpy(h)
+
+        def torch_step():
+            with torch.no_grad():
+                return cell(xt, ht)
+
+        impls["torch"] = torch_step
+    if ctx.ort:
+        sess = onnx_rnn(ctx, w_ih, w_hh, bias, x.shape, with_state=True)
         impls["ort"] = lambda: sess.run(["Y_h"], {"X": x, "h0": h[None]})
     return impls
 

@@ -16,6 +16,9 @@ from .setups import (
     setup_gru_forward,
     setup_gru_step,
     setup_gru_train,
+    setup_rnn_forward,
+    setup_rnn_step,
+    setup_rnn_train,
     setup_lstm_forward,
     setup_lstm_step,
     setup_lstm_train,
@@ -69,6 +72,11 @@ def gru_flops(T: int, B: int, D: int, H: int) -> int:
     return 2 * T * B * 3 * H * (D + H)
 
 
+def rnn_flops(T: int, B: int, D: int, H: int) -> int:
+    """Plain RNN forward: 2*T*B*H*(D+H), its two matrix products of every step."""
+    return 2 * T * B * H * (D + H)
+
+
 # Backward costs about twice the forward where every forward product has two backward products
 # (LSTM, attention pooling), 2.5 times for attention (it also recomputes the score tiles); the
 # +backward rows time both passes.
@@ -79,6 +87,7 @@ ATTENTION_TRAIN = 1 + 2.5
 RECURRENT = (
     ("lstm", lstm_flops, setup_lstm_forward, setup_lstm_train, setup_lstm_step),
     ("gru", gru_flops, setup_gru_forward, setup_gru_train, setup_gru_step),
+    ("rnn", rnn_flops, setup_rnn_forward, setup_rnn_train, setup_rnn_step),
 )
 
 FULL_SHAPES = {
@@ -91,6 +100,8 @@ FULL_SHAPES = {
     "lstm_step": [(1, 128, 256)],
     "gru": [(128, 32, 128, 256), (256, 1, 64, 128), (512, 16, 128, 128)],
     "gru_step": [(1, 128, 256)],
+    "rnn": [(128, 32, 128, 256), (256, 1, 64, 128), (512, 16, 128, 128)],
+    "rnn_step": [(1, 128, 256)],
     "attention": [(8, 8, 512, 64), (32, 4, 128, 64)],
     "additive": [(32, 64, 64, 256, 128)],
     "pool": [(128, 32, 256, 128)],
@@ -108,6 +119,8 @@ SMOKE_SHAPES = {  # tiny shapes that run every code path in well under a second
     "lstm_step": [(1, 4, 8)],
     "gru": [(3, 16, 4, 8), (3, 1, 4, 8)],
     "gru_step": [(1, 4, 8)],
+    "rnn": [(3, 16, 4, 8), (3, 1, 4, 8)],
+    "rnn_step": [(1, 4, 8)],
     "attention": [(1, 2, 8, 4)],
     "additive": [(2, 3, 5, 4, 6)],
     "pool": [(4, 2, 5, 3)],

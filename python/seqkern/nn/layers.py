@@ -12,7 +12,7 @@ computes from its arguments and the parameters only, so several threads can run 
 ``Layer.param_shapes(config)`` gives the parameter shapes a config implies without allocating
 them (``load_model`` checks a file against them before building anything).
 
-The recurrent layers (:class:`LSTM`, :class:`GRU`) are in ``recurrent`` and importable from here.
+The recurrent layers (:class:`LSTM`, :class:`GRU`, :class:`SimpleRNN`) are in ``recurrent`` and importable from here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 import seqkern
 
-__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "AttentionPool", "layer_class", "layer_from_config"]
+__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "layer_class", "layer_from_config"]
 
 
 def _size(config: dict, key: str, minimum: int = 0) -> int:
@@ -371,9 +371,9 @@ class MeanPool(Layer):
 
 # The recurrent layers live in .recurrent, which builds on the helpers above; imported here so that
 # ``layers.LSTM`` keeps working and the registry knows them.
-from .recurrent import GRU, LSTM  # noqa: E402
+from .recurrent import GRU, LSTM, SimpleRNN  # noqa: E402
 
-_CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, GRU, AttentionPool, MeanPool)}
+_CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, GRU, SimpleRNN, AttentionPool, MeanPool)}
 
 
 def layer_class(config: dict) -> type:

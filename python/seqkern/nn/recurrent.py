@@ -1,6 +1,7 @@
-"""Recurrent layers: :class:`LSTM` and :class:`GRU`, stacked and optionally bidirectional.
+"""Recurrent layers: :class:`LSTM`, :class:`GRU` and :class:`SimpleRNN`, stacked and optionally
+bidirectional.
 
-Both share :class:`_Recurrent`, which runs the layers and directions, the dropout between layers,
+All share :class:`_Recurrent`, which runs the layers and directions, the dropout between layers,
 the reverse direction (each sequence reversed within its length), ``return_sequences``, the
 config and the PyTorch import; a cell class only says how many gate blocks it has, which biases
 it keeps, and which kernels it calls.
@@ -14,7 +15,7 @@ import seqkern
 
 from .layers import Layer, _np, _rng, _size, glorot_uniform, orthogonal
 
-__all__ = ["LSTM", "GRU"]
+__all__ = ["LSTM", "GRU", "SimpleRNN"]
 
 
 def _reverse_index(T: int, lengths: np.ndarray | None, B: int):
@@ -148,7 +149,7 @@ class _Recurrent(Layer):
         return dx
 
     def load_torch(self, state_dict):
-        """Copy a PyTorch ``nn.LSTM`` / ``nn.GRU`` state dict (``weight_ih_l{k}[_reverse]``,
+        """Copy a PyTorch ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` state dict (``weight_ih_l{k}[_reverse]``,
         ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``; tensors or arrays) into this layer.
         The torch module must have the same sizes and ``batch_first`` does not matter."""
         vals = {}
@@ -260,3 +261,51 @@ class GRU(_Recurrent):
         zero = np.zeros(3 * self.hidden_size)
         return {f"b{part}{sfx}": _np(state_dict[f"bias{part}{sfx}"]) if f"bias{part}{sfx}" in state_dict else zero
                 for part in ("_ih", "_hh")}
+
+
+class SimpleRNN(_Recurrent):
+    """Stacked, optionally bidirectional plain RNN over time-major input (T, B, input_size), on
+    ``seqkern.rnn_forward`` / ``seqkern.rnn_backward`` (PyTorch's ``nn.RNN``, Keras' ``SimpleRNN``):
+    ``h_t = act(x_t W_ihᵀ + h_{t-1} W_hhᵀ + bias)`` with ``nonlinearity`` "tanh" or "relu".
+
+    Output, layers, directions, ``dropout`` and ``return_sequences`` as :class:`LSTM`.
+    Parameters per layer k and direction (suffix ``_reverse``): ``w_ih_l{k}`` (H, in),
+    ``w_hh_l{k}`` (H, H), ``bias_l{k}`` (H,). Init (Keras): Glorot-uniform w_ih, orthogonal w_hh,
+    bias 0. ``load_torch`` sums PyTorch's two biases into ``bias_l{k}``.
+    """
+
+    gates = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, nonlinearity="tanh",
+                 dropout=0.0, return_sequences=False, dtype=np.float32, seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"SimpleRNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
+                         return_sequences=return_sequences, dtype=dtype, seed=seed)
+
+    def _cell_config(self):
+        return {"nonlinearity": self.nonlinearity}
+
+    @classmethod
+    def _bias_shapes(cls, sfx, H, config):
+        yield f"bias{sfx}", (H,)
+
+    def _add_biases(self, sfx):
+        self._add(f"bias{sfx}", np.zeros(self.hidden_size))
+
+    def _run(self, sfx, x, lengths, cache):
+        p = self._p
+        return seqkern.rnn_forward(x, p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"bias{sfx}"], lengths=lengths,
+                                   nonlinearity=self.nonlinearity, need_cache=cache)
+
+    def _run_backward(self, sfx, cache, dy, dh_n):
+        d_x, dw_ih, dw_hh, dbias, _dh0 = seqkern.rnn_backward(cache, dy=dy, dh_n=dh_n)
+        return d_x, {f"w_ih{sfx}": dw_ih, f"w_hh{sfx}": dw_hh, f"bias{sfx}": dbias}
+
+    def _torch_biases(self, state_dict, sfx):
+        b = np.zeros(self.hidden_size)
+        for name in (f"bias_ih{sfx}", f"bias_hh{sfx}"):
+            if name in state_dict:
+                b = b + _np(state_dict[name]).astype(np.float64)
+        return {f"bias{sfx}": b}

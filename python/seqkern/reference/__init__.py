@@ -5,7 +5,7 @@ is given (pass float64 for an accurate reference). It is written to be read, not
 tricks beyond the max-subtraction that keeps a softmax finite. The tests compare the kernels with
 these functions, and these functions with finite differences.
 
-One module a family: ``softmax``, ``lstm``, ``gru``, ``attention`` (scaled dot-product and
+One module a family: ``softmax``, ``lstm``, ``gru``, ``rnn``, ``attention`` (scaled dot-product and
 additive) and ``pool`` (attention pooling); every name is importable from ``seqkern.reference``.
 """
 
@@ -24,15 +24,19 @@ from .gru import gru_backward, gru_forward
 from .lstm import LSTMGrads as LSTMGrads
 from .lstm import LSTMOutput as LSTMOutput
 from .lstm import lstm_backward, lstm_forward
+from .rnn import RNNGrads as RNNGrads
+from .rnn import RNNOutput as RNNOutput
+from .rnn import rnn_backward, rnn_forward
 from .pool import attention_pool_backward, attention_pool_forward
 from .softmax import softmax, softmax_backward, softmax_forward
 
-# A star import takes the kernels' twins only; attention_keep, LSTMOutput, LSTMGrads, GRUOutput and
-# GRUGrads are public too, re-exported by the `name as name` imports above.
+# A star import takes the kernels' twins only; attention_keep and the Output and Grads tuples are
+# public too, re-exported by the `name as name` imports above.
 __all__ = [
     "softmax", "softmax_forward", "softmax_backward",
     "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
+    "rnn_forward", "rnn_backward",
     "attention_forward", "attention_backward",
     "additive_attention_forward", "additive_attention_backward",
     "attention_pool_forward", "attention_pool_backward",
