@@ -15,7 +15,7 @@ namespace bind {
 template <typename T>
 std::pair<int64_t, int64_t> recurrent_weights(const Check& c, const py::array& wi, const py::array& wh, int gates,
                                               int copies, int kept) {
-  const std::string g = std::to_string(gates) + "*H";
+  const std::string g = gates == 1 ? "H" : std::to_string(gates) + "*H";
   const std::string rows_hh = "(" + g + ", H)", rows_ih = "(" + g + ", D)";
   c.dtype_like<T>("w_hh", wh, "w_ih");
   c.ndim("w_ih", wi, 2, rows_ih.c_str());

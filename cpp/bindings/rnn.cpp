@@ -37,25 +37,23 @@ py::tuple rnn_weights(const py::object& wi_obj, const py::object& wh_obj, const 
   return by_dtype(c, wi, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     const auto [D, H] = recurrent_weights<T>(c, wi, wh, 1, 2, 1);
-    const py::array w_ih = c_order(wi), w_hh = c_order(wh);
     const py::object bias = optional_operand<T>(c, "bias", b_obj, {H}, "(H,)", "w_ih");
-    py::array_t<T> wic = capsule_owned<T>({H, D}), whc = capsule_owned<T>({H, H}), bc = capsule_owned<T>({H});
-    py::array_t<T> wip = capsule_owned<T>({H * D}), whp = capsule_owned<T>({H * H});
-    std::memcpy(wic.mutable_data(), ptr<T>(w_ih), sizeof(T) * H * D);
-    std::memcpy(whc.mutable_data(), ptr<T>(w_hh), sizeof(T) * H * H);
+    const py::array w_ih = frozen_copy<T>(wi), w_hh = frozen_copy<T>(wh);
+    py::array b;
     if (bias.is_none()) {
-      std::memset(bc.mutable_data(), 0, sizeof(T) * H);
+      py::array_t<T> zeros = capsule_owned<T>({H});
+      std::memset(zeros.mutable_data(), 0, sizeof(T) * H);
+      freeze(zeros);
+      b = zeros;
     } else {
-      std::memcpy(bc.mutable_data(), ptr<T>(bias), sizeof(T) * H);
+      b = frozen_copy<T>(bias);
     }
-    call_kernel(ops<T>().rnn.pack, RnnShape{0, 0, D, H}, static_cast<const T*>(wic.data()),
-                static_cast<const T*>(whc.data()), wip.mutable_data(), whp.mutable_data());
-    for (const py::array* arr : {static_cast<py::array*>(&wic), static_cast<py::array*>(&whc),
-                                 static_cast<py::array*>(&bc), static_cast<py::array*>(&wip),
-                                 static_cast<py::array*>(&whp)}) {
-      freeze(*arr);
-    }
-    return py::make_tuple(wic, whc, bc, wip, whp);
+    py::array_t<T> wip = capsule_owned<T>({H * D}), whp = capsule_owned<T>({H * H});
+    call_kernel(ops<T>().rnn.pack, RnnShape{0, 0, D, H}, ptr<T>(w_ih), ptr<T>(w_hh), wip.mutable_data(),
+                whp.mutable_data());
+    freeze(wip);
+    freeze(whp);
+    return py::make_tuple(w_ih, w_hh, b, wip, whp);
   });
 }
 

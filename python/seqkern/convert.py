@@ -105,6 +105,14 @@ def _torch_layer(fn: str, state_dict, sfx: str, gates: int):
     return w_ih, w_hh, biases[0], biases[1]
 
 
+def _summed_bias(w_hh, b_ih, b_hh):
+    """PyTorch's two biases as the one seqkern's LSTM and RNN use: their sum (a missing one counts
+    as zeros), or None when the module has neither."""
+    if b_ih is None and b_hh is None:
+        return None
+    return sum((b for b in (b_ih, b_hh) if b is not None), np.zeros(w_hh.shape[0], w_hh.dtype))
+
+
 def from_torch_lstm(state_dict, layer: int = 0, direction: int = 0) -> dict:
     """Weights of one layer and direction of a PyTorch ``nn.LSTM`` from its ``state_dict()``.
 
@@ -128,10 +136,7 @@ def from_torch_lstm(state_dict, layer: int = 0, direction: int = 0) -> dict:
     if _find(state_dict, "weight_hr" + sfx, required=False) is not None:
         raise ValueError("from_torch_lstm: nn.LSTM with proj_size > 0 is not supported")
     w_ih, w_hh, b_ih, b_hh = _torch_layer("from_torch_lstm", state_dict, sfx, 4)
-    bias = None
-    if b_ih is not None or b_hh is not None:
-        bias = sum((b for b in (b_ih, b_hh) if b is not None), np.zeros(w_hh.shape[0], w_hh.dtype))
-    return _result(w_ih, w_hh, bias)
+    return _result(w_ih, w_hh, _summed_bias(w_hh, b_ih, b_hh))
 
 
 def to_torch_lstm(w_ih, w_hh, bias=None, peephole=None, layer: int = 0, direction: int = 0) -> dict:
@@ -387,10 +392,7 @@ def from_torch_rnn(state_dict, layer: int = 0, direction: int = 0, nonlinearity:
     """
     sfx = _torch_suffix("from_torch_rnn", layer, direction)
     w_ih, w_hh, b_ih, b_hh = _torch_layer("from_torch_rnn", state_dict, sfx, 1)
-    bias = None
-    if b_ih is not None or b_hh is not None:
-        bias = sum((b for b in (b_ih, b_hh) if b is not None), np.zeros(w_hh.shape[0], w_hh.dtype))
-    return _rnn_result(w_ih, w_hh, bias, nonlinearity, "from_torch_rnn")
+    return _rnn_result(w_ih, w_hh, _summed_bias(w_hh, b_ih, b_hh), nonlinearity, "from_torch_rnn")
 
 
 def to_torch_rnn(w_ih, w_hh, bias=None, layer: int = 0, direction: int = 0) -> dict:

@@ -37,6 +37,16 @@ def _reverse(a: np.ndarray, index) -> np.ndarray:
     return np.take(a.reshape(T * B, F), index, axis=0).reshape(T, B, F)
 
 
+def _summed_torch_bias(state_dict, sfx: str, size: int) -> np.ndarray:
+    """``bias_ih{sfx} + bias_hh{sfx}`` of a PyTorch state dict in float64, a missing one counting as
+    zeros: the one bias of the LSTM and the plain RNN."""
+    b = np.zeros(size)
+    for name in (f"bias_ih{sfx}", f"bias_hh{sfx}"):
+        if name in state_dict:
+            b = b + _np(state_dict[name]).astype(np.float64)
+    return b
+
+
 def _dirs(bidirectional) -> tuple:
     return ("", "_reverse") if bidirectional else ("",)
 
@@ -217,11 +227,7 @@ class LSTM(_Recurrent):
         return d_x, grads
 
     def _torch_biases(self, state_dict, sfx):
-        b = np.zeros(4 * self.hidden_size)
-        for name in (f"bias_ih{sfx}", f"bias_hh{sfx}"):
-            if name in state_dict:
-                b = b + _np(state_dict[name]).astype(np.float64)
-        return {f"bias{sfx}": b}
+        return {f"bias{sfx}": _summed_torch_bias(state_dict, sfx, 4 * self.hidden_size)}
 
 
 class GRU(_Recurrent):
@@ -304,8 +310,4 @@ class SimpleRNN(_Recurrent):
         return d_x, {f"w_ih{sfx}": dw_ih, f"w_hh{sfx}": dw_hh, f"bias{sfx}": dbias}
 
     def _torch_biases(self, state_dict, sfx):
-        b = np.zeros(self.hidden_size)
-        for name in (f"bias_ih{sfx}", f"bias_hh{sfx}"):
-            if name in state_dict:
-                b = b + _np(state_dict[name]).astype(np.float64)
-        return {f"bias{sfx}": b}
+        return {f"bias{sfx}": _summed_torch_bias(state_dict, sfx, self.hidden_size)}
