@@ -55,6 +55,27 @@ def _lstm_data(d: dict, rng: np.random.Generator, steps: int | None = None):
     return x, w_ih, w_hh, bias
 
 
+def _forward_peers(ctx: Context, impls: dict, x, torch_module: Callable, onnx_graph: Callable) -> dict[str, Callable]:
+    """Adds the peers' inference of one recurrent layer over x to ``impls``: the module that
+    ``torch_module(torch)`` makes, under no_grad, and the ONNX operator that ``onnx_graph(build)``
+    makes over the same weights, in ONNX Runtime (``build`` None) and in OpenVINO."""
+    if ctx.torch:
+        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
+        module = torch_module(torch)
+
+        def torch_forward():
+            with torch.no_grad():
+                return module(xt)
+
+        impls["torch"] = torch_forward
+    if ctx.ort:
+        sess = onnx_graph(None)
+        impls["ort"] = lambda: sess.run(["Y"], {"X": x})
+    if ctx.openvino:
+        impls["openvino"] = openvino_runner(ctx, onnx_graph(onnx_model), {"X": x})
+    return impls
+
+
 def setup_lstm_forward(d: dict, ctx: Context) -> dict[str, Callable]:
     """Inference, as the peers run it: weights prepared once (an LSTMWeights, like a torch module
     or an ORT session), no cache for a backward (torch under no_grad, ORT keep none either)."""
@@ -62,22 +83,8 @@ def setup_lstm_forward(d: dict, ctx: Context) -> dict[str, Callable]:
     f, weights = seqkern.lstm_forward, seqkern.LSTMWeights(w_ih, w_hh, bias)
     impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
     impls["numpy"] = lambda: reference.lstm_forward(x, w_ih, w_hh, bias)
-    if ctx.torch:
-        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
-        lstm = torch_lstm(torch, w_ih, w_hh, bias)
-
-        def torch_forward():
-            with torch.no_grad():
-                return lstm(xt)
-
-        impls["torch"] = torch_forward
-    if ctx.ort:
-        sess = onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=False)
-        impls["ort"] = lambda: sess.run(["Y"], {"X": x})
-    if ctx.openvino:
-        model = onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=False, build=onnx_model)
-        impls["openvino"] = openvino_runner(ctx, model, {"X": x})
-    return impls
+    return _forward_peers(ctx, impls, x, lambda torch: torch_lstm(torch, w_ih, w_hh, bias),
+                          lambda build: onnx_lstm(ctx, w_ih, w_hh, bias, x.shape, with_state=False, build=build))
 
 
 def setup_lstm_train(d: dict, ctx: Context) -> dict[str, Callable]:
@@ -156,22 +163,8 @@ def setup_gru_forward(d: dict, ctx: Context) -> dict[str, Callable]:
     f, weights = seqkern.gru_forward, seqkern.GRUWeights(w_ih, w_hh, b_ih, b_hh)
     impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
     impls["numpy"] = lambda: reference.gru_forward(x, w_ih, w_hh, b_ih, b_hh)
-    if ctx.torch:
-        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
-        gru = torch_gru(torch, w_ih, w_hh, b_ih, b_hh)
-
-        def torch_forward():
-            with torch.no_grad():
-                return gru(xt)
-
-        impls["torch"] = torch_forward
-    if ctx.ort:
-        sess = onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=False)
-        impls["ort"] = lambda: sess.run(["Y"], {"X": x})
-    if ctx.openvino:
-        model = onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=False, build=onnx_model)
-        impls["openvino"] = openvino_runner(ctx, model, {"X": x})
-    return impls
+    return _forward_peers(ctx, impls, x, lambda torch: torch_gru(torch, w_ih, w_hh, b_ih, b_hh),
+                          lambda build: onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=False, build=build))
 
 
 def setup_gru_train(d: dict, ctx: Context) -> dict[str, Callable]:
@@ -224,22 +217,8 @@ def setup_rnn_forward(d: dict, ctx: Context) -> dict[str, Callable]:
     f, weights = seqkern.rnn_forward, seqkern.RNNWeights(w_ih, w_hh, bias)
     impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
     impls["numpy"] = lambda: reference.rnn_forward(x, w_ih, w_hh, bias)
-    if ctx.torch:
-        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
-        rnn = torch_rnn(torch, w_ih, w_hh, bias)
-
-        def torch_forward():
-            with torch.no_grad():
-                return rnn(xt)
-
-        impls["torch"] = torch_forward
-    if ctx.ort:
-        sess = onnx_rnn(ctx, w_ih, w_hh, bias, x.shape, with_state=False)
-        impls["ort"] = lambda: sess.run(["Y"], {"X": x})
-    if ctx.openvino:
-        model = onnx_rnn(ctx, w_ih, w_hh, bias, x.shape, with_state=False, build=onnx_model)
-        impls["openvino"] = openvino_runner(ctx, model, {"X": x})
-    return impls
+    return _forward_peers(ctx, impls, x, lambda torch: torch_rnn(torch, w_ih, w_hh, bias),
+                          lambda build: onnx_rnn(ctx, w_ih, w_hh, bias, x.shape, with_state=False, build=build))
 
 
 def setup_rnn_train(d: dict, ctx: Context) -> dict[str, Callable]:
