@@ -375,3 +375,34 @@ def test_saved_gates_are_zero_past_each_rows_length(B):
     ended = np.arange(6)[:, None] >= lengths[None, :]
     assert np.all(out.cache.gates[ended] == 0)
     assert np.all(out.cache.gates[~ended] != 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_and_backward_from_the_callers_arrays(isa, rng, dtype):
+    # lstm_forward_arrays / lstm_backward_arrays (what seqkern.torch keeps as tensors) give
+    # bitwise what lstm_forward and lstm_backward through an LSTMCache give.
+    from seqkern import _core
+
+    T, B, D, H = 6, 4, 9, 19
+    kw = cast(make_inputs(rng, T, B, D, H), dtype)
+    w = seqkern.LSTMWeights(kw["w_ih"], kw["w_hh"], kw["bias"], peephole=kw["peephole"])
+    lengths = kw["lengths"]
+    out = seqkern.lstm_forward(kw["x"], w, h0=kw["h0"], c0=kw["c0"], lengths=lengths)
+    y, h_n, c_n, gates, h, c = _core.lstm_forward_arrays(kw["x"], w, kw["h0"], kw["c0"], lengths)
+    for a, b in zip((y, h_n, c_n, gates, h, c), (*out[:3], out.cache.gates, out.cache.h, out.cache.c)):
+        np.testing.assert_array_equal(a, b)
+    assert all(a.flags.writeable for a in (gates, h, c))
+    dy, dh, dc = (g.astype(dtype) for g in upstream(rng, T, B, H))
+    want = seqkern.lstm_backward(out.cache, dy, dh, dc)
+    got = _core.lstm_backward_arrays(kw["x"], w, lengths, gates, h, c, dy, dh, dc)
+    for name, a in zip(FIELDS, got):
+        np.testing.assert_array_equal(a, getattr(want, name), err_msg=name)
+    # Every array is checked against the weights and the sizes of x.
+    with pytest.raises(ValueError, match="gates must have the shape"):
+        _core.lstm_backward_arrays(kw["x"], w, lengths, gates[:2], h, c, dy, dh, dc)
+    with pytest.raises(ValueError, match="c must have the shape"):
+        _core.lstm_backward_arrays(kw["x"], w, lengths, gates, h, c[1:], dy, dh, dc)
+    with pytest.raises(TypeError, match="h must be"):
+        _core.lstm_backward_arrays(kw["x"], w, lengths, gates, h.astype(np.float16), c, dy, dh, dc)
+    with pytest.raises(ValueError, match="lengths"):
+        _core.lstm_backward_arrays(kw["x"], w, lengths + T + 1, gates, h, c, dy, dh, dc)

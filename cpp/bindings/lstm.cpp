@@ -49,10 +49,15 @@ py::object read_only(const py::object& a) {
   return v;
 }
 
-py::tuple lstm_forward(const py::object& x_obj, const py::object& w_obj, const py::object& h0_obj,
-                       const py::object& c0_obj, const py::object& lengths_obj, bool need_cache) {
-  const Check c{"lstm_forward"};
-  const LstmWeightsCore& w = lstm_weights("lstm_forward", w_obj);
+// What the forward hands back besides y, h_n and c_n: nothing, an LSTMCache, or the cache's
+// arrays themselves (gates, h, c), writeable and the caller's (lstm_forward_arrays).
+enum class Keep { nothing, cache, arrays };
+
+py::tuple forward(const char* fn, const py::object& x_obj, const py::object& w_obj, const py::object& h0_obj,
+                  const py::object& c0_obj, const py::object& lengths_obj, Keep keep_what) {
+  const Check c{fn};
+  const bool need_cache = keep_what != Keep::nothing;
+  const LstmWeightsCore& w = lstm_weights(fn, w_obj);
   py::array x = c.array("x", x_obj);
   c.floating("x", x);
   if (c.is_f64(x) != w.f64) c.type_error(std::string("x must be ") + w.dtype() + ", like the weights, got " + dtype_str(x));
@@ -91,6 +96,7 @@ py::tuple lstm_forward(const py::object& x_obj, const py::object& w_obj, const p
     T* states[2] = {sp[1], sp[2]};
     call_kernel(ops<T>().lstm.forward, RnnShape{T_, B, D, H}, ptr<T>(x), p, init, opt_ptr<int64_t>(lengths),
                 y.mutable_data(), last, sp[0], need_cache ? states : nullptr);
+    if (keep_what == Keep::arrays) return py::make_tuple(y, h_n, c_n, saved[0], saved[1], saved[2]);
     py::object cache = py::none();
     if (need_cache) {
       auto* k = new LstmCache();
@@ -110,24 +116,40 @@ py::tuple lstm_forward(const py::object& x_obj, const py::object& w_obj, const p
   });
 }
 
-py::tuple lstm_backward(const LstmCache& cache_in, const py::object& dy_obj, const py::object& dh_obj,
+py::tuple lstm_forward(const py::object& x, const py::object& w, const py::object& h0, const py::object& c0,
+                       const py::object& lengths, bool need_cache) {
+  return forward("lstm_forward", x, w, h0, c0, lengths, need_cache ? Keep::cache : Keep::nothing);
+}
+
+// (y, h_n, c_n, gates, h, c): the forward with what the backward needs as plain writeable arrays,
+// for callers that keep them themselves (and give them back to lstm_backward_arrays).
+py::tuple lstm_forward_arrays(const py::object& x, const py::object& w, const py::object& h0, const py::object& c0,
+                              const py::object& lengths) {
+  return forward("lstm_forward_arrays", x, w, h0, c0, lengths, Keep::arrays);
+}
+
+// The backward from the forward's arrays: `what` names them in errors ("cache " for an LSTMCache's,
+// "" for lstm_backward_arrays' own arguments). Every array is checked against the weights and T, B.
+py::tuple backward_from(const char* fn, const std::string& what, const py::object& x_obj, const py::object& w_obj,
+                        const py::object& lengths_obj, const py::object& gates_obj, const py::object& hs_obj,
+                        const py::object& cs_obj, const py::object& dy_obj, const py::object& dh_obj,
                         const py::object& dc_obj) {
-  const Check c{"lstm_backward"};
-  const LstmCache& k = cache_in.require();
-  const LstmWeightsCore& w = lstm_weights("lstm_backward", k.weights);
-  const int64_t T_ = k.T, B = k.B, D = w.D, H = w.H;
+  const Check c{fn};
+  const LstmWeightsCore& w = lstm_weights(fn, w_obj);
+  const py::array x = c.array((what + "x").c_str(), x_obj);
+  c.ndim((what + "x").c_str(), x, 3, "(T, B, D)");
+  const int64_t T_ = x.shape(0), B = x.shape(1), D = w.D, H = w.H;
   auto run = [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    // The cache again, against the weights and its own sizes (cheap next to the backward).
-    const py::array &x = LstmCache::arr(k.x), &gates = LstmCache::arr(k.gates);
-    const py::array &hs = LstmCache::arr(k.hs), &cs = LstmCache::arr(k.cs);
-    c.same_as<T>("cache x", x, {T_, B, D}, "the forward's x");
-    c.same_as<T>("cache gates", gates, {T_, B, 4 * H}, "(T, B, 4*H)");
-    c.same_as<T>("cache h", hs, {T_ + 1, B, H}, "(T+1, B, H)");
-    c.same_as<T>("cache c", cs, {T_ + 1, B, H}, "(T+1, B, H)");
-    const py::object lengths = c.lengths("cache lengths", k.lengths, B, T_, "(B,)", "T");
+    const py::array gates = c.array((what + "gates").c_str(), gates_obj);
+    const py::array hs = c.array((what + "h").c_str(), hs_obj), cs = c.array((what + "c").c_str(), cs_obj);
+    c.same_as<T>((what + "x").c_str(), x, {T_, B, D}, "(T, B, D) with D = w_ih.shape[1], the forward's x");
+    c.same_as<T>((what + "gates").c_str(), gates, {T_, B, 4 * H}, "(T, B, 4*H)");
+    c.same_as<T>((what + "h").c_str(), hs, {T_ + 1, B, H}, "(T+1, B, H)");
+    c.same_as<T>((what + "c").c_str(), cs, {T_ + 1, B, H}, "(T+1, B, H)");
+    const py::object lengths = c.lengths((what + "lengths").c_str(), lengths_obj, B, T_, "(B,)", "T");
     // dx, the weight gradients, the kernel's (T*B, 4*H) scratch, copies of dy, dh_n and dc_n.
-    Footprint(c, [&] { return "cache x " + shape_str(dims_of(x)) + " with H = " + std::to_string(H); })
+    Footprint(c, [&] { return what + "x " + shape_str(dims_of(x)) + " with H = " + std::to_string(H); })
         .add({T_, B, D}, sizeof(T))
         .add({4, H, D + H + 1}, sizeof(T))
         .add({T_, B, 4, H}, sizeof(T))
@@ -152,6 +174,21 @@ py::tuple lstm_backward(const LstmCache& cache_in, const py::object& dy_obj, con
     return py::make_tuple(dx, dw_ih, dw_hh, dbias, dh0, dc0, dpeep);
   };
   return w.f64 ? run(double{}) : run(float{});
+}
+
+py::tuple lstm_backward(const LstmCache& cache_in, const py::object& dy_obj, const py::object& dh_obj,
+                        const py::object& dc_obj) {
+  const LstmCache& k = cache_in.require();
+  return backward_from("lstm_backward", "cache ", k.x, k.weights, k.lengths, k.gates, k.hs, k.cs, dy_obj, dh_obj,
+                       dc_obj);
+}
+
+// The same backward from arrays the caller keeps (seqkern.torch saves them as tensors, so that
+// PyTorch's version counter sees an in-place change between forward and backward).
+py::tuple lstm_backward_arrays(const py::object& x, const py::object& w, const py::object& lengths,
+                               const py::object& gates, const py::object& hs, const py::object& cs,
+                               const py::object& dy, const py::object& dh, const py::object& dc) {
+  return backward_from("lstm_backward_arrays", "", x, w, lengths, gates, hs, cs, dy, dh, dc);
 }
 
 const char* CACHE_DOC = R"doc(What ``lstm_backward`` needs from one ``lstm_forward`` call; only ``lstm_forward`` makes one.
@@ -191,7 +228,11 @@ void bind_lstm(py::module_& m) {
       });
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"),
         py::arg("lengths"), py::arg("need_cache"));
+  m.def("lstm_forward_arrays", &lstm_forward_arrays, py::arg("x"), py::arg("weights"), py::arg("h0"),
+        py::arg("c0"), py::arg("lengths"));
   m.def("lstm_backward", &lstm_backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"));
+  m.def("lstm_backward_arrays", &lstm_backward_arrays, py::arg("x"), py::arg("weights"), py::arg("lengths"),
+        py::arg("gates"), py::arg("h"), py::arg("c"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"));
 }
 
 }  // namespace bind
