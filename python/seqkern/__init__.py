@@ -22,6 +22,17 @@ from ._runtime import (
 from ._lstm import LSTMCache, LSTMGrads, LSTMOutput, LSTMWeights, lstm_backward, lstm_forward
 from ._gru import GRUCache, GRUGrads, GRUOutput, GRUWeights, gru_backward, gru_forward
 from ._rnn import RNNCache, RNNGrads, RNNOutput, RNNWeights, rnn_backward, rnn_forward
+from ._layers import (
+    LayersCache,
+    LayersGrads,
+    LayersOutput,
+    gru_layers_backward,
+    gru_layers_forward,
+    lstm_layers_backward,
+    lstm_layers_forward,
+    rnn_layers_backward,
+    rnn_layers_forward,
+)
 from ._attention import (
     additive_attention_backward,
     additive_attention_forward,
@@ -35,6 +46,15 @@ from ._softmax import softmax, softmax_backward, softmax_forward
 __version__ = "0.1.0"
 
 __all__ = [
+    "lstm_layers_forward",
+    "lstm_layers_backward",
+    "gru_layers_forward",
+    "gru_layers_backward",
+    "rnn_layers_forward",
+    "rnn_layers_backward",
+    "LayersOutput",
+    "LayersGrads",
+    "LayersCache",
     "available_isas",
     "get_isa",
     "set_isa",

@@ -18,6 +18,9 @@ seqkern's plain RNN layout is PyTorch's ``nn.RNN`` with the two biases summed: `
 ``w_hh``, ``bias`` (None where absent) and ``nonlinearity`` ("tanh" or "relu"), ready for
 ``seqkern.rnn_forward(x, **d)`` or ``seqkern.RNNWeights(**d)``.
 
+The ``*_layers`` functions convert a whole PyTorch module, every layer and direction, to the
+``layers`` list that ``seqkern.lstm_layers_forward`` (``gru_``, ``rnn_``) takes, and back.
+
 Plain NumPy in, plain NumPy out: framework tensors are accepted through ``np.asarray`` (PyTorch
 tensors after ``.detach()``), and no framework is imported here.
 
@@ -33,6 +36,8 @@ __all__ = [
     "from_torch_lstm", "to_torch_lstm", "from_keras_lstm", "from_onnx_lstm",
     "from_torch_gru", "to_torch_gru", "from_keras_gru", "from_onnx_gru",
     "from_torch_rnn", "to_torch_rnn", "from_onnx_rnn",
+    "from_torch_lstm_layers", "to_torch_lstm_layers", "from_torch_gru_layers", "to_torch_gru_layers",
+    "from_torch_rnn_layers", "to_torch_rnn_layers",
 ]
 
 
@@ -76,7 +81,7 @@ def _find(state_dict, name: str, required: bool, fn: str = "from_torch_lstm"):
     # A module nested in a model: keys carry a prefix such as "encoder.lstm.".
     hits = [k for k in state_dict if k.endswith("." + name)]
     if len(hits) > 1:
-        cell = fn.rsplit("_", 1)[-1].upper()
+        cell = fn.removesuffix("_layers").rsplit("_", 1)[-1].upper()
         raise ValueError(f"{fn}: several keys end with {name!r}: {hits}; pass the {cell}'s own state_dict")
     if hits:
         return state_dict[hits[0]]
@@ -437,3 +442,111 @@ def from_onnx_rnn(W, R, B=None, activation: str = "Tanh", direction: int = 0) ->
     _, w_ih, w_hh, wb, rb = _onnx_layer("from_onnx_rnn", W, R, B, direction, (0,))
     bias = None if wb is None else wb + rb
     return _rnn_result(w_ih, w_hh, bias, _ONNX_RNN_ACTIVATIONS[activation], "from_onnx_rnn")
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole models: every layer and direction of a PyTorch module as the layer list that
+# seqkern.lstm_layers_forward / gru_layers_forward / rnn_layers_forward take, and back.
+
+
+def _torch_shape(fn: str, state_dict) -> tuple[int, int]:
+    """(num_layers, num_directions) of a PyTorch recurrent module's state dict."""
+    layers = 0
+    while _find(state_dict, f"weight_ih_l{layers}", False, fn) is not None:
+        layers += 1
+    if layers == 0:
+        raise KeyError(f"{fn}: the state dict has no 'weight_ih_l0' (is it a PyTorch nn.LSTM/GRU/RNN's?)")
+    dirs = 2 if _find(state_dict, "weight_ih_l0_reverse", False, fn) is not None else 1
+    return layers, dirs
+
+
+def _layer_list(fn: str, state_dict, make) -> list:
+    layers, dirs = _torch_shape(fn, state_dict)
+    out = []
+    for k in range(layers):
+        ws = tuple(make(k, j) for j in range(dirs))
+        out.append(ws if dirs == 2 else ws[0])
+    return out
+
+
+def _cast(d: dict, dtype) -> dict:
+    """The converter's dict with its arrays cast to ``dtype`` (None: as they are)."""
+    if dtype is None:
+        return d
+    return {k: v.astype(dtype) if isinstance(v, np.ndarray) else v for k, v in d.items()}
+
+
+def from_torch_lstm_layers(state_dict, *, dtype=None) -> list:
+    """Every layer and direction of a PyTorch ``nn.LSTM``'s ``state_dict()`` as the ``layers`` list
+    of ``seqkern.lstm_layers_forward``: one ``LSTMWeights`` a layer, or a pair (forward, reverse)
+    when the module is bidirectional. ``dtype`` (e.g. ``np.float32``) casts; None keeps the state
+    dict's. The number of layers and directions is read off the keys (a module prefix is fine)."""
+    from ._lstm import LSTMWeights
+
+    def make(k, j):
+        return LSTMWeights(**_cast(from_torch_lstm(state_dict, k, j), dtype))
+
+    return _layer_list("from_torch_lstm_layers", state_dict, make)
+
+
+def from_torch_gru_layers(state_dict, *, dtype=None) -> list:
+    """:func:`from_torch_lstm_layers` for a PyTorch ``nn.GRU``: ``GRUWeights`` for
+    ``seqkern.gru_layers_forward``."""
+    from ._gru import GRUWeights
+
+    def make(k, j):
+        return GRUWeights(**_cast(from_torch_gru(state_dict, k, j), dtype))
+
+    return _layer_list("from_torch_gru_layers", state_dict, make)
+
+
+def from_torch_rnn_layers(state_dict, nonlinearity: str = "tanh", *, dtype=None) -> list:
+    """:func:`from_torch_lstm_layers` for a PyTorch ``nn.RNN`` (whose ``nonlinearity`` the state
+    dict does not record: pass the module's): ``RNNWeights`` for ``seqkern.rnn_layers_forward``."""
+    from ._rnn import RNNWeights
+
+    def make(k, j):
+        return RNNWeights(**_cast(from_torch_rnn(state_dict, k, j, nonlinearity), dtype))
+
+    return _layer_list("from_torch_rnn_layers", state_dict, make)
+
+
+def _to_torch_layers(fn: str, layers, kind: type, one) -> dict:
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise TypeError(f"{fn}: layers must be a non-empty list (one entry a layer), got {type(layers).__name__}")
+    out = {}
+    for k, entry in enumerate(layers):
+        dirs = tuple(entry) if isinstance(entry, (list, tuple)) else (entry,)
+        for j, w in enumerate(dirs):
+            if not isinstance(w, kind):
+                raise TypeError(f"{fn}: layers[{k}] must hold {kind.__name__} objects, got {type(w).__name__}")
+            out.update(one(w, k, j))
+    return out
+
+
+def to_torch_lstm_layers(layers) -> dict:
+    """The inverse of :func:`from_torch_lstm_layers`: a state dict (NumPy arrays under PyTorch's
+    names; ``torch.from_numpy`` them) for ``nn.LSTM(num_layers=len(layers), bidirectional=...)``.
+    Each layer's one bias goes to ``bias_ih`` and ``bias_hh`` gets zeros; peepholes have no
+    PyTorch equivalent (``ValueError``)."""
+    from ._lstm import LSTMWeights
+
+    return _to_torch_layers("to_torch_lstm_layers", layers, LSTMWeights,
+                            lambda w, k, j: to_torch_lstm(w.w_ih, w.w_hh, w.bias, w.peephole, k, j))
+
+
+def to_torch_gru_layers(layers) -> dict:
+    """The inverse of :func:`from_torch_gru_layers`: a state dict for ``nn.GRU``."""
+    from ._gru import GRUWeights
+
+    return _to_torch_layers("to_torch_gru_layers", layers, GRUWeights,
+                            lambda w, k, j: to_torch_gru(w.w_ih, w.w_hh, w.b_ih, w.b_hh, k, j))
+
+
+def to_torch_rnn_layers(layers) -> dict:
+    """The inverse of :func:`from_torch_rnn_layers`: a state dict for ``nn.RNN`` (of the
+    weights' nonlinearity)."""
+    from ._rnn import RNNWeights
+
+    return _to_torch_layers("to_torch_rnn_layers", layers, RNNWeights,
+                            lambda w, k, j: to_torch_rnn(w.w_ih, w.w_hh, w.bias, k, j))

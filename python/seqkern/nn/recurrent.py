@@ -1,10 +1,11 @@
 """Recurrent layers: :class:`LSTM`, :class:`GRU` and :class:`SimpleRNN`, stacked and optionally
 bidirectional.
 
-All share :class:`_Recurrent`, which runs the layers and directions, the dropout between layers,
-the reverse direction (each sequence reversed within its length), ``return_sequences``, the
-config and the PyTorch import; a cell class only says how many gate blocks it has, which biases
-it keeps, and which kernels it calls.
+All share :class:`_Recurrent`, which draws the dropout masks between layers, handles
+``return_sequences``, the config and the PyTorch import, and runs every layer and direction in one
+call of ``seqkern.lstm_layers_forward`` (``gru_``, ``rnn_``: the reverse direction, and the two
+directions side by side where that is faster); a cell class only says how many gate blocks it
+has, which biases it keeps, and which layer functions it calls.
 """
 
 from __future__ import annotations
@@ -16,25 +17,6 @@ import seqkern
 from .layers import Layer, _np, _rng, _size, glorot_uniform, orthogonal
 
 __all__ = ["LSTM", "GRU", "SimpleRNN"]
-
-
-def _reverse_index(T: int, lengths: np.ndarray | None, B: int):
-    """Index into a (T, B, F) array viewed as (T*B, F) that reverses every column's first
-    lengths[b] steps and leaves the padding in place (None: no lengths, reverse everything). The
-    permutation is its own inverse, so the same index maps back."""
-    if lengths is None:
-        return None
-    t = np.arange(T)[:, None]
-    L = np.asarray(lengths)[None, :]
-    return (np.where(t < L, L - 1 - t, t) * B + np.arange(B)[None, :]).reshape(-1)
-
-
-def _reverse(a: np.ndarray, index) -> np.ndarray:
-    """``a`` (T, B, F) with each sequence reversed within its length (see _reverse_index)."""
-    if index is None:
-        return np.ascontiguousarray(a[::-1])
-    T, B, F = a.shape
-    return np.take(a.reshape(T * B, F), index, axis=0).reshape(T, B, F)
 
 
 def _summed_torch_bias(state_dict, sfx: str, size: int) -> np.ndarray:
@@ -57,9 +39,10 @@ class _Recurrent(Layer):
     A subclass sets ``gates`` (gate blocks of H rows in ``w_ih``/``w_hh``) and implements the
     per-direction parts, each named by the parameter suffix ``sfx`` = ``_l{k}`` or
     ``_l{k}_reverse``: ``_bias_shapes`` (its parameters besides the two weights), ``_add_biases``
-    (their initial values), ``_run`` (the forward kernel: ``(y, h_n, cache)``), ``_run_backward``
-    (the backward kernel: ``dx`` and the parameter gradients by name), ``_torch_biases`` (its
-    biases from a PyTorch state dict) and ``_cell_config`` (its own config entries).
+    (their initial values), ``_weights`` (its weights object), ``_param_grads`` (the parameter
+    gradients by name from the cell's gradient tuple), ``_torch_biases`` (its biases from a PyTorch
+    state dict) and ``_cell_config`` (its own config entries); and ``_forward_layers`` /
+    ``_backward_layers``, the cell's whole-layer functions.
     """
 
     gates = 0
@@ -103,60 +86,51 @@ class _Recurrent(Layer):
                 yield f"w_hh_l{k}{s}", (cls.gates * H, H)
                 yield from cls._bias_shapes(f"_l{k}{s}", H, config)
 
+    def _layers(self) -> list:
+        """The weights objects of every layer and direction, as ``seqkern.*_layers_forward`` takes them."""
+        out = []
+        for k in range(self.num_layers):
+            ws = tuple(self._weights(f"_l{k}{s}") for s in self.dirs)
+            out.append(ws if len(ws) == 2 else ws[0])
+        return out
+
     def forward(self, x, lengths=None, training=False, cache=True):
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"{type(self).__name__}: x must have shape (T, B, {self.input_size}), got {x.shape}")
         T, B, _ = x.shape
         lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
-        rev = _reverse_index(T, lengths, B) if self.bidirectional else None
-        all_caches, masks = [], []
-        h_last = []
-        for k in range(self.num_layers):
-            mask = None
-            if k > 0 and training and self.dropout > 0:
-                keep = 1.0 - self.dropout
-                mask = (self._gen.random(x.shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(keep)
-                x = x * mask
-            masks.append(mask)
-            outs, caches, h_last = [], [], []
-            for s in self.dirs:
-                xs = x if s == "" else _reverse(x, rev)
-                y, h_n, c = self._run(f"_l{k}{s}", xs, lengths, cache)
-                outs.append(y if s == "" else _reverse(y, rev))
-                caches.append(c)
-                h_last.append(h_n)
-            all_caches.append(caches)
-            x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+        masks = None
+        if training and self.dropout > 0 and self.num_layers > 1:
+            keep = 1.0 - self.dropout
+            shape = (T, B, self.output_size)
+            masks = [(self._gen.random(shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(keep)
+                     for _ in range(self.num_layers - 1)]
+        out = self._forward_layers(x, self._layers(), lengths=lengths, dropout_masks=masks, need_cache=cache)
         if cache:
-            self._rev, self._caches, self._masks = rev, all_caches, masks
+            self._cache = out.cache
         if self.return_sequences:
-            return x
-        return h_last[0] if len(h_last) == 1 else np.concatenate(h_last, axis=1)
+            return out.y
+        last = out.h_n[-len(self.dirs):]  # the last layer's final states, (dirs, B, H)
+        return np.ascontiguousarray(last.transpose(1, 0, 2).reshape(B, self.output_size))
 
     def backward(self, grad):
-        H, rev = self.hidden_size, self._rev
+        H, dirs = self.hidden_size, len(self.dirs)
         grad = np.asarray(grad, dtype=self.dtype)
-        dx = None
-        for k in reversed(range(self.num_layers)):
-            parts = []
+        dy = dh_n = None
+        if self.return_sequences:
+            dy = grad
+        else:
+            B = grad.shape[0]
+            dh_n = np.zeros((self.num_layers * dirs, B, H), self.dtype)
+            dh_n[-dirs:] = grad.reshape(B, dirs, H).transpose(1, 0, 2)
+        g = self._backward_layers(self._cache, dy, dh_n)
+        for k in range(self.num_layers):
             for j, s in enumerate(self.dirs):
-                dy = dh_n = None
-                if k == self.num_layers - 1 and not self.return_sequences:
-                    dh_n = np.ascontiguousarray(grad[:, j * H : (j + 1) * H])
-                else:
-                    dy = grad[..., j * H : (j + 1) * H]
-                    dy = np.ascontiguousarray(dy) if s == "" else _reverse(np.ascontiguousarray(dy), rev)
-                d_x, param_grads = self._run_backward(f"_l{k}{s}", self._caches[k][j], dy, dh_n)
-                for name, g in param_grads.items():
-                    self._g[name] += g
-                parts.append(d_x if s == "" else _reverse(d_x, rev))
-            dx = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-            if self._masks[k] is not None:
-                dx = dx * self._masks[k]
-            grad = dx
-        self._caches = []
-        return dx
+                for name, value in self._param_grads(f"_l{k}{s}", g.layers[k][j]).items():
+                    self._g[name] += value
+        self._cache = None
+        return g.dx
 
     def load_torch(self, state_dict):
         """Copy a PyTorch ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` state dict (``weight_ih_l{k}[_reverse]``,
@@ -213,18 +187,23 @@ class LSTM(_Recurrent):
         if self.peephole:
             self._add(f"peephole{sfx}", np.zeros((3, H)))
 
-    def _run(self, sfx, x, lengths, cache):
-        p = self._p
-        y, h_n, _c_n, c = seqkern.lstm_forward(x, p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"bias{sfx}"],
-                                               peephole=p.get(f"peephole{sfx}"), lengths=lengths, need_cache=cache)
-        return y, h_n, c
+    def _forward_layers(self, x, layers, **kw):
+        return seqkern.lstm_layers_forward(x, layers, **kw)
 
-    def _run_backward(self, sfx, cache, dy, dh_n):
-        d_x, dw_ih, dw_hh, dbias, _dh0, _dc0, dpeep = seqkern.lstm_backward(cache, dy=dy, dh_n=dh_n)
-        grads = {f"w_ih{sfx}": dw_ih, f"w_hh{sfx}": dw_hh, f"bias{sfx}": dbias}
+    def _backward_layers(self, cache, dy, dh_n):
+        return seqkern.lstm_layers_backward(cache, dy, dh_n)
+
+    def _weights(self, sfx):
+        # Views of the parameters (packed on each call), so the optimizer's in-place steps are seen.
+        p = self._p
+        return seqkern.LSTMWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"bias{sfx}"], p.get(f"peephole{sfx}"),
+                                   copy=False)
+
+    def _param_grads(self, sfx, g):
+        grads = {f"w_ih{sfx}": g.dw_ih, f"w_hh{sfx}": g.dw_hh, f"bias{sfx}": g.dbias}
         if self.peephole:
-            grads[f"peephole{sfx}"] = dpeep
-        return d_x, grads
+            grads[f"peephole{sfx}"] = g.dpeephole
+        return grads
 
     def _torch_biases(self, state_dict, sfx):
         return {f"bias{sfx}": _summed_torch_bias(state_dict, sfx, 4 * self.hidden_size)}
@@ -253,14 +232,18 @@ class GRU(_Recurrent):
         for name, shape in self._bias_shapes(sfx, self.hidden_size, {}):
             self._add(name, np.zeros(shape))
 
-    def _run(self, sfx, x, lengths, cache):
-        p = self._p
-        return seqkern.gru_forward(x, p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"b_ih{sfx}"], p[f"b_hh{sfx}"],
-                                   lengths=lengths, need_cache=cache)
+    def _forward_layers(self, x, layers, **kw):
+        return seqkern.gru_layers_forward(x, layers, **kw)
 
-    def _run_backward(self, sfx, cache, dy, dh_n):
-        d_x, dw_ih, dw_hh, db_ih, db_hh, _dh0 = seqkern.gru_backward(cache, dy=dy, dh_n=dh_n)
-        return d_x, {f"w_ih{sfx}": dw_ih, f"w_hh{sfx}": dw_hh, f"b_ih{sfx}": db_ih, f"b_hh{sfx}": db_hh}
+    def _backward_layers(self, cache, dy, dh_n):
+        return seqkern.gru_layers_backward(cache, dy, dh_n)
+
+    def _weights(self, sfx):
+        p = self._p
+        return seqkern.GRUWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"b_ih{sfx}"], p[f"b_hh{sfx}"])
+
+    def _param_grads(self, sfx, g):
+        return {f"w_ih{sfx}": g.dw_ih, f"w_hh{sfx}": g.dw_hh, f"b_ih{sfx}": g.db_ih, f"b_hh{sfx}": g.db_hh}
 
     def _torch_biases(self, state_dict, sfx):
         """PyTorch's two biases as they are (zeros for a module built with ``bias=False``)."""
@@ -300,14 +283,18 @@ class SimpleRNN(_Recurrent):
     def _add_biases(self, sfx):
         self._add(f"bias{sfx}", np.zeros(self.hidden_size))
 
-    def _run(self, sfx, x, lengths, cache):
-        p = self._p
-        return seqkern.rnn_forward(x, p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"bias{sfx}"], lengths=lengths,
-                                   nonlinearity=self.nonlinearity, need_cache=cache)
+    def _forward_layers(self, x, layers, **kw):
+        return seqkern.rnn_layers_forward(x, layers, **kw)
 
-    def _run_backward(self, sfx, cache, dy, dh_n):
-        d_x, dw_ih, dw_hh, dbias, _dh0 = seqkern.rnn_backward(cache, dy=dy, dh_n=dh_n)
-        return d_x, {f"w_ih{sfx}": dw_ih, f"w_hh{sfx}": dw_hh, f"bias{sfx}": dbias}
+    def _backward_layers(self, cache, dy, dh_n):
+        return seqkern.rnn_layers_backward(cache, dy, dh_n)
+
+    def _weights(self, sfx):
+        p = self._p
+        return seqkern.RNNWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"bias{sfx}"], nonlinearity=self.nonlinearity)
+
+    def _param_grads(self, sfx, g):
+        return {f"w_ih{sfx}": g.dw_ih, f"w_hh{sfx}": g.dw_hh, f"bias{sfx}": g.dbias}
 
     def _torch_biases(self, state_dict, sfx):
         return {f"bias{sfx}": _summed_torch_bias(state_dict, sfx, self.hidden_size)}

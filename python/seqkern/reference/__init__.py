@@ -5,7 +5,8 @@ is given (pass float64 for an accurate reference). It is written to be read, not
 tricks beyond the max-subtraction that keeps a softmax finite. The tests compare the kernels with
 these functions, and these functions with finite differences.
 
-One module a family: ``softmax``, ``lstm``, ``gru``, ``rnn``, ``attention`` (scaled dot-product and
+One module a family: ``softmax``, ``lstm``, ``gru``, ``rnn``, ``layers`` (stacked and
+bidirectional layers of the three cells), ``attention`` (scaled dot-product and
 additive) and ``pool`` (attention pooling); every name is importable from ``seqkern.reference``.
 """
 
@@ -27,6 +28,16 @@ from .lstm import lstm_backward, lstm_forward
 from .rnn import RNNGrads as RNNGrads
 from .rnn import RNNOutput as RNNOutput
 from .rnn import rnn_backward, rnn_forward
+from .layers import LayersGrads as LayersGrads
+from .layers import LayersOutput as LayersOutput
+from .layers import (
+    gru_layers_backward,
+    gru_layers_forward,
+    lstm_layers_backward,
+    lstm_layers_forward,
+    rnn_layers_backward,
+    rnn_layers_forward,
+)
 from .pool import attention_pool_backward, attention_pool_forward
 from .softmax import softmax, softmax_backward, softmax_forward
 
@@ -37,6 +48,9 @@ __all__ = [
     "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
     "rnn_forward", "rnn_backward",
+    "lstm_layers_forward", "lstm_layers_backward",
+    "gru_layers_forward", "gru_layers_backward",
+    "rnn_layers_forward", "rnn_layers_backward",
     "attention_forward", "attention_backward",
     "additive_attention_forward", "additive_attention_backward",
     "attention_pool_forward", "attention_pool_backward",
