@@ -134,7 +134,7 @@ def _kw64(kw):
 @pytest.mark.parametrize("cell", CELLS)
 def test_schedules_and_thread_counts_agree_bitwise(rng, cell):
     # The directions side by side, one after the other, at 1 and at 2 threads: the same bits.
-    T, B, D, H, L = 9, 8, 12, 20, 2
+    T, B, D, H, L = 9, 8, 12, 20, 2  # too small for "auto" to run side by side: forced below
     layers = make_layers(rng, cell, D, H, L, 2, np.float32)
     x = rng.standard_normal((T, B, D)).astype(np.float32)
     kw = dict(lengths=lengths_for(rng, T, B), **states(rng, cell, L, 2, B, H, np.float32), dropout=0.25, seed=3)
@@ -166,15 +166,35 @@ def test_schedules_and_thread_counts_agree_bitwise(rng, cell):
 
 
 def test_schedule_rule():
-    # Two directions, two threads, B >= 4 and one direction's weights within L2; otherwise in turn.
+    # Two directions, two threads, B >= 4, 10 MFLOP a direction and one direction's weights
+    # within L2; otherwise one after the other.
+    rule = seqkern._layers.layers_schedule
     l2 = seqkern.cache_sizes()["l2"]
     H = 64
-    assert seqkern._layers.layers_schedule(2, 32, H, H, 4, threads=2) == "side_by_side"
-    assert seqkern._layers.layers_schedule(1, 32, H, H, 4, threads=2) == "sequential"
-    assert seqkern._layers.layers_schedule(2, 32, H, H, 4, threads=1) == "sequential"
-    assert seqkern._layers.layers_schedule(2, 1, H, H, 4, threads=2) == "sequential"
+    assert rule(2, 64, 32, H, H, 4, threads=2) == "side_by_side"
+    assert rule(1, 64, 32, H, H, 4, threads=2) == "sequential"
+    assert rule(2, 64, 32, H, H, 4, threads=1) == "sequential"
+    assert rule(2, 64, 1, H, H, 4, threads=2) == "sequential"
+    assert rule(2, 2, 32, H, H, 4, threads=2) == "sequential"  # 4 MFLOP
     big = int(np.sqrt(l2 / 32)) + 1  # 4*H*(2H)*4 bytes > L2
-    assert seqkern._layers.layers_schedule(2, 32, big, big, 4, threads=2) == "sequential"
+    assert rule(2, 64, 32, big, big, 4, threads=2) == "sequential"
+
+
+def test_auto_runs_side_by_side_where_the_rule_says(rng):
+    T, B, D, H = 20, 8, 64, 64  # 10.5 MFLOP a direction
+    layers = make_layers(rng, "lstm", D, H, 1, 2, np.float32)
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    before = seqkern.get_num_threads()
+    try:
+        seqkern.set_num_threads(2)
+        auto = seqkern.lstm_layers_forward(x, layers)
+        seq = seqkern.lstm_layers_forward(x, layers, schedule="sequential")
+    finally:
+        seqkern.set_num_threads(before)
+    if seqkern.max_num_threads() >= 2:
+        assert auto.cache.schedule == "side_by_side"
+    np.testing.assert_array_equal(auto.y, seq.y)
+    np.testing.assert_array_equal(auto.c_n, seq.c_n)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -188,21 +188,25 @@ def _side_by_side(jobs):
     return [r0, future.result()]
 
 
-def layers_schedule(dirs: int, B: int, H: int, D: int, itemsize: int, threads: int | None = None) -> str:
-    """The schedule "auto" picks for a layer of ``dirs`` directions, batch B, H units and input
-    width D at ``threads`` threads (None: the current limit).
+def layers_schedule(dirs: int, T: int, B: int, H: int, D: int, itemsize: int, threads: int | None = None) -> str:
+    """The schedule "auto" picks for a layer of ``dirs`` directions over T steps, batch B, H units
+    and input width D at ``threads`` threads (None: the current limit).
 
     Side by side needs two directions and two threads. Measured on a 2-core Intel Xeon (AVX-512,
     2 MiB L2 per core), LSTM forward at 2 threads, side by side against one direction after the
     other: 0.94x at T=64 B=32 D=100 H=100, 0.95x at T=256 B=8 D=128 H=256, but 1.04x at T=128 B=1
     D=128 H=128 (at B = 1 a direction's own two threads share its steps better than one thread
     runs them) and 1.10x at T=64 B=64 D=256 H=512 (weights of 6 MiB a direction: two directions
-    at once stream twice the weights through the shared cache). So: two directions, two threads,
-    B >= 4 and one direction's weights within one core's L2.
+    at once stream twice the weights through the shared cache). Handing a direction to the other
+    thread and back costs tens of microseconds, so a direction must also be worth 10 MFLOP
+    (T=3 B=16 D=4 H=8 took 2.7x as long side by side). So: two directions, two threads, B >= 4,
+    at least 10 MFLOP a direction (LSTM-sized gates) and one direction's weights within one
+    core's L2.
     """
     threads = _core.get_num_threads() if threads is None else threads
     w_bytes = 4 * H * (D + H) * itemsize
-    if dirs == 2 and threads >= 2 and B >= 4 and w_bytes <= _core.cache_sizes()["l2"]:
+    flops = 2 * T * B * 4 * H * (D + H)
+    if dirs == 2 and threads >= 2 and B >= 4 and flops >= 10_000_000 and w_bytes <= _core.cache_sizes()["l2"]:
         return "side_by_side"
     return "sequential"
 
@@ -321,8 +325,7 @@ def _forward(fn, cell: _Cell, x, layers, lengths, h0, c0, dropout, seed, dropout
         lengths = np.ascontiguousarray(lengths, dtype=np.int64)  # the kernels check the range
     masks = _masks(fn, dropout, seed, dropout_masks, L, (T, B, dirs * H), dtype)
     if schedule == "auto":
-        schedule = max((layers_schedule(dirs, B, H, w.input_size, dtype.itemsize) for w in dirs_of[0]),
-                       key=SCHEDULES.index)
+        schedule = layers_schedule(dirs, T, B, H, D, dtype.itemsize)
     rev = reverse_index(T, lengths, B) if dirs == 2 else None
 
     def job(k, j, inp):

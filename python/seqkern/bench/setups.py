@@ -368,6 +368,90 @@ def setup_pool(d: dict, ctx: Context, train: bool = False) -> dict[str, Callable
                         torch_pool, train)
 
 
+def _bilstm_data(d: dict, rng: np.random.Generator):
+    """x and the weights of an L-layer bidirectional LSTM, as (w_ih, w_hh, bias) per layer and direction."""
+    T, B, D, H, L = d["T"], d["B"], d["D"], d["H"], d["L"]
+    s = 1.0 / math.sqrt(H)
+    x = rng.standard_normal((T, B, D), dtype=np.float32)
+    ws = [[tuple(rng.uniform(-s, s, shape).astype(np.float32) for shape in ((4 * H, D if k == 0 else 2 * H),
+                                                                             (4 * H, H), (4 * H,)))
+           for _ in range(2)] for k in range(L)]
+    return x, ws
+
+
+def _torch_bilstm(torch, ws):
+    L, (w_ih, w_hh, _) = len(ws), ws[0][0]
+    module = torch.nn.LSTM(w_ih.shape[1], w_hh.shape[1], num_layers=L, bidirectional=True)
+    with torch.no_grad():
+        for k in range(L):
+            for j, sfx in enumerate(("", "_reverse")):
+                w_ih, w_hh, bias = ws[k][j]
+                getattr(module, f"weight_ih_l{k}{sfx}").copy_(torch.from_numpy(w_ih))
+                getattr(module, f"weight_hh_l{k}{sfx}").copy_(torch.from_numpy(w_hh))
+                getattr(module, f"bias_ih_l{k}{sfx}").copy_(torch.from_numpy(bias))
+                getattr(module, f"bias_hh_l{k}{sfx}").zero_()
+    return module
+
+
+def _onnx_bilstm(ctx: Context, ws, x_shape: tuple, build=None):
+    """ONNX's LSTM operator with direction="bidirectional" (one layer) over our weights."""
+    order = [0, 3, 1, 2]  # ONNX's gates i, o, f, c from ours i, f, g, o
+    H = ws[0][0][1].shape[1]
+
+    def gates(a):
+        return a.reshape(4, H, -1)[order].reshape(4 * H, -1)
+
+    W = np.stack([gates(w[0]) for w in ws[0]])
+    R = np.stack([gates(w[1]) for w in ws[0]])
+    Bias = np.stack([np.concatenate([gates(w[2][:, None]).ravel(), np.zeros(4 * H, np.float32)]) for w in ws[0]])
+    node = ctx.onnx.helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "Y_h", "Y_c"], hidden_size=H,
+                                     direction="bidirectional")
+    return (build or ort_session)(ctx, node, {"X": x_shape}, ["Y", "Y_h", "Y_c"], {"W": W, "R": R, "B": Bias})
+
+
+def setup_bilstm_forward(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Inference of a bidirectional LSTM layer in one call (``lstm_layers_forward``, its schedule
+    chosen by shape); ``two_calls`` is seqkern's two directions one after the other."""
+    x, ws = _bilstm_data(d, ctx.rng)
+    layers = [tuple(seqkern.LSTMWeights(*w) for w in pair) for pair in ws]
+    f = seqkern.lstm_layers_forward
+    impls: dict[str, Callable] = {"seqkern": lambda: f(x, layers, need_cache=False)}
+    impls["two_calls"] = lambda: f(x, layers, need_cache=False, schedule="sequential")
+    impls["numpy"] = lambda: reference.lstm_layers_forward(x, layers)
+    if ctx.torch:
+        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
+        module = _torch_bilstm(torch, ws)
+
+        def torch_forward():
+            with torch.no_grad():
+                return module(xt)
+
+        impls["torch"] = torch_forward
+    if d["L"] == 1 and ctx.ort:
+        sess = _onnx_bilstm(ctx, ws, x.shape)
+        # ONNX's Y is (T, 2, B, H): the same values as seqkern's (T, B, 2H) once the axes are swapped.
+        impls["ort"] = lambda: sess.run(["Y"], {"X": x})[0].transpose(0, 2, 1, 3)
+    if d["L"] == 1 and ctx.openvino:
+        run = openvino_runner(ctx, _onnx_bilstm(ctx, ws, x.shape, build=onnx_model), {"X": x})
+        impls["openvino"] = lambda: np.asarray(run()).transpose(0, 2, 1, 3)
+    return impls
+
+
+def setup_bilstm_train(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Forward and backward of a stacked bidirectional LSTM from a gradient on every output step."""
+    x, ws = _bilstm_data(d, ctx.rng)
+    dy = ctx.rng.standard_normal((d["T"], d["B"], 2 * d["H"]), dtype=np.float32)
+    layers = [tuple(seqkern.LSTMWeights(*w) for w in pair) for pair in ws]
+    fwd, bwd = seqkern.lstm_layers_forward, seqkern.lstm_layers_backward
+    impls: dict[str, Callable] = {"seqkern": lambda: bwd(fwd(x, layers).cache, dy)}
+    impls["two_calls"] = lambda: bwd(fwd(x, layers, schedule="sequential").cache, dy)
+    rf, rb = reference.lstm_layers_forward, reference.lstm_layers_backward
+    impls["numpy"] = lambda: rb(rf(x, layers).cache, dy)
+    if ctx.torch:
+        impls["torch"] = _torch_train(ctx.torch, _torch_bilstm(ctx.torch, ws), x, dy)
+    return impls
+
+
 def setup_nn_train(d: dict, ctx: Context) -> dict[str, Callable]:
     """One training pass of the SST-2 model (Embedding, BiLSTM, attention pooling, Dense, Adam)
     over the same batches in seqkern.nn and in PyTorch with packed sequences."""

@@ -18,6 +18,8 @@ from .setups import (
     setup_gru_train,
     setup_rnn_forward,
     setup_rnn_step,
+    setup_bilstm_forward,
+    setup_bilstm_train,
     setup_rnn_train,
     setup_lstm_forward,
     setup_lstm_step,
@@ -102,6 +104,10 @@ FULL_SHAPES = {
     "gru_step": [(1, 128, 256)],
     "rnn": [(128, 32, 128, 256), (256, 1, 64, 128), (512, 16, 128, 128)],
     "rnn_step": [(1, 128, 256)],
+    # bidirectional layers (T, B, D, H, layers): the SST-2 layer, a wider one, one sequence;
+    # forward+backward of the SST-2 model's two layers
+    "bilstm": [(64, 32, 100, 100, 1), (256, 8, 128, 256, 1), (128, 1, 128, 128, 1)],
+    "bilstm_train": [(64, 32, 100, 100, 2)],
     "attention": [(8, 8, 512, 64), (32, 4, 128, 64)],
     "additive": [(32, 64, 64, 256, 128)],
     "pool": [(128, 32, 256, 128)],
@@ -121,6 +127,8 @@ SMOKE_SHAPES = {  # tiny shapes that run every code path in well under a second
     "gru_step": [(1, 4, 8)],
     "rnn": [(3, 16, 4, 8), (3, 1, 4, 8)],
     "rnn_step": [(1, 4, 8)],
+    "bilstm": [(3, 16, 4, 8, 1), (3, 1, 4, 8, 2)],
+    "bilstm_train": [(3, 4, 4, 8, 2)],
     "attention": [(1, 2, 8, 4)],
     "additive": [(2, 3, 5, 4, 6)],
     "pool": [(4, 2, 5, 3)],
@@ -152,6 +160,15 @@ def build_entries(quick: bool = False, smoke: bool = False) -> list[Entry]:
                                           scaling=big))
         for B, D, H in table[cell + "_step"]:
             add(cell + "_step", (B, D, H), Entry(cell + "_step", dict(B=B, D=D, H=H), step, flops=flops(1, B, D, H)))
+    for T, B, D, H, L in table["bilstm"]:
+        dims = dict(T=T, B=B, D=D, H=H, L=L)
+        f = 2 * sum(lstm_flops(T, B, D if k == 0 else 2 * H, H) for k in range(L))
+        add("bilstm", (T, B, D, H, L), Entry("bilstm_forward", dims, setup_bilstm_forward, flops=f, scaling=B >= 8))
+    for T, B, D, H, L in table["bilstm_train"]:
+        dims = dict(T=T, B=B, D=D, H=H, L=L)
+        f = 2 * sum(lstm_flops(T, B, D if k == 0 else 2 * H, H) for k in range(L))
+        add("bilstm", (T, B, D, H, L), Entry("bilstm_forward+backward", dims, setup_bilstm_train,
+                                             flops=LSTM_TRAIN * f, scaling=True))
     for B, NH, L, Dh in table["attention"]:
         dims, f = dict(B=B, NH=NH, L=L, Dh=Dh), attention_flops(B, NH, L, L, Dh)
         big = L >= 512
