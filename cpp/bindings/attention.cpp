@@ -1,6 +1,7 @@
 // attention.cpp: attention_forward / attention_backward (scaled dot-product, fused).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "bindings/families.h"
 #include "bindings/masks.h"
@@ -23,9 +24,12 @@ struct AttnArgs {
   }
 };
 
-// Validates q, k, v (q floating, k and v of its dtype) and the mask arguments.
+// Validates q, k, v (q floating, k and v of its dtype) and the mask and bias arguments. With two
+// or more leading dims (..., NH, L, D), k and v may have fewer heads than q (grouped-query
+// attention): every leading dim the same except the last, k's dividing q's.
 AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, const py::array& v,
-                        const py::object& mask, bool causal, const py::object& kv_lengths, double scale) {
+                        const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
+                        double scale, const py::object& bias) {
   c.floating("q", q);
   c.contiguous("q", q);
   if (q.ndim() < 2) c.value_error("q must have shape (..., Lq, Dh), got shape " + shape_str(dims_of(q)));
@@ -41,14 +45,26 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
   const size_t nd = qd.size();
   a.lead.assign(qd.begin(), qd.end() - 2);
   std::vector<int64_t> kd = dims_of(k), vd = dims_of(v);
-  if (kd.size() != nd || !std::equal(a.lead.begin(), a.lead.end(), kd.begin()) || kd[nd - 1] != qd[nd - 1]) {
-    c.value_error("k must have shape (..., Lk, Dh) with q's leading dims and Dh, " + std::string("q has shape ") +
-                  shape_str(qd) + ", got " + shape_str(kd));
+  // The leading dims k and v must share with q: all; the last (the heads) may divide q's.
+  const size_t nl = a.lead.size();
+  auto lead_ok = [&](const std::vector<int64_t>& d) {
+    if (d.size() != nd) return false;
+    for (size_t i = 0; i + 1 < nl; ++i) {
+      if (d[i] != qd[i]) return false;
+    }
+    if (nl == 0) return true;
+    if (nl < 2) return d[0] == qd[0];  // (B, L, D): no heads to group
+    return (d[nl - 1] > 0 && qd[nl - 1] % d[nl - 1] == 0) || (d[nl - 1] == 0 && qd[nl - 1] == 0);
+  };
+  if (!lead_ok(kd) || kd[nd - 1] != qd[nd - 1]) {
+    c.value_error("k must have shape (..., Lk, Dh) with q's leading dims (its heads may divide q's) and Dh, " +
+                  std::string("q has shape ") + shape_str(qd) + ", got " + shape_str(kd));
   }
-  if (vd.size() != nd || !std::equal(a.lead.begin(), a.lead.end(), vd.begin()) || vd[nd - 2] != kd[nd - 2]) {
-    c.value_error("v must have shape (..., Lk, Dv) with q's leading dims and k's Lk, q has shape " +
+  if (!lead_ok(vd) || vd[nd - 2] != kd[nd - 2] || (nl > 0 && vd[nl - 1] != kd[nl - 1])) {
+    c.value_error("v must have shape (..., Lk, Dv) with k's leading dims and Lk, q has shape " +
                   shape_str(qd) + " and k " + shape_str(kd) + ", got " + shape_str(vd));
   }
+  a.s.group = nl >= 2 && kd[nl - 1] > 0 ? qd[nl - 1] / kd[nl - 1] : 1;
   a.s.batch = 1;
   for (int64_t d : a.lead) a.s.batch *= d;
   a.s.lq = qd[nd - 2];
@@ -56,7 +72,8 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
   a.s.dh = qd[nd - 1];
   a.s.dv = vd[nd - 1];
   a.s.scale = scale;
-  a.s.causal = causal;
+  a.s.causal = causal || bottom_right;
+  a.s.causal_offset = bottom_right ? a.s.lk - a.s.lq : 0;
   if (!std::isfinite(scale)) c.value_error("scale must be finite, got " + std::to_string(scale));
   // out, lse (and backward's row sums), the mask's per-problem offsets and lengths, the
   // kernels' transposed copies of k and v: checked before any of it is allocated.
@@ -68,14 +85,16 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
       .add(a.with({a.s.lk, a.s.dv}), q.itemsize())
       .check();
   attention_masks(c, a.mask, mask, kv_lengths, a.lead, a.s.lq, a.s.lk);
+  attention_bias(c, a.mask, bias, q, a.lead, a.s.lq, a.s.lk);
   return a;
 }
 
 py::tuple attention_forward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
-                            const py::object& mask, bool causal, const py::object& kv_lengths, double scale) {
+                            const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
+                            double scale, const py::object& bias) {
   const Check c{"attention_forward"};
   py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
-  const AttnArgs a = attention_args(c, q, k, v, mask, causal, kv_lengths, scale);
+  const AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias);
   return by_dtype(c, q, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     py::array_t<T> out = empty<T>(a.with({a.s.lq, a.s.dv}));
@@ -86,22 +105,39 @@ py::tuple attention_forward(const py::object& q_obj, const py::object& k_obj, co
   });
 }
 
+// (dq, dk, dv, dbias_full): with grouped heads dk and dv are per query head, q's leading dims +
+// (Lk, Dh) and (Lk, Dv), for the caller to sum over each group; dbias_full (q's leading dims, Lq,
+// Lk) the scores' gradient when need_dbias, else None.
 py::tuple attention_backward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
                              const py::object& out_obj, const py::object& lse_obj, const py::object& dout_obj,
-                             const py::object& mask, bool causal, const py::object& kv_lengths, double scale) {
+                             const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
+                             double scale, const py::object& bias, bool need_dbias) {
   const Check c{"attention_backward"};
   py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
   py::array out = c.array("out", out_obj), lse = c.array("lse", lse_obj), dout = c.array("dout", dout_obj);
-  const AttnArgs a = attention_args(c, q, k, v, mask, causal, kv_lengths, scale);
+  AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias);
   return by_dtype(c, q, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     c.same_as<T>("out", out, a.with({a.s.lq, a.s.dv}), "the forward output");
     c.same_as<T>("lse", lse, a.with({a.s.lq}), "the saved row statistics");
     c.same_as<T>("dout", dout, a.with({a.s.lq, a.s.dv}), "out");
-    py::array_t<T> dq = empty<T>(dims_of(q)), dk = empty<T>(dims_of(k)), dv = empty<T>(dims_of(v));
+    Footprint(c, [&] { return of_shape("q", q) + " with Lk = " + std::to_string(a.s.lk); })
+        .add(a.with({a.s.lk, a.s.dh + a.s.dv}), a.s.group > 1 ? sizeof(T) : 0)
+        .add(a.with({a.s.lq, a.s.lk}), need_dbias ? sizeof(T) : 0)
+        .check();
+    py::array_t<T> dq = empty<T>(dims_of(q));
+    py::array_t<T> dk = empty<T>(a.s.group > 1 ? a.with({a.s.lk, a.s.dh}) : dims_of(k));
+    py::array_t<T> dv = empty<T>(a.s.group > 1 ? a.with({a.s.lk, a.s.dv}) : dims_of(v));
+    py::object dbias = py::none();
+    if (need_dbias) {
+      py::array_t<T> g = empty<T>(a.with({a.s.lq, a.s.lk}));
+      std::memset(g.mutable_data(), 0, static_cast<size_t>(g.nbytes()));  // skipped tiles stay 0
+      a.mask.m.dbias = g.mutable_data();
+      dbias = g;
+    }
     call_kernel(ops<T>().attention.backward, a.s, a.mask.m, ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(out),
                 ptr<T>(lse), ptr<T>(dout), dq.mutable_data(), dk.mutable_data(), dv.mutable_data());
-    return py::make_tuple(dq, dk, dv);
+    return py::make_tuple(dq, dk, dv, dbias);
   });
 }
 
@@ -109,10 +145,10 @@ py::tuple attention_backward(const py::object& q_obj, const py::object& k_obj, c
 
 void bind_attention(py::module_& m) {
   m.def("attention_forward", &attention_forward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"),
-        py::arg("causal"), py::arg("kv_lengths"), py::arg("scale"));
+        py::arg("causal"), py::arg("bottom_right"), py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"));
   m.def("attention_backward", &attention_backward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
-        py::arg("lse"), py::arg("dout"), py::arg("mask"), py::arg("causal"), py::arg("kv_lengths"),
-        py::arg("scale"));
+        py::arg("lse"), py::arg("dout"), py::arg("mask"), py::arg("causal"), py::arg("bottom_right"),
+        py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"), py::arg("need_dbias"));
 }
 
 }  // namespace bind

@@ -8,6 +8,10 @@
 //   D_i   = Σ_c dout_ic · out_ic          (= Σ_j p_ij dp_ij)
 //   dp_ij = dout_i · v_j                  ds_ij = p_ij (dp_ij - D_i)
 //   dv_j  = Σ_i p_ij dout_i   dq_i = scale Σ_j ds_ij k_j   dk_j = scale Σ_i ds_ij q_i
+// With an additive bias the scores include it (as forward's); with m.dbias, ds_ij itself is
+// written there, once per entry (one-pass: by the key block; two-pass: by pass 2).
+// Grouped heads: problem b reads k and v of problem b / group; dk and dv are written per query
+// problem b (the caller sums each group's, in order).
 // The score tiles are recomputed from q, k and lse, never stored whole. Every output row has one
 // writer, so no partial sums are shared:
 //   one thread, or at least kProblemsPerThread problems per thread: one item per problem; key
@@ -49,7 +53,7 @@ constexpr int64_t kProblemsPerThread = 4;
 template <typename T>
 void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int64_t rows, int64_t j0,
                int64_t cols, const T* q, const T* kt, const T* vt, const T* lse, const T* dsum, const T* dout,
-               T* qs, T* pt, T* dst) {
+               T* qs, T* pt, T* dst, bool write_dbias) {
   using V = Vec<T>;
   constexpr int W = V::W;
   attn::scale_rows(rows * s.dh, q + (b * s.lq + i0) * s.dh, static_cast<T>(s.scale * attn::kLog2e), qs);
@@ -62,16 +66,20 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
     const int64_t i = i0 + r;
     T* x = pt + r * kBlock;
     T* d = dst + r * kBlock;
-    const int64_t visible = attn::key_limit(m, s.lk, s.causal, b, i) - j0;
+    const int64_t visible = attn::key_limit(s, m, b, i) - j0;
     const uint8_t* kr = keep ? keep + i * m.row_stride + j0 * m.col_stride : nullptr;
+    if (const T* br = attn::bias_row<T>(m, b, i, j0)) attn::add_bias_row(x, cols, br, m.bias_col_stride);
     if (visible < cols || kr) attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride);
     const V l = V::set1(lse[b * s.lq + i]);
     const V di = V::set1(dsum[b * s.lq + i]);
+    T* g = write_dbias && m.dbias ? static_cast<T*>(m.dbias) + (b * s.lq + i) * s.lk + j0 : nullptr;
     for (int64_t j = 0; j < cols; j += W) {
       const int cnt = static_cast<int>(cols - j < W ? cols - j : W);
       const V p = attn::exp2_nonpos(V::load_n(x + j, cnt) - l);
       p.store_n(x + j, cnt);
-      (p * (V::load_n(d + j, cnt) - di) * vscale).store_n(d + j, cnt);
+      const V ds = p * (V::load_n(d + j, cnt) - di);
+      if (g) ds.store_n(g + j, cnt);
+      (ds * vscale).store_n(d + j, cnt);
     }
   }
 }
@@ -85,17 +93,17 @@ void key_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t j0, con
   const int64_t cols = s.lk - j0 < kBlock ? s.lk - j0 : kBlock;
   T* dkb = dk + (b * s.lk + j0) * s.dh;
   T* dvb = dv + (b * s.lk + j0) * s.dv;
-  // Causal: query rows before j0 see none of these keys.
-  for (int64_t i0 = s.causal ? (j0 / kBlock) * kBlock : 0; i0 < s.lq; i0 += kBlock) {
+  // Causal: query rows before the first that sees key j0 see none of these keys.
+  for (int64_t i0 = (attn::first_row_seeing(s, j0) / kBlock) * kBlock; i0 < s.lq; i0 += kBlock) {
     const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
-    const int64_t kend = attn::key_limit(m, s.lk, s.causal, b, i0 + rows - 1);
+    const int64_t kend = attn::key_limit(s, m, b, i0 + rows - 1);
     if (j0 >= kend) continue;
     const int64_t c = kend - j0 < cols ? kend - j0 : cols;
-    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, qs, pt, dst);
+    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, qs, pt, dst, dq != nullptr);
     attn::tile_mm<T, true>(c, s.dv, rows, pt, kBlock, dout + (b * s.lq + i0) * s.dv, s.dv, dvb, s.dv, true);
     attn::tile_mm<T, true>(c, s.dh, rows, dst, kBlock, q + (b * s.lq + i0) * s.dh, s.dh, dkb, s.dh, true);
     if (dq) {
-      attn::tile_mm<T, false>(rows, s.dh, c, dst, kBlock, k + (b * s.lk + j0) * s.dh, s.dh,
+      attn::tile_mm<T, false>(rows, s.dh, c, dst, kBlock, k + ((b / s.group) * s.lk + j0) * s.dh, s.dh,
                               dq + (b * s.lq + i0) * s.dh, s.dh, true);
     }
   }
@@ -158,8 +166,8 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < s.batch; ++b) {
         prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
-        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), ldt);
-        attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vtl.data(), ldt);
+        attn::transpose(s.lk, s.dh, k + (b / s.group) * s.lk * s.dh, s.dh, ktl.data(), ldt);
+        attn::transpose(s.lk, s.dv, v + (b / s.group) * s.lk * s.dv, s.dv, vtl.data(), ldt);
         for (int64_t j0 = 0; j0 < s.lk; j0 += kBlock) {
           if (m.kv_len && j0 >= m.kv_len[b]) break;
           key_block(s, m, b, j0, q, k, ktl.data(), vtl.data(), lse, dsum.data(), dout, qs.data(), pt.data(), dst.data(), dk,
@@ -170,8 +178,8 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.batch; ++b) {
         prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
-        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * ldt, ldt);
-        attn::transpose(s.lk, s.dv, v + b * s.lk * s.dv, s.dv, vt.data() + b * s.dv * ldt, ldt);
+        attn::transpose(s.lk, s.dh, k + (b / s.group) * s.lk * s.dh, s.dh, kt.data() + b * s.dh * ldt, ldt);
+        attn::transpose(s.lk, s.dv, v + (b / s.group) * s.lk * s.dv, s.dv, vt.data() + b * s.dv * ldt, ldt);
       }
       // Pass 1: dk, dv by key block.
 #pragma omp for schedule(dynamic, 1)
@@ -188,14 +196,14 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         const int64_t b = it / qblocks;
         const int64_t i0 = (it % qblocks) * kBlock;
         const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
-        const int64_t kend = attn::key_limit(m, s.lk, s.causal, b, i0 + rows - 1);
+        const int64_t kend = attn::key_limit(s, m, b, i0 + rows - 1);
         T* dqb = dq + (b * s.lq + i0) * s.dh;
         for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
           const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
           p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data() + b * s.dh * ldt, vt.data() + b * s.dv * ldt, lse,
-                    dsum.data(), dout, qs.data(), pt.data(), dst.data());
-          attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + (b * s.lk + j0) * s.dh, s.dh, dqb,
-                                  s.dh, true);
+                    dsum.data(), dout, qs.data(), pt.data(), dst.data(), true);
+          attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + ((b / s.group) * s.lk + j0) * s.dh,
+                                  s.dh, dqb, s.dh, true);
         }
       }
     }

@@ -2,8 +2,10 @@
 //
 // q (batch, Lq, Dh)  k (batch, Lk, Dh)  v (batch, Lk, Dv)  ->  out (batch, Lq, Dv), lse (batch, Lq)
 //   s_ij = scale · q_i·k_j      (scale = 1/√Dh unless given)
-//   s_ij = -inf where key j is masked for query i: bool keep mask false, or (causal) j > i, or
-//          j >= kv_len[b]; the three combine.
+//   s_ij += bias_ij when an additive bias is given (read in place, broadcast by strides)
+//   s_ij = -inf where key j is masked for query i: bool keep mask false, or (causal)
+//          j > i + causal_offset (0 top-left, lk - lq bottom-right), or j >= kv_len[b]; they combine.
+// Grouped heads: problem b reads k and v of problem b / group (never copied per query head).
 //   p_ij = exp(s_ij) / Σ_j exp(s_ij),  out_i = Σ_j p_ij v_j
 //   A row that sees no key: out_i = 0 and lse_i = +inf (so that backward's p is 0).
 // Computed in base 2: t_ij = (scale·log2 e · q_i)·k_j (q pre-scaled per block, so the tile needs
@@ -51,9 +53,9 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
   // softmax runs on exp2. attention_backward forms the scores the same way.
   const T* qb = q + (b * s.lq + i0) * s.dh;
   attn::scale_rows(rows * s.dh, qb, static_cast<T>(s.scale * attn::kLog2e), qs);
-  const T* vb = v + b * s.lk * s.dv;
+  const T* vb = v + (b / s.group) * s.lk * s.dv;
   T* ob = out + (b * s.lq + i0) * s.dv;
-  const int64_t kend = attn::key_limit(m, s.lk, s.causal, b, i0 + rows - 1);
+  const int64_t kend = attn::key_limit(s, m, b, i0 + rows - 1);
   for (int64_t r = 0; r < rows; ++r) {
     row_max[r] = ninf;
     row_sum[r] = T(0);
@@ -69,8 +71,9 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r;
       T* x = tile + r * kKeys;
-      const int64_t visible = attn::key_limit(m, s.lk, s.causal, b, i) - j0;
+      const int64_t visible = attn::key_limit(s, m, b, i) - j0;
       const uint8_t* kr = keep ? keep + i * m.row_stride + j0 * m.col_stride : nullptr;
+      if (const T* br = attn::bias_row<T>(m, b, i, j0)) attn::add_bias_row(x, cols, br, m.bias_col_stride);
       const T tmax = (visible >= cols && !kr) ? attn::row_max(x, cols)
                                               : attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride);
       const T m_old = row_max[r];
@@ -157,11 +160,11 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
         // (2 threads, three alternating runs against the build without both); the k transpose
         // fell from 8% to 5% of a 1-thread profile. The same in the backward showed no gain.
         if (b + nt < s.batch) {
-          attn::prefetch_l2(k + (b + nt) * s.lk * s.dh, s.lk * s.dh);
+          attn::prefetch_l2(k + ((b + nt) / s.group) * s.lk * s.dh, s.lk * s.dh);
           attn::prefetch_l2(q + (b + nt) * s.lq * s.dh, s.lq * s.dh);
-          attn::prefetch_l2(v + (b + nt) * s.lk * s.dv, s.lk * s.dv);
+          attn::prefetch_l2(v + ((b + nt) / s.group) * s.lk * s.dv, s.lk * s.dv);
         }
-        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, ktl.data(), ldt);
+        attn::transpose(s.lk, s.dh, k + (b / s.group) * s.lk * s.dh, s.dh, ktl.data(), ldt);
         for (int64_t i0 = 0; i0 < s.lq; i0 += kBlock) {
           const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
           forward_block(s, m, b, i0, rows, q, ktl.data(), v, out, lse, tile.data(), qs.data(), stats.data(),
@@ -171,7 +174,7 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
     } else {
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.batch; ++b) {
-        attn::transpose(s.lk, s.dh, k + b * s.lk * s.dh, s.dh, kt.data() + b * s.dh * ldt, ldt);
+        attn::transpose(s.lk, s.dh, k + (b / s.group) * s.lk * s.dh, s.dh, kt.data() + b * s.dh * ldt, ldt);
       }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < s.batch * qblocks; ++it) {

@@ -264,13 +264,52 @@ T row_max(const T* x, int64_t n) {
   return simd::hmax(vmax);
 }
 
-// Number of leading keys query row i of problem b may see by structure (causal, kv_len); the
-// bool mask then removes more.
-inline int64_t key_limit(const AttnMask& m, int64_t lk, bool causal, int64_t b, int64_t i) {
-  int64_t e = lk;
+// Number of leading keys query row i of problem b may see by structure (causal with its
+// alignment, kv_len); the bool mask then removes more.
+inline int64_t key_limit(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i) {
+  int64_t e = s.lk;
   if (m.kv_len && m.kv_len[b] < e) e = m.kv_len[b];
-  if (causal && i + 1 < e) e = i + 1;
-  return e;
+  if (s.causal && i + 1 + s.causal_offset < e) e = i + 1 + s.causal_offset;
+  return e < 0 ? 0 : e;
+}
+
+// The first query row (of problem b's structure) that sees key j: 0, or with causal masking
+// j - causal_offset.
+inline int64_t first_row_seeing(const AttnShape& s, int64_t j) {
+  if (!s.causal) return 0;
+  const int64_t i = j - s.causal_offset;
+  return i < 0 ? 0 : i;
+}
+
+// x[0, n) += log2(e) · bias row b[0, n·stride) (stride 0: one value for the whole row): the
+// additive bias in the kernels' base-2 score units.
+template <typename T>
+void add_bias_row(T* x, int64_t n, const T* b, int64_t stride) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  const T f = static_cast<T>(kLog2e);
+  if (stride == 1) {
+    const V vf = V::set1(f);
+    for (int64_t j = 0; j < n; j += W) {
+      const int cnt = static_cast<int>(n - j < W ? n - j : W);
+      simd::fmadd(V::load_n(b + j, cnt), vf, V::load_n(x + j, cnt)).store_n(x + j, cnt);
+    }
+  } else if (stride == 0) {
+    const V add = V::set1(b[0] * f);
+    for (int64_t j = 0; j < n; j += W) {
+      const int cnt = static_cast<int>(n - j < W ? n - j : W);
+      (V::load_n(x + j, cnt) + add).store_n(x + j, cnt);
+    }
+  } else {
+    for (int64_t j = 0; j < n; ++j) x[j] += b[j * stride] * f;
+  }
+}
+
+// Problem b's bias row i from key j0 on, or nullptr without a bias.
+template <typename T>
+const T* bias_row(const AttnMask& m, int64_t b, int64_t i, int64_t j0) {
+  if (!m.bias) return nullptr;
+  return static_cast<const T*>(m.bias) + m.bias_offset[b] + i * m.bias_row_stride + j0 * m.bias_col_stride;
 }
 
 // Scales row x[0, n) (keys j0 .. j0+n-1 of query i) by `scale` in place, sets the keys the row

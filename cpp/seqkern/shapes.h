@@ -34,19 +34,30 @@ struct AttnShape {
   int64_t dh = 0;
   int64_t dv = 0;
   double scale = 1.0;
-  bool causal = false;  // query i sees keys j <= i (top-left aligned)
+  bool causal = false;        // query i sees keys j <= i + causal_offset
+  int64_t causal_offset = 0;  // 0: top-left aligned (PyTorch's is_causal); lk - lq: bottom-right
+  int64_t group = 1;          // query problems per key/value problem: problem b reads k, v of b / group
 };
 
 // Which keys a query row sees, for problem b, query i, key j (all conditions combine):
 //   keep[keep_offset[b] + i*row_stride + j*col_stride] != 0   (when keep is not null)
 //   j < kv_len[b]                                             (when kv_len is not null)
 // A broadcast bool mask is passed in its own shape with zero strides, never expanded.
+// bias (the kernel's T, when not null): added to the scaled scores, s_ij = scale q_i·k_j +
+// bias[bias_offset[b] + i*bias_row_stride + j*bias_col_stride], read in place the same way.
+// dbias (backward only, T (batch, lq, lk), zeroed by the caller): receives ds_ij, the gradient of
+// the scores (0 where masked), for the caller to sum over the bias's broadcast dims.
 struct AttnMask {
   const uint8_t* keep = nullptr;
   const int64_t* keep_offset = nullptr;  // batch entries
   int64_t row_stride = 0;
   int64_t col_stride = 0;
   const int64_t* kv_len = nullptr;  // batch entries, each in [0, lk]
+  const void* bias = nullptr;
+  const int64_t* bias_offset = nullptr;  // batch entries
+  int64_t bias_row_stride = 0;
+  int64_t bias_col_stride = 0;
+  void* dbias = nullptr;
 };
 
 // Additive attention: q (batch, lq, dq), k (batch, lk, dk), v (batch, lk, dv), w_q (a, dq),

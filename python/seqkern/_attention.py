@@ -39,6 +39,8 @@ class AttentionCache(NamedTuple):
     causal: bool
     kv_lengths: np.ndarray | None
     scale: float
+    bias: np.ndarray | None = None
+    bottom_right: bool = False  # with causal: aligned to the end of the keys
 
 
 class AttentionForward(NamedTuple):
@@ -50,6 +52,33 @@ class AttentionGrads(NamedTuple):
     dq: np.ndarray
     dk: np.ndarray
     dv: np.ndarray
+
+
+class AttentionBiasGrads(NamedTuple):
+    """attention_backward(..., dbias=True): AttentionGrads and the bias's gradient."""
+
+    dq: np.ndarray
+    dk: np.ndarray
+    dv: np.ndarray
+    dbias: np.ndarray
+
+
+_CAUSAL = {False: (False, False), True: (True, False), "top_left": (True, False), "bottom_right": (True, True)}
+
+
+def _causal(fn, causal):
+    """(causal, bottom_right) from False, True, "top_left" or "bottom_right"."""
+    key = bool(causal) if isinstance(causal, (bool, np.bool_)) else causal
+    if not isinstance(key, (bool, str)) or key not in _CAUSAL:
+        raise ValueError(f"{fn}: causal must be False, True, 'top_left' or 'bottom_right', got {causal!r}")
+    return _CAUSAL[key]
+
+
+def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """g summed over the dims along which an array of ``shape`` was broadcast to g's shape."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g
 
 
 def _mask(mask):
@@ -75,22 +104,29 @@ def attention_forward(
     v: np.ndarray,
     *,
     mask: np.ndarray | None = None,
-    causal: bool = False,
+    causal: bool | str = False,
     kv_lengths: np.ndarray | None = None,
     scale: float | None = None,
+    bias: np.ndarray | None = None,
 ) -> AttentionForward:
-    """Scaled dot-product attention, fused: ``out = softmax(scale * q k^T, masked) v``.
+    """Scaled dot-product attention, fused: ``out = softmax(scale * q k^T + bias, masked) v``.
 
     Parameters
     ----------
     q : ndarray of float32 or float64, shape (..., Lq, Dh)
         Queries; any number of leading dims, e.g. (B, NH, Lq, Dh).
-    k : ndarray, shape (..., Lk, Dh), q's dtype and leading dims
-    v : ndarray, shape (..., Lk, Dv), q's dtype and leading dims
+    k : ndarray, shape (..., Lk, Dh), q's dtype and leading dims, except that with two or more
+        leading dims (..., NH, Lq, Dh) the last (the heads) may divide q's: grouped-query (and multi-query) attention, query head h
+        reading key head h // (NH / NH_kv), never repeated in memory
+    v : ndarray, shape (..., Lk, Dv), q's dtype and k's leading dims
     mask : ndarray of bool, broadcastable to (..., Lq, Lk), optional
         True = attend. A broadcast mask is read in place, never expanded.
-    causal : bool
-        Query i sees keys j <= i (top-left aligned, as PyTorch's ``is_causal``).
+    causal : False, True, "top_left" or "bottom_right"
+        True or "top_left": query i sees keys j <= i (PyTorch's ``is_causal``); "bottom_right":
+        keys j <= i + Lk - Lq, aligned to the end of the keys (decoding with a cache of past keys).
+    bias : float ndarray of q's dtype, broadcastable to (..., Lq, Lk), optional
+        Added to the scaled scores (a relative-position bias, ALiBi; -inf masks a key), read in
+        place with zero strides along broadcast dims, never expanded.
     kv_lengths : integer ndarray, shape (B,) for the first leading dim B, optional
         Keys j >= kv_lengths[b] are masked for every problem under index b. Values in [0, Lk].
     scale : float, optional
@@ -109,14 +145,15 @@ def attention_forward(
     q, k, v = contiguous(q, fn, "q"), contiguous(k, fn, "k"), contiguous(v, fn, "v")
     scale = _scale(fn, scale, q)
     mask = _mask(mask)
+    bias = _mask(bias)
     kv_lengths = None if kv_lengths is None else np.asarray(kv_lengths)
-    causal = bool(causal)
-    out, lse = _core.attention_forward(q, k, v, mask, causal, kv_lengths, scale)
-    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale)
+    causal, bottom_right = _causal(fn, causal)
+    out, lse = _core.attention_forward(q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias)
+    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale, bias, bottom_right)
     return AttentionForward(out, cache)
 
 
-def attention_backward(cache: AttentionCache, dout: np.ndarray) -> AttentionGrads:
+def attention_backward(cache: AttentionCache, dout: np.ndarray, *, dbias: bool = False) -> AttentionGrads:
     """Gradients of attention_forward.
 
     Parameters
@@ -125,16 +162,31 @@ def attention_backward(cache: AttentionCache, dout: np.ndarray) -> AttentionGrad
         From attention_forward; not modified, so it can be reused.
     dout : ndarray, the shape and dtype of the forward ``out``
         dL/dout.
+    dbias : bool
+        Also the gradient of the forward's ``bias`` (the scores' gradient summed over the dims
+        the bias was broadcast along; it takes one (..., Lq, Lk) buffer). Needs a bias.
 
     Returns
     -------
-    AttentionGrads(dq, dk, dv), shaped like q, k, v. Rows that saw no key get zero gradients.
+    AttentionGrads(dq, dk, dv), shaped like q, k, v (with grouped heads, dk and dv sum the group's
+    query heads); with ``dbias=True`` AttentionBiasGrads(dq, dk, dv, dbias), dbias shaped like the
+    bias. Rows that saw no key get zero gradients.
     """
     c = cache
-    dq, dk, dv = _core.attention_backward(
-        c.q, c.k, c.v, c.out, c.lse, contiguous(dout, "attention_backward", "dout"), c.mask, c.causal, c.kv_lengths, c.scale
+    fn = "attention_backward"
+    if dbias and c.bias is None:
+        raise ValueError(f"{fn}: dbias=True needs a forward with a bias")
+    dq, dk, dv, full = _core.attention_backward(
+        c.q, c.k, c.v, c.out, c.lse, contiguous(dout, fn, "dout"), c.mask, c.causal, c.bottom_right,
+        c.kv_lengths, c.scale, c.bias, bool(dbias)
     )
-    return AttentionGrads(dq, dk, dv)
+    if dk.shape != c.k.shape:  # grouped heads: each key head's gradient sums its query heads, in order
+        lead, heads = c.k.shape[:-3], c.k.shape[-3]
+        dk = dk.reshape(*lead, heads, -1, *dk.shape[-2:]).sum(axis=-3)
+        dv = dv.reshape(*lead, heads, -1, *dv.shape[-2:]).sum(axis=-3)
+    if full is None:
+        return AttentionGrads(dq, dk, dv)
+    return AttentionBiasGrads(dq, dk, dv, _sum_to(full, c.bias.shape))
 
 
 class AdditiveAttentionCache(NamedTuple):

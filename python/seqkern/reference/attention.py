@@ -23,43 +23,57 @@ __all__ = [
 def attention_keep(lead, lq, lk, mask=None, causal=False, kv_lengths=None):
     """Bool array ``lead + (lq, lk)``: True where query i may attend to key j.
 
-    The bool ``mask`` (broadcast), ``causal`` (j <= i, top-left aligned) and ``kv_lengths``
-    (j < kv_lengths[b] for every problem under index b of the first leading dim) all combine.
+    The bool ``mask`` (broadcast), ``causal`` (True or "top_left": j <= i; "bottom_right":
+    j <= i + lk - lq) and ``kv_lengths`` (j < kv_lengths[b] for every problem under index b of the
+    first leading dim) all combine.
     """
     shape = tuple(lead) + (lq, lk)
     keep = np.ones(shape, dtype=bool)
     if mask is not None:
         keep = keep & np.broadcast_to(np.asarray(mask, dtype=bool), shape)
-    if causal:
-        keep = keep & np.tril(np.ones((lq, lk), dtype=bool))
+    if causal is not False and causal is not None:
+        offset = lk - lq if causal == "bottom_right" else 0
+        keep = keep & np.tril(np.ones((lq, lk), dtype=bool), k=offset)
     if kv_lengths is not None:
         lengths = np.asarray(kv_lengths).reshape((-1,) + (1,) * (len(shape) - 1))
         keep = keep & (np.arange(lk) < lengths)
     return keep
 
 
-def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scale=None):
-    """out = softmax(scale * q k^T, masked) v over the last two axes; returns ``(out, cache)``.
+def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scale=None, bias=None):
+    """out = softmax(scale * q k^T + bias, masked) v over the last two axes; returns ``(out, cache)``.
 
-    q (..., Lq, Dh), k (..., Lk, Dh), v (..., Lk, Dv); scale defaults to 1/sqrt(Dh). A query row
-    that sees no key gets an output of zeros.
+    q (..., NH, Lq, Dh), k (..., NH_kv, Lk, Dh), v (..., NH_kv, Lk, Dv) with NH_kv dividing NH
+    (grouped-query attention: query head h uses key head h // (NH // NH_kv)); scale defaults to
+    1/sqrt(Dh); bias broadcastable to (..., Lq, Lk). A key whose score is -inf (from the bias) is
+    not seen, and a query row that sees no key gets an output of zeros.
     """
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+    group = 1
+    if q.ndim >= 4 and k.shape[-3] not in (0, q.shape[-3]):
+        group = q.shape[-3] // k.shape[-3]
+    kx, vx = (np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)) if group > 1 else (k, v)
     if scale is None:
         scale = 1.0 / np.sqrt(q.shape[-1]) if q.shape[-1] > 0 else 1.0
     keep = attention_keep(q.shape[:-2], q.shape[-2], k.shape[-2], mask, causal, kv_lengths)
-    scores = (q @ np.swapaxes(k, -1, -2)) * q.dtype.type(scale)
+    scores = (q @ np.swapaxes(kx, -1, -2)) * q.dtype.type(scale)
+    if bias is not None:
+        scores = scores + np.asarray(bias)
+        keep = keep & ~np.isneginf(scores)
     # softmax over zero keys is all-zero (every row sees no key).
     p = softmax(scores, axis=-1, mask=keep) if scores.shape[-1] > 0 else scores
-    out = p @ v
-    return out, {"q": q, "k": k, "v": v, "p": p, "scale": scale}
+    out = p @ vx
+    cache = {"q": q, "k": kx, "v": vx, "p": p, "scale": scale, "group": group,
+             "bias_shape": None if bias is None else np.shape(bias)}
+    return out, cache
 
 
-def attention_backward(cache, dout):
-    """Gradients ``(dq, dk, dv)`` of attention_forward given dL/dout.
+def attention_backward(cache, dout, *, dbias=False):
+    """Gradients ``(dq, dk, dv)`` of attention_forward given dL/dout, and ``dbias`` fourth when
+    asked (the score gradient ds summed over the dims the bias was broadcast along).
 
     dv = p^T dout, dp = dout v^T, ds = p * (dp - rowsum(p * dp)),
-    dq = scale ds k, dk = scale ds^T q.
+    dq = scale ds k, dk = scale ds^T q (summed over each group's query heads).
     """
     q, k, v, p = cache["q"], cache["k"], cache["v"], cache["p"]
     scale = q.dtype.type(cache["scale"])
@@ -68,7 +82,17 @@ def attention_backward(cache, dout):
     ds = softmax_backward(p, dp, axis=-1)
     dq = scale * (ds @ k)
     dk = scale * (np.swapaxes(ds, -1, -2) @ q)
-    return dq, dk, dv
+    group = cache["group"]
+    if group > 1:
+        lead, heads = dk.shape[:-3], dk.shape[-3] // group
+        dk = dk.reshape(*lead, heads, group, *dk.shape[-2:]).sum(axis=-3)
+        dv = dv.reshape(*lead, heads, group, *dv.shape[-2:]).sum(axis=-3)
+    if not dbias:
+        return dq, dk, dv
+    shape = cache["bias_shape"]
+    extra = ds.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and ds.shape[extra + i] != 1)
+    return dq, dk, dv, ds.sum(axis=axes, keepdims=True).reshape(shape)
 
 
 def additive_attention_forward(q, k, v, w_q, w_k, w_v, *, mask=None, kv_lengths=None):

@@ -1,0 +1,197 @@
+"""Scaled dot-product attention's additive bias, grouped-query heads and bottom-right causal
+alignment: kernels against the reference (forward and every gradient, the bias's included), the
+reference against finite differences, PyTorch's SDPA, thread counts, and the errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import seqkern
+from seqkern import reference as ref
+
+from checks import assert_close, check_grad
+
+
+def inputs(rng, B, NH, NKV, Lq, Lk, Dh, dtype):
+    q = rng.standard_normal((B, NH, Lq, Dh)).astype(dtype)
+    k = rng.standard_normal((B, NKV, Lk, Dh)).astype(dtype)
+    v = rng.standard_normal((B, NKV, Lk, Dh + 3)).astype(dtype)
+    return q, k, v
+
+
+def compare(rng, dtype, q, k, v, **kw):
+    """The kernel against the float64 and same-dtype references, forward and backward."""
+    up = lambda a: None if a is None else (a.astype(np.float64) if a.dtype.kind == "f" else a)  # noqa: E731
+    kw64 = {n: (up(a) if n == "bias" else a) for n, a in kw.items()}
+    out, cache = seqkern.attention_forward(q, k, v, **kw)
+    e64, c64 = ref.attention_forward(up(q), up(k), up(v), **kw64)
+    e32, c32 = ref.attention_forward(q, k, v, **kw)
+    assert out.dtype == dtype
+    assert_close(out, e64, e32, name="out")
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    with_bias = kw.get("bias") is not None
+    got = seqkern.attention_backward(cache, dout, dbias=with_bias)
+    w64 = ref.attention_backward(c64, dout.astype(np.float64), dbias=with_bias)
+    w32 = ref.attention_backward(c32, dout, dbias=with_bias)
+    names = ("dq", "dk", "dv", "dbias")[: len(w64)]
+    for name, a, b64, b32 in zip(names, got, w64, w32):
+        assert a.shape == b64.shape, name
+        assert_close(a, b64, b32, name=name)
+    return out, got
+
+
+BIAS_SHAPES = [  # broadcast to (B, NH, Lq, Lk) = (2, 4, Lq, Lk); not (Lq, 1): a per-query shift
+    # changes no softmax, so its gradient is 0 up to cancellation
+    lambda B, NH, Lq, Lk: (B, NH, Lq, Lk),
+    lambda B, NH, Lq, Lk: (NH, Lq, Lk),        # shared by the batch (relative-position bias)
+    lambda B, NH, Lq, Lk: (NH, 1, Lk),         # per head and key (ALiBi-like, one row)
+    lambda B, NH, Lq, Lk: (B, 1, 1, Lk),       # per batch and key (padding as a bias)
+    lambda B, NH, Lq, Lk: (Lq, Lk),            # one for every problem
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", range(len(BIAS_SHAPES)))
+@pytest.mark.parametrize("Lq,Lk", [(5, 7), (70, 130), (1, 33)])
+def test_bias_matches_reference(isa, rng, dtype, shape, Lq, Lk):
+    B, NH = 2, 4
+    q, k, v = inputs(rng, B, NH, NH, Lq, Lk, 16, dtype)
+    bias = rng.standard_normal(BIAS_SHAPES[shape](B, NH, Lq, Lk)).astype(dtype)
+    compare(rng, dtype, q, k, v, bias=bias)
+    compare(rng, dtype, q, k, v, bias=bias, causal="bottom_right", mask=rng.random((Lq, Lk)) < 0.8)
+
+
+def test_bias_is_read_in_place_through_broadcast_views(rng):
+    q, k, v = inputs(rng, 2, 3, 3, 9, 11, 8, np.float32)
+    row = rng.standard_normal(11).astype(np.float32)
+    view = np.broadcast_to(row, (2, 3, 9, 11))
+    a, _ = seqkern.attention_forward(q, k, v, bias=view)
+    b, _ = seqkern.attention_forward(q, k, v, bias=np.ascontiguousarray(view))
+    np.testing.assert_array_equal(a, b)
+    # The gradient of a broadcast view has the view's shape; of the row itself, the row's.
+    _, cache = seqkern.attention_forward(q, k, v, bias=row)
+    g = seqkern.attention_backward(cache, np.ones_like(a), dbias=True)
+    assert g.dbias.shape == (11,)
+
+
+def test_minus_infinity_in_the_bias_masks(rng):
+    q, k, v = inputs(rng, 1, 2, 2, 4, 6, 8, np.float64)
+    bias = np.zeros((4, 6))
+    bias[:, 2] = -np.inf
+    bias[3] = -np.inf  # query 3 sees no key: zeros, as with the bool mask
+    keep = np.isfinite(bias)
+    a, ca = seqkern.attention_forward(q, k, v, bias=bias)
+    b, cb = seqkern.attention_forward(q, k, v, mask=keep)
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert np.all(a[..., 3, :] == 0)
+    ga = seqkern.attention_backward(ca, np.ones_like(a), dbias=True)
+    gb = seqkern.attention_backward(cb, np.ones_like(b))
+    for x, y in zip(ga[:3], gb):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
+    assert np.all(ga.dbias[:, 2] == 0) and np.all(ga.dbias[3] == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("NH,NKV", [(4, 2), (6, 1), (4, 4)])
+@pytest.mark.parametrize("Lq,Lk", [(5, 9), (65, 70)])
+def test_grouped_heads_match_reference(isa, rng, dtype, NH, NKV, Lq, Lk):
+    q, k, v = inputs(rng, 2, NH, NKV, Lq, Lk, 8, dtype)
+    compare(rng, dtype, q, k, v)
+    compare(rng, dtype, q, k, v, causal="bottom_right", kv_lengths=np.array([Lk, Lk // 2]))
+
+
+def test_grouped_heads_equal_repeated_heads(rng):
+    # Grouped heads compute exactly what repeating k and v per query head computes.
+    q, k, v = inputs(rng, 2, 6, 2, 17, 23, 8, np.float32)
+    a, ca = seqkern.attention_forward(q, k, v)
+    kr, vr = np.repeat(k, 3, axis=1), np.repeat(v, 3, axis=1)
+    b, cb = seqkern.attention_forward(q, kr, vr)
+    np.testing.assert_array_equal(a, b)
+    dout = rng.standard_normal(a.shape).astype(np.float32)
+    ga, gb = seqkern.attention_backward(ca, dout), seqkern.attention_backward(cb, dout)
+    np.testing.assert_array_equal(ga.dq, gb.dq)
+    assert ga.dk.shape == k.shape and ga.dv.shape == v.shape
+    np.testing.assert_array_equal(ga.dk, gb.dk.reshape(2, 2, 3, 23, 8).sum(axis=2))
+    np.testing.assert_array_equal(ga.dv, gb.dv.reshape(2, 2, 3, 23, 11).sum(axis=2))
+
+
+@pytest.mark.parametrize("Lq,Lk", [(1, 40), (3, 130), (9, 9), (12, 5), (70, 66)])
+def test_bottom_right_causal(isa, rng, Lq, Lk):
+    q, k, v = inputs(rng, 2, 2, 2, Lq, Lk, 8, np.float64)
+    out, _ = compare(rng, np.float64, q, k, v, causal="bottom_right")
+    if Lq > Lk:  # the first Lq - Lk rows see no key
+        assert np.all(out[..., : Lq - Lk, :] == 0)
+    if Lq == Lk:
+        np.testing.assert_array_equal(out, seqkern.attention_forward(q, k, v, causal=True).out)
+    # A one-query decoding step against the whole cache sees every key.
+    if Lq == 1:
+        np.testing.assert_allclose(out, seqkern.attention_forward(q, k, v).out, rtol=1e-12)
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_reference_gradients(rng, group):
+    q, k, v = inputs(rng, 1, 2, 2 // group, 4, 5, 3, np.float64)
+    bias = rng.standard_normal((2, 1, 5))
+    kw = dict(causal="bottom_right", mask=rng.random((4, 5)) < 0.9)
+    out, cache = ref.attention_forward(q, k, v, bias=bias, **kw)
+    g = rng.standard_normal(out.shape)
+    dq, dk, dv, db = ref.attention_backward(cache, g, dbias=True)
+
+    def f(q, k, v, bias):
+        return ref.attention_forward(q, k, v, bias=bias, **kw)[0]
+
+    check_grad(f, dict(q=q, k=k, v=v, bias=bias), {"__g__": (g,), "q": dq, "k": dk, "v": dv, "bias": db}, rng=rng,
+               name="attention")
+
+
+def test_thread_counts_agree_bitwise(rng):
+    q, k, v = inputs(rng, 2, 4, 2, 130, 150, 16, np.float32)
+    bias = rng.standard_normal((4, 130, 150)).astype(np.float32)
+    dout = rng.standard_normal((2, 4, 130, 19)).astype(np.float32)
+    runs = []
+    before = seqkern.get_num_threads()
+    try:
+        for n in (1, 2):
+            seqkern.set_num_threads(n)
+            out, cache = seqkern.attention_forward(q, k, v, bias=bias, causal="bottom_right")
+            runs.append((out, *seqkern.attention_backward(cache, dout, dbias=True)))
+    finally:
+        seqkern.set_num_threads(before)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_matches_torch_sdpa(rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    q, k, v = inputs(rng, 2, 4, 2, 6, 9, 8, np.float64)
+    v = v[..., :8].copy()
+    bias = rng.standard_normal((4, 6, 9))
+    out, cache = seqkern.attention_forward(q, k, v, bias=bias)
+    tq, tk, tv, tb = (torch.tensor(a, requires_grad=True) for a in (q, k, v, bias))
+    want = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tb, enable_gqa=True)
+    np.testing.assert_allclose(out, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    want.backward(torch.from_numpy(dout))
+    g = seqkern.attention_backward(cache, dout, dbias=True)
+    for a, t in zip(g, (tq, tk, tv, tb)):
+        np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_errors(rng):
+    q, k, v = inputs(rng, 2, 4, 4, 5, 6, 8, np.float32)
+    f = seqkern.attention_forward
+    with pytest.raises(TypeError, match="bias must be float32, like q, got float64"):
+        f(q, k, v, bias=np.zeros((5, 6)))
+    with pytest.raises(ValueError, match="bias"):
+        f(q, k, v, bias=np.zeros((5, 7), np.float32))
+    with pytest.raises(ValueError, match="causal must be False, True, 'top_left' or 'bottom_right'"):
+        f(q, k, v, causal="diagonal")
+    with pytest.raises(ValueError, match="k must have shape .* heads may divide"):
+        f(q, k[:, :3], v[:, :3])
+    with pytest.raises(ValueError, match="v must have shape"):
+        f(q, k[:, :2], v)
+    out, cache = f(q, k, v)
+    with pytest.raises(ValueError, match="dbias=True needs a forward with a bias"):
+        seqkern.attention_backward(cache, out, dbias=True)
