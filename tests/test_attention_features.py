@@ -129,11 +129,33 @@ def test_bottom_right_causal(isa, rng, Lq, Lk):
         np.testing.assert_allclose(out, seqkern.attention_forward(q, k, v).out, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("Lq,Lk", [(7, 9), (70, 140)])
+def test_softcap_matches_reference(isa, rng, dtype, Lq, Lk):
+    q, k, v = inputs(rng, 2, 4, 2, Lq, Lk, 16, dtype)
+    q *= 3  # scores large enough for the cap to matter
+    compare(rng, dtype, q, k, v, softcap=2.5)
+    bias = rng.standard_normal((4, Lq, Lk)).astype(dtype)
+    compare(rng, dtype, q, k, v, softcap=4.0, bias=bias, causal=True)
+
+
+@pytest.mark.parametrize("Lq", [1, 3, 70])
+def test_bottom_right_follows_each_problems_key_count(isa, rng, Lq):
+    # With kv_lengths, bottom-right alignment ends at each problem's own last key.
+    Lk = 80
+    q, k, v = inputs(rng, 3, 2, 2, Lq, Lk, 8, np.float64)
+    lengths = np.array([Lk, 40, 2])
+    out, _ = compare(rng, np.float64, q, k, v, causal="bottom_right", kv_lengths=lengths)
+    for b, n in enumerate(lengths):
+        alone, _ = seqkern.attention_forward(q[b:b + 1], k[b:b + 1, :, :n], v[b:b + 1, :, :n], causal="bottom_right")
+        np.testing.assert_allclose(out[b:b + 1], alone, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("group", [1, 2])
 def test_reference_gradients(rng, group):
     q, k, v = inputs(rng, 1, 2, 2 // group, 4, 5, 3, np.float64)
     bias = rng.standard_normal((2, 1, 5))
-    kw = dict(causal="bottom_right", mask=rng.random((4, 5)) < 0.9)
+    kw = dict(causal="bottom_right", mask=rng.random((4, 5)) < 0.9, softcap=1.5)
     out, cache = ref.attention_forward(q, k, v, bias=bias, **kw)
     g = rng.standard_normal(out.shape)
     dq, dk, dv, db = ref.attention_backward(cache, g, dbias=True)
@@ -192,6 +214,10 @@ def test_errors(rng):
         f(q, k[:, :3], v[:, :3])
     with pytest.raises(ValueError, match="v must have shape"):
         f(q, k[:, :2], v)
+    with pytest.raises(ValueError, match="softcap must be a finite number > 0"):
+        f(q, k, v, softcap=0.0)
+    with pytest.raises(TypeError, match="softcap must be a real number"):
+        f(q, k, v, softcap="1")
     out, cache = f(q, k, v)
     with pytest.raises(ValueError, match="dbias=True needs a forward with a bias"):
         seqkern.attention_backward(cache, out, dbias=True)

@@ -29,7 +29,7 @@ struct AttnArgs {
 // attention): every leading dim the same except the last, k's dividing q's.
 AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, const py::array& v,
                         const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
-                        double scale, const py::object& bias) {
+                        double scale, const py::object& bias, double softcap) {
   c.floating("q", q);
   c.contiguous("q", q);
   if (q.ndim() < 2) c.value_error("q must have shape (..., Lq, Dh), got shape " + shape_str(dims_of(q)));
@@ -74,6 +74,11 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
   a.s.scale = scale;
   a.s.causal = causal || bottom_right;
   a.s.causal_offset = bottom_right ? a.s.lk - a.s.lq : 0;
+  a.s.causal_to_len = bottom_right && !kv_lengths.is_none();
+  if (!(softcap >= 0) || !std::isfinite(softcap)) {
+    c.value_error("softcap must be a finite number >= 0 (0: none), got " + std::to_string(softcap));
+  }
+  a.s.softcap = softcap;
   if (!std::isfinite(scale)) c.value_error("scale must be finite, got " + std::to_string(scale));
   // out, lse (and backward's row sums), the mask's per-problem offsets and lengths, the
   // kernels' transposed copies of k and v: checked before any of it is allocated.
@@ -91,10 +96,10 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
 
 py::tuple attention_forward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
                             const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
-                            double scale, const py::object& bias) {
+                            double scale, const py::object& bias, double softcap) {
   const Check c{"attention_forward"};
   py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
-  const AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias);
+  const AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap);
   return by_dtype(c, q, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     py::array_t<T> out = empty<T>(a.with({a.s.lq, a.s.dv}));
@@ -111,11 +116,11 @@ py::tuple attention_forward(const py::object& q_obj, const py::object& k_obj, co
 py::tuple attention_backward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
                              const py::object& out_obj, const py::object& lse_obj, const py::object& dout_obj,
                              const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
-                             double scale, const py::object& bias, bool need_dbias) {
+                             double scale, const py::object& bias, double softcap, bool need_dbias) {
   const Check c{"attention_backward"};
   py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
   py::array out = c.array("out", out_obj), lse = c.array("lse", lse_obj), dout = c.array("dout", dout_obj);
-  AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias);
+  AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap);
   return by_dtype(c, q, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     c.same_as<T>("out", out, a.with({a.s.lq, a.s.dv}), "the forward output");
@@ -145,10 +150,10 @@ py::tuple attention_backward(const py::object& q_obj, const py::object& k_obj, c
 
 void bind_attention(py::module_& m) {
   m.def("attention_forward", &attention_forward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"),
-        py::arg("causal"), py::arg("bottom_right"), py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"));
+        py::arg("causal"), py::arg("bottom_right"), py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"), py::arg("softcap"));
   m.def("attention_backward", &attention_backward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
         py::arg("lse"), py::arg("dout"), py::arg("mask"), py::arg("causal"), py::arg("bottom_right"),
-        py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"), py::arg("need_dbias"));
+        py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"), py::arg("softcap"), py::arg("need_dbias"));
 }
 
 }  // namespace bind

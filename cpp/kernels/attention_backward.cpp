@@ -8,7 +8,9 @@
 //   D_i   = Σ_c dout_ic · out_ic          (= Σ_j p_ij dp_ij)
 //   dp_ij = dout_i · v_j                  ds_ij = p_ij (dp_ij - D_i)
 //   dv_j  = Σ_i p_ij dout_i   dq_i = scale Σ_j ds_ij k_j   dk_j = scale Σ_i ds_ij q_i
-// With an additive bias the scores include it (as forward's); with m.dbias, ds_ij itself is
+// With softcap c the capped scores s'_ij = c·tanh(s_ij / c) feed the softmax and
+// ds_ij = ds'_ij · (1 - tanh²(s_ij / c)) reaches q and k (the bias, added after, gets ds').
+// With an additive bias the scores include it (as forward's); with m.dbias, ds'_ij itself is
 // written there, once per entry (one-pass: by the key block; two-pass: by pass 2).
 // Grouped heads: problem b reads k and v of problem b / group; dk and dv are written per query
 // problem b (the caller sums each group's, in order).
@@ -53,7 +55,7 @@ constexpr int64_t kProblemsPerThread = 4;
 template <typename T>
 void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int64_t rows, int64_t j0,
                int64_t cols, const T* q, const T* kt, const T* vt, const T* lse, const T* dsum, const T* dout,
-               T* qs, T* pt, T* dst, bool write_dbias) {
+               T* qs, T* pt, T* dst, T* slope, bool write_dbias) {
   using V = Vec<T>;
   constexpr int W = V::W;
   attn::scale_rows(rows * s.dh, q + (b * s.lq + i0) * s.dh, static_cast<T>(s.scale * attn::kLog2e), qs);
@@ -68,6 +70,8 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
     T* d = dst + r * kBlock;
     const int64_t visible = attn::key_limit(s, m, b, i) - j0;
     const uint8_t* kr = keep ? keep + i * m.row_stride + j0 * m.col_stride : nullptr;
+    T* sl = s.softcap > 0 ? slope + r * kBlock : nullptr;
+    if (sl) attn::softcap_row<T>(x, cols, s.softcap, sl);
     if (const T* br = attn::bias_row<T>(m, b, i, j0)) attn::add_bias_row(x, cols, br, m.bias_col_stride);
     if (visible < cols || kr) attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride);
     const V l = V::set1(lse[b * s.lq + i]);
@@ -79,7 +83,7 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
       p.store_n(x + j, cnt);
       const V ds = p * (V::load_n(d + j, cnt) - di);
       if (g) ds.store_n(g + j, cnt);
-      (ds * vscale).store_n(d + j, cnt);
+      (sl ? ds * V::load_n(sl + j, cnt) * vscale : ds * vscale).store_n(d + j, cnt);
     }
   }
 }
@@ -88,18 +92,18 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
 // and, when dq is not null, each query block's dq += ds·k (the one-pass scheme).
 template <typename T>
 void key_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t j0, const T* q, const T* k, const T* kt,
-               const T* vt, const T* lse, const T* dsum, const T* dout, T* qs, T* pt, T* dst, T* dk, T* dv,
-               T* dq) {
+               const T* vt, const T* lse, const T* dsum, const T* dout, T* qs, T* pt, T* dst, T* slope, T* dk,
+               T* dv, T* dq) {
   const int64_t cols = s.lk - j0 < kBlock ? s.lk - j0 : kBlock;
   T* dkb = dk + (b * s.lk + j0) * s.dh;
   T* dvb = dv + (b * s.lk + j0) * s.dv;
   // Causal: query rows before the first that sees key j0 see none of these keys.
-  for (int64_t i0 = (attn::first_row_seeing(s, j0) / kBlock) * kBlock; i0 < s.lq; i0 += kBlock) {
+  for (int64_t i0 = (attn::first_row_seeing(s, m, b, j0) / kBlock) * kBlock; i0 < s.lq; i0 += kBlock) {
     const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
     const int64_t kend = attn::key_limit(s, m, b, i0 + rows - 1);
     if (j0 >= kend) continue;
     const int64_t c = kend - j0 < cols ? kend - j0 : cols;
-    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, qs, pt, dst, dq != nullptr);
+    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, qs, pt, dst, slope, dq != nullptr);
     attn::tile_mm<T, true>(c, s.dv, rows, pt, kBlock, dout + (b * s.lq + i0) * s.dv, s.dv, dvb, s.dv, true);
     attn::tile_mm<T, true>(c, s.dh, rows, dst, kBlock, q + (b * s.lq + i0) * s.dh, s.dh, dkb, s.dh, true);
     if (dq) {
@@ -159,6 +163,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
     simd::DenormalGuard guard;
     simd::Buffer<T> pt(kBlock * kBlock);
     simd::Buffer<T> dst(kBlock * kBlock);
+    simd::Buffer<T> slope(s.softcap > 0 ? kBlock * kBlock : 0);
     simd::Buffer<T> qs(kBlock * s.dh);
     if (one_pass) {
       simd::Buffer<T> ktl(s.dh * ldt);
@@ -170,8 +175,8 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         attn::transpose(s.lk, s.dv, v + (b / s.group) * s.lk * s.dv, s.dv, vtl.data(), ldt);
         for (int64_t j0 = 0; j0 < s.lk; j0 += kBlock) {
           if (m.kv_len && j0 >= m.kv_len[b]) break;
-          key_block(s, m, b, j0, q, k, ktl.data(), vtl.data(), lse, dsum.data(), dout, qs.data(), pt.data(), dst.data(), dk,
-                    dv, dq);
+          key_block(s, m, b, j0, q, k, ktl.data(), vtl.data(), lse, dsum.data(), dout, qs.data(), pt.data(), dst.data(),
+                    slope.data(), dk, dv, dq);
         }
       }
     } else {
@@ -188,7 +193,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         const int64_t j0 = (it % kblocks) * kBlock;
         if (m.kv_len && j0 >= m.kv_len[b]) continue;
         key_block(s, m, b, j0, q, k, kt.data() + b * s.dh * ldt, vt.data() + b * s.dv * ldt, lse, dsum.data(),
-                  dout, qs.data(), pt.data(), dst.data(), dk, dv, static_cast<T*>(nullptr));
+                  dout, qs.data(), pt.data(), dst.data(), slope.data(), dk, dv, static_cast<T*>(nullptr));
       }
       // Pass 2: dq by query block.
 #pragma omp for schedule(dynamic, 1)
@@ -201,7 +206,7 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
           const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
           p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data() + b * s.dh * ldt, vt.data() + b * s.dv * ldt, lse,
-                    dsum.data(), dout, qs.data(), pt.data(), dst.data(), true);
+                    dsum.data(), dout, qs.data(), pt.data(), dst.data(), slope.data(), true);
           attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + ((b / s.group) * s.lk + j0) * s.dh,
                                   s.dh, dqb, s.dh, true);
         }

@@ -2,9 +2,11 @@
 //
 // q (batch, Lq, Dh)  k (batch, Lk, Dh)  v (batch, Lk, Dv)  ->  out (batch, Lq, Dv), lse (batch, Lq)
 //   s_ij = scale · q_i·k_j      (scale = 1/√Dh unless given)
+//   s_ij = softcap · tanh(s_ij / softcap) when softcap > 0 (before the bias, as ONNX's Attention)
 //   s_ij += bias_ij when an additive bias is given (read in place, broadcast by strides)
 //   s_ij = -inf where key j is masked for query i: bool keep mask false, or (causal)
-//          j > i + causal_offset (0 top-left, lk - lq bottom-right), or j >= kv_len[b]; they combine.
+//          j > i + offset (0 top-left, lk - lq bottom-right, or kv_len[b] - lq aligned to each
+//          problem's own keys), or j >= kv_len[b]; they combine.
 // Grouped heads: problem b reads k and v of problem b / group (never copied per query head).
 //   p_ij = exp(s_ij) / Σ_j exp(s_ij),  out_i = Σ_j p_ij v_j
 //   A row that sees no key: out_i = 0 and lse_i = +inf (so that backward's p is 0).
@@ -73,6 +75,7 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
       T* x = tile + r * kKeys;
       const int64_t visible = attn::key_limit(s, m, b, i) - j0;
       const uint8_t* kr = keep ? keep + i * m.row_stride + j0 * m.col_stride : nullptr;
+      if (s.softcap > 0) attn::softcap_row<T>(x, cols, s.softcap, nullptr);
       if (const T* br = attn::bias_row<T>(m, b, i, j0)) attn::add_bias_row(x, cols, br, m.bias_col_stride);
       const T tmax = (visible >= cols && !kr) ? attn::row_max(x, cols)
                                               : attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride);

@@ -266,19 +266,42 @@ T row_max(const T* x, int64_t n) {
 
 // Number of leading keys query row i of problem b may see by structure (causal with its
 // alignment, kv_len); the bool mask then removes more.
+inline int64_t causal_offset(const AttnShape& s, const AttnMask& m, int64_t b) {
+  return s.causal_to_len && m.kv_len ? m.kv_len[b] - s.lq : s.causal_offset;
+}
+
 inline int64_t key_limit(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i) {
   int64_t e = s.lk;
   if (m.kv_len && m.kv_len[b] < e) e = m.kv_len[b];
-  if (s.causal && i + 1 + s.causal_offset < e) e = i + 1 + s.causal_offset;
+  if (s.causal) {
+    const int64_t c = i + 1 + causal_offset(s, m, b);
+    if (c < e) e = c;
+  }
   return e < 0 ? 0 : e;
 }
 
-// The first query row (of problem b's structure) that sees key j: 0, or with causal masking
-// j - causal_offset.
-inline int64_t first_row_seeing(const AttnShape& s, int64_t j) {
+// The first query row of problem b that may see key j: 0, or with causal masking j - offset.
+inline int64_t first_row_seeing(const AttnShape& s, const AttnMask& m, int64_t b, int64_t j) {
   if (!s.causal) return 0;
-  const int64_t i = j - s.causal_offset;
+  const int64_t i = j - causal_offset(s, m, b);
   return i < 0 ? 0 : i;
+}
+
+// Soft capping of a score row in base-2 units, x = log2(e)·s -> log2(e)·c·tanh(s / c), in place;
+// with `slope` (not null) also 1 - tanh², the derivative the backward needs.
+template <typename T>
+void softcap_row(T* x, int64_t n, double cap, T* slope) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  const V inv = V::set1(static_cast<T>(1.0 / (kLog2e * cap)));
+  const V out = V::set1(static_cast<T>(kLog2e * cap));
+  const V one = V::set1(T(1));
+  for (int64_t j = 0; j < n; j += W) {
+    const int cnt = static_cast<int>(n - j < W ? n - j : W);
+    const V u = simd::tanh(V::load_n(x + j, cnt) * inv);
+    (u * out).store_n(x + j, cnt);
+    if (slope) (one - u * u).store_n(slope + j, cnt);
+  }
 }
 
 // x[0, n) += log2(e) · bias row b[0, n·stride) (stride 0: one value for the whole row): the

@@ -36,7 +36,9 @@ struct AttnShape {
   double scale = 1.0;
   bool causal = false;        // query i sees keys j <= i + causal_offset
   int64_t causal_offset = 0;  // 0: top-left aligned (PyTorch's is_causal); lk - lq: bottom-right
+  bool causal_to_len = false; // with kv_len: the offset is kv_len[b] - lq, problem by problem
   int64_t group = 1;          // query problems per key/value problem: problem b reads k, v of b / group
+  double softcap = 0.0;       // > 0: scores s = scale q·k become softcap·tanh(s / softcap) (before the bias)
 };
 
 // Which keys a query row sees, for problem b, query i, key j (all conditions combine):

@@ -41,6 +41,7 @@ class AttentionCache(NamedTuple):
     scale: float
     bias: np.ndarray | None = None
     bottom_right: bool = False  # with causal: aligned to the end of the keys
+    softcap: float = 0.0
 
 
 class AttentionForward(NamedTuple):
@@ -72,6 +73,17 @@ def _causal(fn, causal):
     if not isinstance(key, (bool, str)) or key not in _CAUSAL:
         raise ValueError(f"{fn}: causal must be False, True, 'top_left' or 'bottom_right', got {causal!r}")
     return _CAUSAL[key]
+
+
+def _softcap(fn, softcap) -> float:
+    if softcap is None:
+        return 0.0
+    if isinstance(softcap, (bool, np.bool_)) or not isinstance(softcap, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: softcap must be a real number or None, got {type(softcap).__name__}")
+    softcap = float(softcap)
+    if not (math.isfinite(softcap) and softcap > 0):
+        raise ValueError(f"{fn}: softcap must be a finite number > 0 (or None), got {softcap}")
+    return softcap
 
 
 def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
@@ -108,6 +120,7 @@ def attention_forward(
     kv_lengths: np.ndarray | None = None,
     scale: float | None = None,
     bias: np.ndarray | None = None,
+    softcap: float | None = None,
 ) -> AttentionForward:
     """Scaled dot-product attention, fused: ``out = softmax(scale * q k^T + bias, masked) v``.
 
@@ -123,10 +136,14 @@ def attention_forward(
         True = attend. A broadcast mask is read in place, never expanded.
     causal : False, True, "top_left" or "bottom_right"
         True or "top_left": query i sees keys j <= i (PyTorch's ``is_causal``); "bottom_right":
-        keys j <= i + Lk - Lq, aligned to the end of the keys (decoding with a cache of past keys).
+        keys j <= i + Lk - Lq, aligned to the end of the keys (decoding with a cache of past keys);
+        with ``kv_lengths``, to the end of each problem's own keys: j <= i + kv_lengths[b] - Lq.
     bias : float ndarray of q's dtype, broadcastable to (..., Lq, Lk), optional
         Added to the scaled scores (a relative-position bias, ALiBi; -inf masks a key), read in
         place with zero strides along broadcast dims, never expanded.
+    softcap : float > 0, optional
+        Caps the scaled scores before the bias: ``s = softcap * tanh(scale q k^T / softcap)``
+        (ONNX's ``softcap``, Gemma's logit soft-capping).
     kv_lengths : integer ndarray, shape (B,) for the first leading dim B, optional
         Keys j >= kv_lengths[b] are masked for every problem under index b. Values in [0, Lk].
     scale : float, optional
@@ -148,8 +165,9 @@ def attention_forward(
     bias = _mask(bias)
     kv_lengths = None if kv_lengths is None else np.asarray(kv_lengths)
     causal, bottom_right = _causal(fn, causal)
-    out, lse = _core.attention_forward(q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias)
-    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale, bias, bottom_right)
+    softcap = _softcap(fn, softcap)
+    out, lse = _core.attention_forward(q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap)
+    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale, bias, bottom_right, softcap)
     return AttentionForward(out, cache)
 
 
@@ -178,7 +196,7 @@ def attention_backward(cache: AttentionCache, dout: np.ndarray, *, dbias: bool =
         raise ValueError(f"{fn}: dbias=True needs a forward with a bias")
     dq, dk, dv, full = _core.attention_backward(
         c.q, c.k, c.v, c.out, c.lse, contiguous(dout, fn, "dout"), c.mask, c.causal, c.bottom_right,
-        c.kv_lengths, c.scale, c.bias, bool(dbias)
+        c.kv_lengths, c.scale, c.bias, c.softcap, bool(dbias)
     )
     if dk.shape != c.k.shape:  # grouped heads: each key head's gradient sums its query heads, in order
         lead, heads = c.k.shape[:-3], c.k.shape[-3]

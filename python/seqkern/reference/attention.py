@@ -24,24 +24,31 @@ def attention_keep(lead, lq, lk, mask=None, causal=False, kv_lengths=None):
     """Bool array ``lead + (lq, lk)``: True where query i may attend to key j.
 
     The bool ``mask`` (broadcast), ``causal`` (True or "top_left": j <= i; "bottom_right":
-    j <= i + lk - lq) and ``kv_lengths`` (j < kv_lengths[b] for every problem under index b of the
-    first leading dim) all combine.
+    j <= i + lk - lq, or with kv_lengths j <= i + kv_lengths[b] - lq) and ``kv_lengths``
+    (j < kv_lengths[b] for every problem under index b of the first leading dim) all combine.
     """
     shape = tuple(lead) + (lq, lk)
     keep = np.ones(shape, dtype=bool)
     if mask is not None:
         keep = keep & np.broadcast_to(np.asarray(mask, dtype=bool), shape)
-    if causal is not False and causal is not None:
-        offset = lk - lq if causal == "bottom_right" else 0
-        keep = keep & np.tril(np.ones((lq, lk), dtype=bool), k=offset)
+    lengths = None
     if kv_lengths is not None:
         lengths = np.asarray(kv_lengths).reshape((-1,) + (1,) * (len(shape) - 1))
+    if causal is not False and causal is not None:
+        i, j = np.arange(lq)[:, None], np.arange(lk)[None, :]
+        if causal == "bottom_right":
+            offset = lk - lq if lengths is None else lengths - lq
+        else:
+            offset = 0
+        keep = keep & (j <= i + offset)
+    if lengths is not None:
         keep = keep & (np.arange(lk) < lengths)
     return keep
 
 
-def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scale=None, bias=None):
-    """out = softmax(scale * q k^T + bias, masked) v over the last two axes; returns ``(out, cache)``.
+def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scale=None, bias=None, softcap=None):
+    """out = softmax(cap(scale * q k^T) + bias, masked) v over the last two axes, cap(s) =
+    softcap * tanh(s / softcap) with a softcap (else s); returns ``(out, cache)``.
 
     q (..., NH, Lq, Dh), k (..., NH_kv, Lk, Dh), v (..., NH_kv, Lk, Dv) with NH_kv dividing NH
     (grouped-query attention: query head h uses key head h // (NH // NH_kv)); scale defaults to
@@ -57,13 +64,17 @@ def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scal
         scale = 1.0 / np.sqrt(q.shape[-1]) if q.shape[-1] > 0 else 1.0
     keep = attention_keep(q.shape[:-2], q.shape[-2], k.shape[-2], mask, causal, kv_lengths)
     scores = (q @ np.swapaxes(kx, -1, -2)) * q.dtype.type(scale)
+    slope = None
+    if softcap:
+        u = np.tanh(scores / q.dtype.type(softcap))
+        scores, slope = u * q.dtype.type(softcap), 1 - u * u
     if bias is not None:
         scores = scores + np.asarray(bias)
         keep = keep & ~np.isneginf(scores)
     # softmax over zero keys is all-zero (every row sees no key).
     p = softmax(scores, axis=-1, mask=keep) if scores.shape[-1] > 0 else scores
     out = p @ vx
-    cache = {"q": q, "k": kx, "v": vx, "p": p, "scale": scale, "group": group,
+    cache = {"q": q, "k": kx, "v": vx, "p": p, "scale": scale, "group": group, "slope": slope,
              "bias_shape": None if bias is None else np.shape(bias)}
     return out, cache
 
@@ -73,15 +84,17 @@ def attention_backward(cache, dout, *, dbias=False):
     asked (the score gradient ds summed over the dims the bias was broadcast along).
 
     dv = p^T dout, dp = dout v^T, ds = p * (dp - rowsum(p * dp)),
-    dq = scale ds k, dk = scale ds^T q (summed over each group's query heads).
+    dq = scale ds k, dk = scale ds^T q (summed over each group's query heads; with a softcap,
+    ds times the cap's slope 1 - tanh^2).
     """
     q, k, v, p = cache["q"], cache["k"], cache["v"], cache["p"]
     scale = q.dtype.type(cache["scale"])
     dv = np.swapaxes(p, -1, -2) @ dout
     dp = dout @ np.swapaxes(v, -1, -2)
-    ds = softmax_backward(p, dp, axis=-1)
-    dq = scale * (ds @ k)
-    dk = scale * (np.swapaxes(ds, -1, -2) @ q)
+    ds = softmax_backward(p, dp, axis=-1)  # the gradient of the (capped) scores plus bias
+    d_raw = ds if cache.get("slope") is None else ds * cache["slope"]
+    dq = scale * (d_raw @ k)
+    dk = scale * (np.swapaxes(d_raw, -1, -2) @ q)
     group = cache["group"]
     if group > 1:
         lead, heads = dk.shape[:-3], dk.shape[-3] // group
