@@ -221,3 +221,63 @@ def test_errors(rng):
     out, cache = f(q, k, v)
     with pytest.raises(ValueError, match="dbias=True needs a forward with a bias"):
         seqkern.attention_backward(cache, out, dbias=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding with a KV cache
+
+
+def test_kv_cache_appends_in_place_and_grows(rng):
+    cache = seqkern.KVCache((2, 3), 8, 5, capacity=4)
+    assert (cache.length, cache.capacity) == (0, 4)
+    ks, vs = [], []
+    for n in (1, 3, 2, 7):  # the third append outgrows 4, the fourth 8
+        k, v = rng.standard_normal((2, 3, n, 8)), rng.standard_normal((2, 3, n, 5))
+        cache.append(k.astype(np.float32), v.astype(np.float32))
+        ks.append(k.astype(np.float32))
+        vs.append(v.astype(np.float32))
+        np.testing.assert_array_equal(cache.k, np.concatenate(ks, axis=2))
+        np.testing.assert_array_equal(cache.v, np.concatenate(vs, axis=2))
+    assert cache.length == 13 and cache.capacity == 16
+    assert not cache.k.flags.writeable and not cache.k.flags.c_contiguous
+    before = cache.k
+    cache.clear()
+    assert len(cache) == 0 and cache.capacity == 16
+    np.testing.assert_array_equal(before, np.concatenate(ks, axis=2))
+    with pytest.raises(TypeError, match="k must be float32"):
+        cache.append(np.zeros((2, 3, 1, 8)), np.zeros((2, 3, 1, 5)))
+    with pytest.raises(ValueError, match="v must have shape"):
+        cache.append(np.zeros((2, 3, 1, 8), np.float32), np.zeros((2, 3, 1, 4), np.float32))
+    with pytest.raises(ValueError, match="same number of steps"):
+        cache.append(np.zeros((2, 3, 1, 8), np.float32), np.zeros((2, 3, 2, 5), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decoding_loop_matches_full_causal_attention(isa, rng, dtype):
+    # Step by step against a growing cache (read in place) gives the full causal attention's rows.
+    B, NH, NKV, T, D = 2, 4, 2, 37, 16
+    q, k, v = inputs(rng, B, NH, NKV, T, T, D, dtype)
+    full, _ = seqkern.attention_forward(q, k, v, causal=True)
+    cache = seqkern.KVCache((B, NKV), D, D + 3, capacity=8, dtype=dtype)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    for t in range(T):
+        cache.append(k[:, :, t : t + 1], v[:, :, t : t + 1])
+        step, c = seqkern.attention_forward(q[:, :, t : t + 1], cache.k, cache.v, causal="bottom_right")
+        np.testing.assert_allclose(step[:, :, 0], full[:, :, t], rtol=tol, atol=tol)
+    # The cache's views give bitwise what contiguous copies give, forward and backward.
+    qt = q[:, :, -3:]
+    a, ca = seqkern.attention_forward(qt, cache.k, cache.v, causal="bottom_right")
+    b, cb = seqkern.attention_forward(qt, np.ascontiguousarray(cache.k), np.ascontiguousarray(cache.v),
+                                      causal="bottom_right")
+    np.testing.assert_array_equal(a, b)
+    dout = rng.standard_normal(a.shape).astype(dtype)
+    for x, y in zip(seqkern.attention_backward(ca, dout), seqkern.attention_backward(cb, dout)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_keys_in_other_layouts_are_copied_once(rng):
+    q, k, v = inputs(rng, 2, 2, 2, 3, 10, 8, np.float32)
+    strided = np.asfortranarray(k)  # rows not contiguous: copied, same result
+    a, _ = seqkern.attention_forward(q, strided, v)
+    b, _ = seqkern.attention_forward(q, k, v)
+    np.testing.assert_array_equal(a, b)

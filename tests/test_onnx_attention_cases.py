@@ -45,8 +45,6 @@ def plan(case):
         return None, f"{Q.dtype} inputs"
     if len(nd.output) > 3 and nd.output[3]:
         return None, "the scores as an output"
-    if "past_key" in given:
-        return None, "a KV cache (past_key, past_value)"
     if attrs.get("left_window_size", -1) >= 0 or attrs.get("right_window_size", -1) >= 0:
         return None, "a sliding window"
     if Q.ndim == 3:  # (B, L, heads*D): the same data as (B, heads, L, D)
@@ -62,8 +60,9 @@ def plan(case):
     if "scale" in attrs:
         kw["scale"] = attrs["scale"]
     mask = given.get("attn_mask")
+    lk = K.shape[-2] + (given["past_key"].shape[-2] if "past_key" in given else 0)
     if mask is not None:
-        if mask.shape[-1] not in (1, K.shape[-2]):
+        if mask.shape[-1] not in (1, lk):
             return None, "a mask shorter than the keys (padded)"
         kw["mask" if mask.dtype == np.bool_ else "bias"] = mask
     lengths = given.get("nonpad_kv_seqlen")
@@ -73,7 +72,21 @@ def plan(case):
         kw["causal"] = "bottom_right" if lengths is not None else True
     if lengths is not None:
         kw["kv_lengths"] = lengths
-    return (Q, K, V, kw), None
+    if "past_key" not in given:
+        return (lambda: (seqkern.attention_forward(Q, K, V, **kw).out,)), None
+    past_k, past_v = given["past_key"], given["past_value"]
+    if kw.get("causal"):
+        kw["causal"] = "bottom_right"  # with a cache, ONNX's offset is the past length: Lk - Lq
+
+    def run():
+        # A KVCache holding the past; the new keys appended in place (present_key, present_value).
+        cache = seqkern.KVCache(past_k.shape[:2], past_k.shape[-1], past_v.shape[-1], capacity=past_k.shape[2],
+                                dtype=past_k.dtype)
+        cache.append(past_k, past_v)
+        cache.append(K, V)
+        return seqkern.attention_forward(Q, cache.k, cache.v, **kw).out, cache.k, cache.v
+
+    return run, None
 
 
 PLANS = {c.name: plan(c) for c in CASES}
@@ -88,10 +101,13 @@ def test_case_count():
 
 @pytest.mark.parametrize("case", DIRECT, ids=lambda c: c.name)
 def test_direct_case(case):
-    (Q, K, V, kw), _ = PLANS[case.name]
-    out, _ = seqkern.attention_forward(Q, K, V, **kw)
+    run, _ = PLANS[case.name]
+    got = run()
     _, expected = case.data_sets[0]
     want = expected[0]
+    out = got[0]
     if want.ndim == 3:  # back to ONNX's (B, L, heads*Dv)
         out = out.transpose(0, 2, 1, 3).reshape(want.shape)
     np.testing.assert_allclose(out, want, rtol=max(case.rtol, 1e-5), atol=max(case.atol, 1e-6))
+    for a, b in zip(got[1:], expected[1:]):  # present_key, present_value
+        np.testing.assert_array_equal(a, b)

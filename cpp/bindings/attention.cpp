@@ -24,6 +24,36 @@ struct AttnArgs {
   }
 };
 
+// 0 for a C-contiguous k or v; else, when its problems (the leading dims) are evenly spaced and
+// each problem's (L, D) rows lie one after the other, as in the filled part of a KVCache, the
+// elements from one problem to the next; any other layout raises.
+int64_t problem_stride(const Check& c, const char* name, const py::array& a) {
+  if (a.flags() & py::array::c_style) return 0;
+  const py::ssize_t nd = a.ndim(), isz = a.itemsize();
+  bool ok = nd >= 2;
+  py::ssize_t rows = 1;
+  if (ok) {
+    // The last two dims row-major (a dim of size 1 may have any stride).
+    ok = (a.shape(nd - 1) <= 1 || a.strides(nd - 1) == isz) &&
+         (a.shape(nd - 2) <= 1 || a.strides(nd - 2) == a.shape(nd - 1) * isz);
+    rows = a.shape(nd - 2) * a.shape(nd - 1);
+  }
+  int64_t step = rows;  // elements between problems
+  if (ok && nd > 2) {
+    const py::ssize_t last = a.strides(nd - 3);
+    ok = last % isz == 0 && last / isz >= rows;
+    step = last / isz;
+    for (py::ssize_t i = nd - 4; ok && i >= 0; --i) {
+      ok = a.shape(i) <= 1 || a.strides(i) == a.strides(i + 1) * a.shape(i + 1);
+    }
+  }
+  if (!ok) {
+    c.value_error(std::string(name) + " must be C-contiguous, or the filled part of a larger buffer along its " +
+                  "length axis (problems evenly spaced, each problem's rows contiguous)");
+  }
+  return step == rows ? 0 : step;
+}
+
 // Validates q, k, v (q floating, k and v of its dtype) and the mask and bias arguments. With two
 // or more leading dims (..., NH, L, D), k and v may have fewer heads than q (grouped-query
 // attention): every leading dim the same except the last, k's dividing q's.
@@ -39,8 +69,7 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
     c.dtype_like<T>("k", k, "q");
     c.dtype_like<T>("v", v, "q");
   });
-  c.contiguous("k", k);
-  c.contiguous("v", v);
+  const int64_t k_stride = problem_stride(c, "k", k), v_stride = problem_stride(c, "v", v);
   const std::vector<int64_t> qd = dims_of(q);
   const size_t nd = qd.size();
   a.lead.assign(qd.begin(), qd.end() - 2);
@@ -65,6 +94,8 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
                   shape_str(qd) + " and k " + shape_str(kd) + ", got " + shape_str(vd));
   }
   a.s.group = nl >= 2 && kd[nl - 1] > 0 ? qd[nl - 1] / kd[nl - 1] : 1;
+  a.s.k_stride = k_stride;
+  a.s.v_stride = v_stride;
   a.s.batch = 1;
   for (int64_t d : a.lead) a.s.batch *= d;
   a.s.lq = qd[nd - 2];

@@ -55,11 +55,17 @@ constexpr int64_t kProblemsPerThread = 4;
 template <typename T>
 void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int64_t rows, int64_t j0,
                int64_t cols, const T* q, const T* kt, const T* vt, const T* lse, const T* dsum, const T* dout,
-               T* qs, T* pt, T* dst, T* slope, bool write_dbias) {
+               T* qs, T* pt, T* dst, T* slope, bool write_dbias, const T* k) {
   using V = Vec<T>;
   constexpr int W = V::W;
   attn::scale_rows(rows * s.dh, q + (b * s.lq + i0) * s.dh, static_cast<T>(s.scale * attn::kLog2e), qs);
-  attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, kt + j0, attn::padded_ld<T>(s.lk), pt, kBlock, false);
+  // The scores exactly as attention_forward formed them: by dot products with the keys where
+  // they lie for a few query rows (its decoding path), else from kᵀ.
+  if (s.lq <= attn::kDotRows) {
+    attn::dot_rows(rows, cols, s.dh, qs, attn::k_of(s, k, b) + j0 * s.dh, pt, kBlock);
+  } else {
+    attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, kt + j0, attn::padded_ld<T>(s.lk), pt, kBlock, false);
+  }
   attn::tile_mm<T, false>(rows, cols, s.dv, dout + (b * s.lq + i0) * s.dv, s.dv, vt + j0, attn::padded_ld<T>(s.lk), dst, kBlock,
                           false);
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
@@ -103,11 +109,11 @@ void key_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t j0, con
     const int64_t kend = attn::key_limit(s, m, b, i0 + rows - 1);
     if (j0 >= kend) continue;
     const int64_t c = kend - j0 < cols ? kend - j0 : cols;
-    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, qs, pt, dst, slope, dq != nullptr);
+    p_ds_tile(s, m, b, i0, rows, j0, c, q, kt, vt, lse, dsum, dout, qs, pt, dst, slope, dq != nullptr, k);
     attn::tile_mm<T, true>(c, s.dv, rows, pt, kBlock, dout + (b * s.lq + i0) * s.dv, s.dv, dvb, s.dv, true);
     attn::tile_mm<T, true>(c, s.dh, rows, dst, kBlock, q + (b * s.lq + i0) * s.dh, s.dh, dkb, s.dh, true);
     if (dq) {
-      attn::tile_mm<T, false>(rows, s.dh, c, dst, kBlock, k + ((b / s.group) * s.lk + j0) * s.dh, s.dh,
+      attn::tile_mm<T, false>(rows, s.dh, c, dst, kBlock, attn::k_of(s, k, b) + j0 * s.dh, s.dh,
                               dq + (b * s.lq + i0) * s.dh, s.dh, true);
     }
   }
@@ -171,8 +177,8 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < s.batch; ++b) {
         prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
-        attn::transpose(s.lk, s.dh, k + (b / s.group) * s.lk * s.dh, s.dh, ktl.data(), ldt);
-        attn::transpose(s.lk, s.dv, v + (b / s.group) * s.lk * s.dv, s.dv, vtl.data(), ldt);
+        attn::transpose(s.lk, s.dh, attn::k_of(s, k, b), s.dh, ktl.data(), ldt);
+        attn::transpose(s.lk, s.dv, attn::v_of(s, v, b), s.dv, vtl.data(), ldt);
         for (int64_t j0 = 0; j0 < s.lk; j0 += kBlock) {
           if (m.kv_len && j0 >= m.kv_len[b]) break;
           key_block(s, m, b, j0, q, k, ktl.data(), vtl.data(), lse, dsum.data(), dout, qs.data(), pt.data(), dst.data(),
@@ -183,8 +189,8 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.batch; ++b) {
         prepare_problem(s, b, out, dout, dsum.data(), dq, dk, dv);
-        attn::transpose(s.lk, s.dh, k + (b / s.group) * s.lk * s.dh, s.dh, kt.data() + b * s.dh * ldt, ldt);
-        attn::transpose(s.lk, s.dv, v + (b / s.group) * s.lk * s.dv, s.dv, vt.data() + b * s.dv * ldt, ldt);
+        attn::transpose(s.lk, s.dh, attn::k_of(s, k, b), s.dh, kt.data() + b * s.dh * ldt, ldt);
+        attn::transpose(s.lk, s.dv, attn::v_of(s, v, b), s.dv, vt.data() + b * s.dv * ldt, ldt);
       }
       // Pass 1: dk, dv by key block.
 #pragma omp for schedule(dynamic, 1)
@@ -206,8 +212,8 @@ void attention_backward(const AttnShape& s, const AttnMask& m, const T* q, const
         for (int64_t j0 = 0; j0 < kend; j0 += kBlock) {
           const int64_t cols = kend - j0 < kBlock ? kend - j0 : kBlock;
           p_ds_tile(s, m, b, i0, rows, j0, cols, q, kt.data() + b * s.dh * ldt, vt.data() + b * s.dv * ldt, lse,
-                    dsum.data(), dout, qs.data(), pt.data(), dst.data(), slope.data(), true);
-          attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, k + ((b / s.group) * s.lk + j0) * s.dh,
+                    dsum.data(), dout, qs.data(), pt.data(), dst.data(), slope.data(), true, k);
+          attn::tile_mm<T, false>(rows, s.dh, cols, dst.data(), kBlock, attn::k_of(s, k, b) + j0 * s.dh,
                                   s.dh, dqb, s.dh, true);
         }
       }

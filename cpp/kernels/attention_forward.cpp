@@ -45,9 +45,12 @@ constexpr int64_t kBlock = 64;  // query rows per block
 constexpr int64_t kKeys = 128;  // keys per tile
 constexpr int64_t kProblemsPerThread = 4;
 
+// ktb: problem b's kᵀ, or with `direct` its k itself (rows <= attn::kDotRows: the scores as
+// dot products of the rows, no transpose).
 template <typename T>
 void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int64_t rows, const T* q,
-                   const T* ktb, const T* v, T* out, T* lse, T* tile, T* qs, T* row_max, T* row_sum) {
+                   const T* ktb, bool direct, const T* v, T* out, T* lse, T* tile, T* qs, T* row_max,
+                   T* row_sum) {
   using V = Vec<T>;
   constexpr int W = V::W;
   const T ninf = -std::numeric_limits<T>::infinity();
@@ -55,7 +58,7 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
   // softmax runs on exp2. attention_backward forms the scores the same way.
   const T* qb = q + (b * s.lq + i0) * s.dh;
   attn::scale_rows(rows * s.dh, qb, static_cast<T>(s.scale * attn::kLog2e), qs);
-  const T* vb = v + (b / s.group) * s.lk * s.dv;
+  const T* vb = attn::v_of(s, v, b);
   T* ob = out + (b * s.lq + i0) * s.dv;
   const int64_t kend = attn::key_limit(s, m, b, i0 + rows - 1);
   for (int64_t r = 0; r < rows; ++r) {
@@ -69,7 +72,11 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
   for (int64_t j0 = 0; j0 < kend; j0 += kKeys) {
     const int64_t cols = kend - j0 < kKeys ? kend - j0 : kKeys;
-    attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, ktb + j0, attn::padded_ld<T>(s.lk), tile, kKeys, false);
+    if (direct) {
+      attn::dot_rows(rows, cols, s.dh, qs, ktb + j0 * s.dh, tile, kKeys);
+    } else {
+      attn::tile_mm<T, false>(rows, cols, s.dh, qs, s.dh, ktb + j0, attn::padded_ld<T>(s.lk), tile, kKeys, false);
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r;
       T* x = tile + r * kKeys;
@@ -146,7 +153,11 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
   // Equal problems (no causal or length structure) split evenly when their count is a multiple
   // of the thread count.
   const bool even = !s.causal && !m.kv_len && s.batch % nt == 0;
-  const bool per_problem = nt == 1 || s.batch >= kProblemsPerThread * nt || even;
+  // A few query rows (decoding against a cache of keys): the scores as dot products with the
+  // keys where they lie; transposing k would cost more than the products. Measured at B = 1,
+  // NH = 8, Lq = 1, Lk = 2048, Dh = 64, 1 thread: transposing, 1.08 ms; direct, see the README.
+  const bool direct = s.lq <= attn::kDotRows;
+  const bool per_problem = nt == 1 || s.batch >= kProblemsPerThread * nt || even || direct;
   simd::Buffer<T> kt(per_problem ? 0 : s.batch * s.dh * ldt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -155,37 +166,38 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
     simd::Buffer<T> stats(2 * kBlock);
     simd::Buffer<T> qs(kBlock * s.dh);
     if (per_problem) {
-      simd::Buffer<T> ktl(s.dh * ldt);
+      simd::Buffer<T> ktl(direct ? 0 : s.dh * ldt);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < s.batch; ++b) {
         // The next problem's operands (it is usually this thread's next) while this one computes:
         // with the first tile's direct write below, 3-8% faster at B·NH = 128, L = 128, Dh = 64
         // (2 threads, three alternating runs against the build without both); the k transpose
         // fell from 8% to 5% of a 1-thread profile. The same in the backward showed no gain.
-        if (b + nt < s.batch) {
-          attn::prefetch_l2(k + ((b + nt) / s.group) * s.lk * s.dh, s.lk * s.dh);
+        if (!direct && b + nt < s.batch) {
+          attn::prefetch_l2(attn::k_of(s, k, b + nt), s.lk * s.dh);
           attn::prefetch_l2(q + (b + nt) * s.lq * s.dh, s.lq * s.dh);
-          attn::prefetch_l2(v + ((b + nt) / s.group) * s.lk * s.dv, s.lk * s.dv);
+          attn::prefetch_l2(attn::v_of(s, v, b + nt), s.lk * s.dv);
         }
-        attn::transpose(s.lk, s.dh, k + (b / s.group) * s.lk * s.dh, s.dh, ktl.data(), ldt);
+        if (!direct) attn::transpose(s.lk, s.dh, attn::k_of(s, k, b), s.dh, ktl.data(), ldt);
+        const T* kb = direct ? attn::k_of(s, k, b) : ktl.data();
         for (int64_t i0 = 0; i0 < s.lq; i0 += kBlock) {
           const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
-          forward_block(s, m, b, i0, rows, q, ktl.data(), v, out, lse, tile.data(), qs.data(), stats.data(),
+          forward_block(s, m, b, i0, rows, q, kb, direct, v, out, lse, tile.data(), qs.data(), stats.data(),
                         stats.data() + kBlock);
         }
       }
     } else {
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.batch; ++b) {
-        attn::transpose(s.lk, s.dh, k + (b / s.group) * s.lk * s.dh, s.dh, kt.data() + b * s.dh * ldt, ldt);
+        attn::transpose(s.lk, s.dh, attn::k_of(s, k, b), s.dh, kt.data() + b * s.dh * ldt, ldt);
       }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < s.batch * qblocks; ++it) {
         const int64_t b = it / qblocks;
         const int64_t i0 = (it % qblocks) * kBlock;
         const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
-        forward_block(s, m, b, i0, rows, q, kt.data() + b * s.dh * ldt, v, out, lse, tile.data(), qs.data(), stats.data(),
-                      stats.data() + kBlock);
+        forward_block(s, m, b, i0, rows, q, kt.data() + b * s.dh * ldt, false, v, out, lse, tile.data(), qs.data(),
+                      stats.data(), stats.data() + kBlock);
       }
     }
   }

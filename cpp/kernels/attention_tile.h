@@ -266,6 +266,58 @@ T row_max(const T* x, int64_t n) {
 
 // Number of leading keys query row i of problem b may see by structure (causal with its
 // alignment, kv_len); the bool mask then removes more.
+// C[r*ldc + j] = A_r · B_j for M <= kDotRows rows of A (M x K) and N rows of B (N x K), both
+// row-major: the scores of a few query rows straight from the keys, without transposing them
+// (attention_forward's decoding path, where a transpose would cost more than the products).
+constexpr int kDotRows = 4;
+template <typename T>
+void dot_rows(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, int64_t ldc) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  for (int64_t r = 0; r < M; ++r) {
+    const T* a = A + r * K;
+    int64_t j = 0;
+    // Four keys at a time: four independent accumulator chains.
+    for (; j + 4 <= N; j += 4) {
+      const T* b0 = B + j * K;
+      V acc0 = V::zero(), acc1 = V::zero(), acc2 = V::zero(), acc3 = V::zero();
+      for (int64_t c = 0; c < K; c += W) {
+        const int cnt = static_cast<int>(K - c < W ? K - c : W);
+        const V av = V::load_n(a + c, cnt);
+        acc0 = simd::fmadd(av, V::load_n(b0 + c, cnt), acc0);
+        acc1 = simd::fmadd(av, V::load_n(b0 + K + c, cnt), acc1);
+        acc2 = simd::fmadd(av, V::load_n(b0 + 2 * K + c, cnt), acc2);
+        acc3 = simd::fmadd(av, V::load_n(b0 + 3 * K + c, cnt), acc3);
+      }
+      T* out = C + r * ldc + j;
+      out[0] = simd::hsum(acc0);
+      out[1] = simd::hsum(acc1);
+      out[2] = simd::hsum(acc2);
+      out[3] = simd::hsum(acc3);
+    }
+    for (; j < N; ++j) {
+      const T* bj = B + j * K;
+      V acc = V::zero();
+      for (int64_t c = 0; c < K; c += W) {
+        const int cnt = static_cast<int>(K - c < W ? K - c : W);
+        acc = simd::fmadd(V::load_n(a + c, cnt), V::load_n(bj + c, cnt), acc);
+      }
+      C[r * ldc + j] = simd::hsum(acc);
+    }
+  }
+}
+
+// Problem b's keys and values (rows of dh and dv values, one after the other): of key/value
+// problem b / group, k_stride (v_stride) elements apart.
+template <typename T>
+const T* k_of(const AttnShape& s, const T* k, int64_t b) {
+  return k + (b / s.group) * (s.k_stride ? s.k_stride : s.lk * s.dh);
+}
+template <typename T>
+const T* v_of(const AttnShape& s, const T* v, int64_t b) {
+  return v + (b / s.group) * (s.v_stride ? s.v_stride : s.lk * s.dv);
+}
+
 inline int64_t causal_offset(const AttnShape& s, const AttnMask& m, int64_t b) {
   return s.causal_to_len && m.kv_len ? m.kv_len[b] - s.lq : s.causal_offset;
 }

@@ -39,6 +39,8 @@ struct AttnShape {
   bool causal_to_len = false; // with kv_len: the offset is kv_len[b] - lq, problem by problem
   int64_t group = 1;          // query problems per key/value problem: problem b reads k, v of b / group
   double softcap = 0.0;       // > 0: scores s = scale q·k become softcap·tanh(s / softcap) (before the bias)
+  int64_t k_stride = 0;       // elements from one key/value problem's k to the next (0: lk·dh), so a
+  int64_t v_stride = 0;       // cache's filled part is read where it lies; v likewise (0: lk·dv)
 };
 
 // Which keys a query row sees, for problem b, query i, key j (all conditions combine):

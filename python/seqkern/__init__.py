@@ -34,6 +34,7 @@ from ._layers import (
     rnn_layers_forward,
 )
 from ._attention import (
+    KVCache,
     additive_attention_backward,
     additive_attention_forward,
     attention_backward,
@@ -46,6 +47,7 @@ from ._softmax import softmax, softmax_backward, softmax_forward
 __version__ = "0.1.0"
 
 __all__ = [
+    "KVCache",
     "lstm_layers_forward",
     "lstm_layers_backward",
     "gru_layers_forward",

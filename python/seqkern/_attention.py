@@ -11,6 +11,7 @@ from . import _core
 from ._util import contiguous
 
 __all__ = [
+    "KVCache",
     "AttentionCache",
     "AdditiveAttentionCache",
     "AttentionPoolCache",
@@ -86,6 +87,112 @@ def _softcap(fn, softcap) -> float:
     return softcap
 
 
+def _rows_in_place(a: np.ndarray) -> bool:
+    """Whether the kernels read ``a`` (..., L, D) where it lies: C-contiguous, or evenly spaced
+    problems whose (L, D) rows are contiguous (the filled part of a KVCache's buffer)."""
+    if a.flags.c_contiguous:
+        return True
+    if a.ndim < 3 or a.dtype not in (np.float32, np.float64):
+        return False
+    isz, (L, D) = a.itemsize, a.shape[-2:]
+    if (D > 1 and a.strides[-1] != isz) or (L > 1 and a.strides[-2] != D * isz):
+        return False
+    if a.strides[-3] % isz or a.strides[-3] < L * D * isz:
+        return False
+    return all(a.shape[i] <= 1 or a.strides[i] == a.strides[i + 1] * a.shape[i + 1] for i in range(a.ndim - 4, -1, -1))
+
+
+def _keys(a, fn: str, name: str):
+    a = np.asarray(a) if not isinstance(a, np.ndarray) else a
+    return a if _rows_in_place(a) else contiguous(a, fn, name)
+
+
+class KVCache:
+    """Keys and values of the steps decoded so far, for attention over a growing sequence.
+
+    ``KVCache(lead, dk, dv=None, *, capacity=256, dtype=np.float32)`` holds two buffers
+    ``lead + (capacity, dk)`` and ``lead + (capacity, dv)`` (lead e.g. (B, NH_kv)); ``append(k, v)``
+    writes ``lead + (n, dk)`` / ``lead + (n, dv)`` after what is there, in place. ``k`` and ``v``
+    are views of the filled part, which ``attention_forward`` reads where it lies (no copy). When
+    an append does not fit, the buffers are replaced by ones of twice the capacity (or enough)
+    and the filled part is copied once; views handed out before keep the old buffers, unchanged.
+    A decoding step is ``attention_forward(q_t, cache.k, cache.v, causal="bottom_right")`` after
+    ``cache.append(k_t, v_t)``.
+    """
+
+    def __init__(self, lead, dk: int, dv: int | None = None, *, capacity: int = 256, dtype=np.float32) -> None:
+        self._lead = tuple(int(n) for n in lead)
+        if any(n < 0 for n in self._lead):
+            raise ValueError(f"KVCache: lead must hold sizes >= 0, got {lead}")
+        self._dk, self._dv = int(dk), int(dk if dv is None else dv)
+        if self._dk < 1 or self._dv < 1:
+            raise ValueError(f"KVCache: dk and dv must be >= 1, got {dk} and {dv}")
+        if int(capacity) < 0:
+            raise ValueError(f"KVCache: capacity must be >= 0, got {capacity}")
+        self._dtype = np.dtype(dtype)
+        if self._dtype not in (np.float32, np.float64):
+            raise TypeError(f"KVCache: dtype must be float32 or float64, got {self._dtype}")
+        self._n = 0
+        self._alloc(int(capacity))
+
+    def _alloc(self, capacity: int) -> None:
+        k = np.empty(self._lead + (capacity, self._dk), self._dtype)
+        v = np.empty(self._lead + (capacity, self._dv), self._dtype)
+        if self._n:
+            k[..., : self._n, :] = self._k[..., : self._n, :]
+            v[..., : self._n, :] = self._v[..., : self._n, :]
+        self._k, self._v = k, v
+
+    def append(self, k, v) -> None:
+        """Writes ``k`` (lead + (n, dk)) and ``v`` (lead + (n, dv)) after the filled part."""
+        k, v = np.asarray(k), np.asarray(v)
+        for name, a, d in (("k", k, self._dk), ("v", v, self._dv)):
+            if a.dtype != self._dtype:
+                raise TypeError(f"KVCache.append: {name} must be {self._dtype}, like the cache, got {a.dtype}")
+            if a.ndim != len(self._lead) + 2 or a.shape[:-2] != self._lead or a.shape[-1] != d:
+                raise ValueError(f"KVCache.append: {name} must have shape {self._lead + ('n', d)}, got {a.shape}")
+        n = k.shape[-2]
+        if v.shape[-2] != n:
+            raise ValueError(f"KVCache.append: k and v must hold the same number of steps, got {n} and {v.shape[-2]}")
+        if self._n + n > self.capacity:
+            self._alloc(max(2 * self.capacity, self._n + n))
+        self._k[..., self._n : self._n + n, :] = k
+        self._v[..., self._n : self._n + n, :] = v
+        self._n += n
+
+    def clear(self) -> None:
+        """Forgets every step (the buffers stay)."""
+        self._n = 0
+
+    @property
+    def length(self) -> int:
+        return self._n
+
+    @property
+    def capacity(self) -> int:
+        return self._k.shape[-2]
+
+    @property
+    def k(self) -> np.ndarray:
+        """The filled part, lead + (length, dk), a read-only view of the buffer."""
+        view = self._k[..., : self._n, :]
+        view.flags.writeable = False
+        return view
+
+    @property
+    def v(self) -> np.ndarray:
+        view = self._v[..., : self._n, :]
+        view.flags.writeable = False
+        return view
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        return (f"KVCache(lead={self._lead}, dk={self._dk}, dv={self._dv}, length={self._n}, "
+                f"capacity={self.capacity}, dtype={self._dtype})")
+
+
 def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
     """g summed over the dims along which an array of ``shape`` was broadcast to g's shape."""
     lead = g.ndim - len(shape)
@@ -159,7 +266,7 @@ def attention_forward(
     The (Lq, Lk) score matrix is never built: extra memory is O(rows x Dh) plus small tiles.
     """
     fn = "attention_forward"
-    q, k, v = contiguous(q, fn, "q"), contiguous(k, fn, "k"), contiguous(v, fn, "v")
+    q, k, v = contiguous(q, fn, "q"), _keys(k, fn, "k"), _keys(v, fn, "v")
     scale = _scale(fn, scale, q)
     mask = _mask(mask)
     bias = _mask(bias)
