@@ -72,6 +72,13 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
   for (int64_t j0 = 0; j0 < kend; j0 += kKeys) {
     const int64_t cols = kend - j0 < kKeys ? kend - j0 : kKeys;
+    // A bias of its own per key is read as `rows` short row segments a tile, far apart: ask for
+    // the next tile's while this one computes (at B=8 NH=8 L=512 a bias (NH, L, L) cost 1.45x
+    // the plain call without this).
+    if (m.bias && m.bias_col_stride == 1 && j0 + kKeys < kend) {
+      const int64_t next = kend - j0 - kKeys < kKeys ? kend - j0 - kKeys : kKeys;
+      for (int64_t r = 0; r < rows; ++r) attn::prefetch_l2(attn::bias_row<T>(m, b, i0 + r, j0 + kKeys), next);
+    }
     if (direct) {
       attn::dot_rows(rows, cols, s.dh, qs, ktb + j0 * s.dh, tile, kKeys);
     } else {

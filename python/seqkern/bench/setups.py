@@ -280,6 +280,71 @@ def setup_attention_forward(d: dict, ctx: Context) -> dict[str, Callable]:
     return impls
 
 
+def setup_attention_variant(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Attention forward with an additive bias (NH, L, L) or grouped heads (NH / 4 key heads);
+    ``plain`` is seqkern's plain call on the same shapes (for grouped heads, with the key heads
+    repeated), so the ``xplain`` ratio is what the feature costs. The bias is zeros, so that every
+    implementation computes what ``plain`` does (--check compares them); the kernel's work does
+    not depend on the bias's values."""
+    q, k, v = _qkv(d, ctx.rng)
+    f = seqkern.attention_forward
+    impls: dict[str, Callable] = {}
+    tkw: dict = {}
+    if d["kind"] == "bias":
+        bias = np.zeros((d["NH"], d["L"], d["L"]), np.float32)
+        impls["seqkern"] = lambda: f(q, k, v, bias=bias)
+        impls["plain"] = lambda: f(q, k, v)
+        impls["numpy"] = lambda: reference.attention_forward(q, k, v, bias=bias)
+        args = (q, k, v)
+        tkw["attn_mask"] = bias
+    else:
+        group = 4
+        kg, vg = np.ascontiguousarray(k[:, ::group]), np.ascontiguousarray(v[:, ::group])
+        kr, vr = np.repeat(kg, group, axis=1), np.repeat(vg, group, axis=1)
+        impls["seqkern"] = lambda: f(q, kg, vg)
+        impls["plain"] = lambda: f(q, kr, vr)
+        impls["numpy"] = lambda: reference.attention_forward(q, kg, vg)
+        args = (q, kg, vg)
+        tkw["enable_gqa"] = True
+    if ctx.torch:
+        torch = ctx.torch
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        ts = [torch.from_numpy(a) for a in args]
+        tkw = {k_: (torch.from_numpy(a) if isinstance(a, np.ndarray) else a) for k_, a in tkw.items()}
+
+        def torch_forward():
+            with torch.no_grad():
+                return sdpa(*ts, **tkw)
+
+        impls["torch"] = torch_forward
+    return impls
+
+
+def setup_attention_decode(d: dict, ctx: Context) -> dict[str, Callable]:
+    """One decoding step: one query row per head against Lk cached keys, the cache a KVCache
+    (read in place) for seqkern, tensors for PyTorch's SDPA."""
+    B, NH, Lk, Dh = d["B"], d["NH"], d["Lk"], d["Dh"]
+    q = ctx.rng.standard_normal((B, NH, 1, Dh), dtype=np.float32)
+    k, v = (ctx.rng.standard_normal((B, NH, Lk, Dh), dtype=np.float32) for _ in range(2))
+    cache = seqkern.KVCache((B, NH), Dh, capacity=2 * Lk)
+    cache.append(k, v)
+    ck, cv = cache.k, cache.v
+    f = seqkern.attention_forward
+    impls: dict[str, Callable] = {"seqkern": lambda: f(q, ck, cv, causal="bottom_right")}
+    impls["numpy"] = lambda: reference.attention_forward(q, k, v)
+    if ctx.torch:
+        torch = ctx.torch
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        ts = [torch.from_numpy(a) for a in (q, k, v)]
+
+        def torch_forward():
+            with torch.no_grad():
+                return sdpa(*ts)
+
+        impls["torch"] = torch_forward
+    return impls
+
+
 def setup_attention_train(d: dict, ctx: Context) -> dict[str, Callable]:
     q, k, v = _qkv(d, ctx.rng)
     dout = ctx.rng.standard_normal(q.shape, dtype=np.float32)

@@ -19,6 +19,8 @@ from .setups import (
     setup_rnn_forward,
     setup_rnn_step,
     setup_bilstm_forward,
+    setup_attention_decode,
+    setup_attention_variant,
     setup_bilstm_train,
     setup_rnn_train,
     setup_lstm_forward,
@@ -109,6 +111,10 @@ FULL_SHAPES = {
     "bilstm": [(64, 32, 100, 100, 1), (256, 8, 128, 256, 1), (128, 1, 128, 128, 1)],
     "bilstm_train": [(64, 32, 100, 100, 2)],
     "attention": [(8, 8, 512, 64), (32, 4, 128, 64)],
+    # the same kernel with an additive bias and with grouped heads (8 query heads, 2 key heads)
+    "attention_variants": [(8, 8, 512, 64)],
+    # one decoding step against a cache (B, NH, Lk, Dh)
+    "attention_decode": [(1, 8, 2048, 64)],
     "additive": [(32, 64, 64, 256, 128)],
     "pool": [(128, 32, 256, 128)],
     "nn_train": [(32, 20, 15000, 100, 100)],
@@ -130,6 +136,8 @@ SMOKE_SHAPES = {  # tiny shapes that run every code path in well under a second
     "bilstm": [(3, 16, 4, 8, 1), (3, 1, 4, 8, 2)],
     "bilstm_train": [(3, 4, 4, 8, 2)],
     "attention": [(1, 2, 8, 4)],
+    "attention_variants": [(1, 4, 8, 4)],
+    "attention_decode": [(1, 2, 16, 4)],
     "additive": [(2, 3, 5, 4, 6)],
     "pool": [(4, 2, 5, 3)],
     "nn_train": [(4, 2, 50, 6, 5)],
@@ -177,6 +185,16 @@ def build_entries(quick: bool = False, smoke: bool = False) -> list[Entry]:
         add("attention", (B, NH, L, Dh), Entry("attention_forward+backward", dims,
                                                setup_attention_train, flops=ATTENTION_TRAIN * f,
                                                scaling=big))
+    for B, NH, L, Dh in table["attention_variants"]:
+        f = attention_flops(B, NH, L, L, Dh)
+        for kind in ("bias", "gqa"):
+            dims = dict(B=B, NH=NH, L=L, Dh=Dh, kind=kind)
+            add("attention", (B, NH, L, Dh), Entry(f"attention_{kind}_forward", dims, setup_attention_variant, flops=f))
+    for B, NH, Lk, Dh in table["attention_decode"]:
+        dims = dict(B=B, NH=NH, Lk=Lk, Dh=Dh)
+        # Bytes: the keys and values read once (a decoding step is a stream of the cache).
+        add("attention", (B, NH, Lk, Dh), Entry("attention_decode_step", dims, setup_attention_decode,
+                                                bytes=2 * 4 * B * NH * Lk * Dh))
     for B, Lq, Lk, D, A in table["additive"]:
         dims, f = dict(B=B, Lq=Lq, Lk=Lk, D=D, A=A), additive_flops(B, Lq, Lk, D, A)
         add("additive", (B, Lq, Lk, D, A), Entry("additive_attention_forward", dims,
