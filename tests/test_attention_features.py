@@ -281,3 +281,39 @@ def test_keys_in_other_layouts_are_copied_once(rng):
     a, _ = seqkern.attention_forward(q, strided, v)
     b, _ = seqkern.attention_forward(q, k, v)
     np.testing.assert_array_equal(a, b)
+
+
+def _bfloat16():
+    for mod in ("ml_dtypes",):
+        try:
+            return np.dtype(__import__(mod).bfloat16)
+        except ImportError:
+            pass
+    return None
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_precision_inputs_compute_in_float32(rng, half):
+    dtype = np.dtype(np.float16) if half == "float16" else _bfloat16()
+    if dtype is None:
+        pytest.skip("no bfloat16 dtype (ml_dtypes) installed")
+    q, k, v = inputs(rng, 2, 4, 2, 9, 13, 16, np.float32)
+    bias = rng.standard_normal((4, 9, 13)).astype(np.float32)
+    qh, kh, vh, bh = (a.astype(dtype) for a in (q, k, v, bias))
+    out, cache = seqkern.attention_forward(qh, kh, vh, bias=bh, causal="bottom_right")
+    assert out.dtype == dtype
+    # Against float64 on the rounded inputs: one rounding of the output to the half format.
+    want, c64 = ref.attention_forward(*(a.astype(np.float64) for a in (qh, kh, vh)), bias=bh.astype(np.float64),
+                                      causal="bottom_right")
+    eps = 2.0 ** -10 if half == "float16" else 2.0 ** -7
+    np.testing.assert_allclose(out.astype(np.float64), want, rtol=eps, atol=eps * np.abs(want).max())
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    got = seqkern.attention_backward(cache, dout, dbias=True)
+    exp = ref.attention_backward(c64, dout.astype(np.float64), dbias=True)
+    for a, b in zip(got, exp):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a.astype(np.float64), b, rtol=4 * eps, atol=4 * eps * np.abs(b).max())
+    with pytest.raises(TypeError, match=f"k must be {dtype}, like q"):
+        seqkern.attention_forward(qh, k, vh)
+    with pytest.raises(TypeError, match="dout must be"):
+        seqkern.attention_backward(cache, dout.astype(np.float32))

@@ -41,7 +41,7 @@ def plan(case):
     present = [f for f, n in zip(formal, nd.input) if n]
     given = dict(zip(present, inputs))
     Q, K, V = given["Q"], given["K"], given["V"]
-    if Q.dtype not in (np.float32, np.float64):
+    if Q.dtype.name not in ("float32", "float64", "float16", "bfloat16"):
         return None, f"{Q.dtype} inputs"
     if len(nd.output) > 3 and nd.output[3]:
         return None, "the scores as an output"
@@ -108,6 +108,11 @@ def test_direct_case(case):
     out = got[0]
     if want.ndim == 3:  # back to ONNX's (B, L, heads*Dv)
         out = out.transpose(0, 2, 1, 3).reshape(want.shape)
-    np.testing.assert_allclose(out, want, rtol=max(case.rtol, 1e-5), atol=max(case.atol, 1e-6))
+    if want.dtype.itemsize == 2:  # float16 / bfloat16: compare as float32, to the format's precision
+        eps = 2.0 ** -10 if want.dtype.name == "float16" else 2.0 ** -7
+        w32 = want.astype(np.float32)
+        np.testing.assert_allclose(out.astype(np.float32), w32, rtol=4 * eps, atol=4 * eps * float(np.abs(w32).max()))
+    else:
+        np.testing.assert_allclose(out, want, rtol=max(case.rtol, 1e-5), atol=max(case.atol, 1e-6))
     for a, b in zip(got[1:], expected[1:]):  # present_key, present_value
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))

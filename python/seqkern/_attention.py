@@ -43,6 +43,7 @@ class AttentionCache(NamedTuple):
     bias: np.ndarray | None = None
     bottom_right: bool = False  # with causal: aligned to the end of the keys
     softcap: float = 0.0
+    io_dtype: object = None  # float16 or bfloat16 inputs: what the outputs are given back in
 
 
 class AttentionForward(NamedTuple):
@@ -74,6 +75,32 @@ def _causal(fn, causal):
     if not isinstance(key, (bool, str)) or key not in _CAUSAL:
         raise ValueError(f"{fn}: causal must be False, True, 'top_left' or 'bottom_right', got {causal!r}")
     return _CAUSAL[key]
+
+
+_HALF = ("float16", "bfloat16")
+
+
+def _is_half(a) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype.name in _HALF and a.dtype.itemsize == 2
+
+
+def _widen(a):
+    """float16 or bfloat16 -> float32, exactly (bfloat16 is float32's upper 16 bits)."""
+    if a is None or not _is_half(a):
+        return a
+    if a.dtype.name == "float16":
+        return a.astype(np.float32)
+    return (np.ascontiguousarray(a).view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _narrow(x: np.ndarray, dtype) -> np.ndarray:
+    """float32 -> float16 or bfloat16, rounded to nearest even (NaN stays NaN)."""
+    if dtype.name == "float16":
+        return x.astype(np.float16)
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    r = ((u + np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+    r = np.where(np.isnan(x), np.uint16(0x7FC0), r)
+    return r.view(dtype)
 
 
 def _softcap(fn, softcap) -> float:
@@ -112,7 +139,8 @@ class KVCache:
 
     ``KVCache(lead, dk, dv=None, *, capacity=256, dtype=np.float32)`` holds two buffers
     ``lead + (capacity, dk)`` and ``lead + (capacity, dv)`` (lead e.g. (B, NH_kv)); ``append(k, v)``
-    writes ``lead + (n, dk)`` / ``lead + (n, dv)`` after what is there, in place. ``k`` and ``v``
+    writes ``lead + (n, dk)`` / ``lead + (n, dv)`` after what is there, in place (float16 and
+    bfloat16 caches are widened to float32 by each attention call, a copy). ``k`` and ``v``
     are views of the filled part, which ``attention_forward`` reads where it lies (no copy). When
     an append does not fit, the buffers are replaced by ones of twice the capacity (or enough)
     and the filled part is copied once; views handed out before keep the old buffers, unchanged.
@@ -130,8 +158,8 @@ class KVCache:
         if int(capacity) < 0:
             raise ValueError(f"KVCache: capacity must be >= 0, got {capacity}")
         self._dtype = np.dtype(dtype)
-        if self._dtype not in (np.float32, np.float64):
-            raise TypeError(f"KVCache: dtype must be float32 or float64, got {self._dtype}")
+        if self._dtype.name not in ("float32", "float64", *_HALF):
+            raise TypeError(f"KVCache: dtype must be float32, float64, float16 or bfloat16, got {self._dtype}")
         self._n = 0
         self._alloc(int(capacity))
 
@@ -233,7 +261,8 @@ def attention_forward(
 
     Parameters
     ----------
-    q : ndarray of float32 or float64, shape (..., Lq, Dh)
+    q : ndarray of float32 or float64 (or float16, bfloat16: computed in float32, the output and
+        the gradients given back in q's dtype, rounded to nearest even), shape (..., Lq, Dh)
         Queries; any number of leading dims, e.g. (B, NH, Lq, Dh).
     k : ndarray, shape (..., Lk, Dh), q's dtype and leading dims, except that with two or more
         leading dims (..., NH, Lq, Dh) the last (the heads) may divide q's: grouped-query (and multi-query) attention, query head h
@@ -266,6 +295,14 @@ def attention_forward(
     The (Lq, Lk) score matrix is never built: extra memory is O(rows x Dh) plus small tiles.
     """
     fn = "attention_forward"
+    io_dtype = None
+    if _is_half(q):  # computed in float32, given back in the inputs' dtype
+        io_dtype = q.dtype
+        for name, a in (("k", k), ("v", v), ("bias", bias)):
+            if a is not None and (not isinstance(a, np.ndarray) or a.dtype != io_dtype):
+                got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+                raise TypeError(f"{fn}: {name} must be {io_dtype}, like q, got {got}")
+        q, k, v, bias = _widen(q), _widen(k), _widen(v), _widen(bias)
     q, k, v = contiguous(q, fn, "q"), _keys(k, fn, "k"), _keys(v, fn, "v")
     scale = _scale(fn, scale, q)
     mask = _mask(mask)
@@ -274,8 +311,8 @@ def attention_forward(
     causal, bottom_right = _causal(fn, causal)
     softcap = _softcap(fn, softcap)
     out, lse = _core.attention_forward(q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap)
-    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale, bias, bottom_right, softcap)
-    return AttentionForward(out, cache)
+    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale, bias, bottom_right, softcap, io_dtype)
+    return AttentionForward(out if io_dtype is None else _narrow(out, io_dtype), cache)
 
 
 def attention_backward(cache: AttentionCache, dout: np.ndarray, *, dbias: bool = False) -> AttentionGrads:
@@ -301,6 +338,11 @@ def attention_backward(cache: AttentionCache, dout: np.ndarray, *, dbias: bool =
     fn = "attention_backward"
     if dbias and c.bias is None:
         raise ValueError(f"{fn}: dbias=True needs a forward with a bias")
+    if c.io_dtype is not None:
+        if not isinstance(dout, np.ndarray) or dout.dtype != c.io_dtype:
+            got = dout.dtype if isinstance(dout, np.ndarray) else type(dout).__name__
+            raise TypeError(f"{fn}: dout must be {c.io_dtype}, like the forward's output, got {got}")
+        dout = _widen(dout)
     dq, dk, dv, full = _core.attention_backward(
         c.q, c.k, c.v, c.out, c.lse, contiguous(dout, fn, "dout"), c.mask, c.causal, c.bottom_right,
         c.kv_lengths, c.scale, c.bias, c.softcap, bool(dbias)
@@ -309,9 +351,10 @@ def attention_backward(cache: AttentionCache, dout: np.ndarray, *, dbias: bool =
         lead, heads = c.k.shape[:-3], c.k.shape[-3]
         dk = dk.reshape(*lead, heads, -1, *dk.shape[-2:]).sum(axis=-3)
         dv = dv.reshape(*lead, heads, -1, *dv.shape[-2:]).sum(axis=-3)
-    if full is None:
-        return AttentionGrads(dq, dk, dv)
-    return AttentionBiasGrads(dq, dk, dv, _sum_to(full, c.bias.shape))
+    grads = (dq, dk, dv) if full is None else (dq, dk, dv, _sum_to(full, c.bias.shape))
+    if c.io_dtype is not None:
+        grads = tuple(_narrow(g, c.io_dtype) for g in grads)
+    return AttentionGrads(*grads) if full is None else AttentionBiasGrads(*grads)
 
 
 class AdditiveAttentionCache(NamedTuple):
