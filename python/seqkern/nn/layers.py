@@ -172,9 +172,10 @@ class Embedding(Layer):
             g[self.padding_idx] = 0
         return None
 
-    def load_torch(self, state_dict):
-        """Copy ``nn.Embedding``'s ``weight`` (tensor or array) into this layer."""
-        self.set_params({"weight": _np(state_dict["weight"])})
+    def load_torch(self, state_dict, prefix=""):
+        """Copy ``nn.Embedding``'s ``weight`` (tensor or array) into this layer; ``prefix`` as
+        :meth:`LSTM.load_torch`."""
+        self.set_params({"weight": TorchState(state_dict, prefix, "Embedding")["weight"]})
 
 
 _ACTIVATIONS = (None, "linear", "relu", "tanh", "sigmoid", "softmax")
@@ -253,11 +254,13 @@ class Dense(Layer):
             self._g["bias"] += g2.sum(axis=0)
         return (g2 @ self._p["weight"]).reshape(self._x.shape)
 
-    def load_torch(self, state_dict):
-        """Copy ``nn.Linear``'s ``weight`` and ``bias`` into this layer."""
-        vals = {"weight": _np(state_dict["weight"])}
+    def load_torch(self, state_dict, prefix=""):
+        """Copy ``nn.Linear``'s ``weight`` and ``bias`` into this layer; ``prefix`` as
+        :meth:`LSTM.load_torch`."""
+        state_dict = TorchState(state_dict, prefix, "Dense")
+        vals = {"weight": state_dict["weight"]}
         if self.use_bias:
-            vals["bias"] = _np(state_dict["bias"])
+            vals["bias"] = state_dict["bias"]
         self.set_params(vals)
 
 
@@ -293,6 +296,30 @@ def _np(t):
     if hasattr(t, "detach"):
         t = t.detach().cpu().numpy()
     return np.asarray(t)
+
+
+class TorchState:
+    """The entries of a PyTorch state dict under ``prefix`` (a module's name in a whole model's
+    ``state_dict()``; ``"encoder"`` and ``"encoder."`` mean the same), looked up by their names in
+    the module. A missing name raises KeyError naming the full key and the prefixes the dict holds."""
+
+    def __init__(self, state_dict, prefix: str, who: str):
+        if not isinstance(prefix, str):
+            raise TypeError(f"{who}.load_torch: prefix must be a str, got {prefix!r}")
+        self.state_dict, self.who = state_dict, who
+        self.prefix = prefix + "." if prefix and not prefix.endswith(".") else prefix
+
+    def __contains__(self, name: str) -> bool:
+        return self.prefix + name in self.state_dict
+
+    def __getitem__(self, name: str):
+        key = self.prefix + name
+        if key not in self.state_dict:
+            prefixes = sorted({k.rsplit(".", 1)[0] + "." if "." in k else "" for k in self.state_dict})
+            shown = ", ".join(repr(p) for p in prefixes[:20]) + (", ..." if len(prefixes) > 20 else "")
+            raise KeyError(f"{self.who}.load_torch: the state dict has no {key!r}; it holds parameters under the "
+                           f"prefixes [{shown}] (pass the module's one as prefix=)")
+        return _np(self.state_dict[key])
 
 
 class AttentionPool(Layer):

@@ -185,6 +185,10 @@ class Sequential:
 
     def __init__(self, layers: list[Layer]):
         self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if getattr(layer, "return_state", False):
+                raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) has return_state=True, which returns "
+                                 "a tuple no next layer takes; call it directly or use it in a functional Model")
         self.loss = None
         self.optimizer: Optimizer | None = None
         self.metrics: tuple = ()
@@ -208,6 +212,27 @@ class Sequential:
     def zero_grad(self):
         for layer in self.layers:
             layer.zero_grad()
+
+    @property
+    def stateful(self) -> bool:
+        """Whether a layer carries its states from one batch to the next (``stateful=True``)."""
+        return any(getattr(layer, "stateful", False) for layer in self.layers)
+
+    def reset_states(self):
+        """Zero the carried states of every stateful layer."""
+        for layer in self.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_states()
+
+    def _batches(self, data, batch_size, shuffle, bucket, rng):
+        """Row indices of each batch. A stateful model keeps the rows in order (row i of one
+        batch continues row i of the previous one), so it never buckets or shuffles."""
+        if self.stateful:
+            return [np.arange(i, min(i + batch_size, data.n)) for i in range(0, data.n, batch_size)]
+        if bucket:
+            return _bucket(data.lengths, batch_size, shuffle, rng)
+        order = rng.permutation(data.n) if shuffle else np.arange(data.n)
+        return [order[i : i + batch_size] for i in range(0, data.n, batch_size)]
 
     def get_config(self) -> dict:
         return {"layers": [layer.get_config() for layer in self.layers],
@@ -337,16 +362,16 @@ class Sequential:
             if early_stopping.monitor not in computed:
                 raise ValueError(f"fit: early_stopping monitors {early_stopping.monitor!r}, which this fit never "
                                  f"computes (it computes {sorted(computed)})")
+        if self.stateful and shuffle:
+            raise ValueError("fit: shuffle must be False for a model with a stateful layer (its rows continue "
+                             "from batch to batch)")
         rng = np.random.default_rng(seed)
         history: dict[str, list] = {}
         best, best_epoch, best_params, wait = None, -1, None, 0
         self.stop_training = False
         for epoch in range(epochs):
-            if bucket:
-                batches = _bucket(data.lengths, batch_size, shuffle, rng)
-            else:
-                order = rng.permutation(data.n) if shuffle else np.arange(data.n)
-                batches = [order[i : i + batch_size] for i in range(0, data.n, batch_size)]
+            self.reset_states()
+            batches = self._batches(data, batch_size, shuffle, bucket, rng)
             bar = _Progress(len(batches), f"epoch {epoch + 1}/{epochs}", verbose > 0)
             tot_loss, hits, seen, t0, tokens = 0.0, 0, 0, time.perf_counter(), 0
             for idx in batches:
@@ -366,6 +391,7 @@ class Sequential:
             logs["time"] = time.perf_counter() - t0
             logs["tokens_per_s"] = tokens / max(logs["time"], 1e-9)
             self._swap_ema()  # evaluate (and keep as best) the averaged weights, if any
+            self.reset_states()
             if validation is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate(*validation, 256).items()})
             extra = "".join(f" {k} {logs[k]:.4f}" for k in ("val_loss", "val_accuracy") if k in logs)
@@ -416,7 +442,7 @@ class Sequential:
         batch_size = _count(batch_size, "predict", "batch_size")
         data = self._inputs(x, lengths, "predict")
         res = None
-        for idx in _bucket(data.lengths, batch_size, False, None):
+        for idx in self._batches(data, batch_size, False, True, None):
             xb, lb = data.batch(idx)
             out = self.forward(xb, lengths=lb, training=False, cache=False)
             if res is None:
@@ -438,7 +464,7 @@ class Sequential:
     def _evaluate(self, data: _Inputs, y: np.ndarray, batch_size: int) -> dict:
         fused = self._fused()
         tot, hits = 0.0, 0
-        for idx in _bucket(data.lengths, batch_size, False, None):
+        for idx in self._batches(data, batch_size, False, True, None):
             xb, lb = data.batch(idx)
             out = self.forward(xb, lengths=lb, training=False, logits=fused, cache=False)
             loss, _ = self.loss(out, y[idx])
