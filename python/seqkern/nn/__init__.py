@@ -14,14 +14,21 @@ are time-major (T, B, F). A text classifier::
     model.fit(X, y, epochs=10, batch_size=64)
 """
 
-from .layers import GRU, LSTM, AttentionPool, SimpleRNN, Dense, Dropout, Embedding, Layer, MeanPool, layer_from_config
+from . import metrics
+from .callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
+                        ReduceLROnPlateau)
+from .layers import (GRU, LSTM, AttentionPool, Dense, Dropout, Embedding, Layer, MeanPool, SimpleRNN, TimeDistributed,
+                     layer_from_config)
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, get_loss
-from .model import EarlyStopping, Sequential, load_model
+from .model import Sequential, load_model
 from .optim import SGD, Adam, Optimizer, get_optimizer, global_norm
 
 __all__ = [
-    "Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool", "layer_from_config",
+    "Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool", "TimeDistributed",
+    "layer_from_config",
     "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get_loss",
     "Optimizer", "SGD", "Adam", "get_optimizer", "global_norm",
-    "Sequential", "EarlyStopping", "load_model",
+    "Sequential", "load_model", "metrics",
+    "Callback", "LambdaCallback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau",
+    "LearningRateScheduler",
 ]

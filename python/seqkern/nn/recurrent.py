@@ -91,6 +91,11 @@ class _Recurrent(Layer):
                 yield f"w_hh_l{k}{s}", (cls.gates * H, H)
                 yield from cls._bias_shapes(f"_l{k}{s}", H, config)
 
+    def output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1] if len(input_shape) > 2 else None, self.output_size)
+        return (input_shape[0], self.output_size)
+
     def _layers(self) -> list:
         """The weights objects of every layer and direction, as ``seqkern.*_layers_forward`` takes them."""
         out = []
