@@ -17,7 +17,6 @@ the argument. ``predict`` and ``evaluate`` keep no state on the model, so thread
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import time
@@ -700,15 +699,39 @@ class Sequential:
         model.extra = cfg.get("extra", {})
         return model
 
-    def summary(self) -> str:
-        buf = io.StringIO()
-        total = 0
-        for i, layer in enumerate(self.layers):
+    def summary(self, print_fn=print) -> str:
+        """Print a table of the layers (index and type), their output shapes (batch-major, None
+        for the batch and unknown lengths, as Keras shows them) and parameter counts, with the
+        totals; returns the same text. ``print_fn=None`` only returns it."""
+        rows = []
+        for i, (layer, shape) in enumerate(zip(self.layers, self.output_shapes())):
+            kind = type(layer).__name__
+            if hasattr(layer, "layer"):
+                kind += f"({type(layer.layer).__name__})"
             n = sum(v.size for v in layer.params().values())
-            total += n
-            buf.write(f"{i:>2} {type(layer).__name__:<14} {n:>10,d} params\n")
-        buf.write(f"   total          {total:>10,d} params\n")
-        return buf.getvalue()
+            rows.append((f"{i} {kind}", "?" if shape is None else str(shape), f"{n:,d}"))
+        head = ("Layer (type)", "Output Shape", "Param #")
+        w0 = max([len(head[0])] + [len(r[0]) for r in rows]) + 2
+        w1 = max([len(head[1])] + [len(r[1]) for r in rows]) + 2
+        w2 = max([len(head[2])] + [len(r[2]) for r in rows])
+        rule = "=" * (w0 + w1 + w2)
+        total = sum(v.size for v in self.params().values())
+        nbytes = sum(v.nbytes for v in self.params().values())
+        lines = [f"{head[0]:<{w0}}{head[1]:<{w1}}{head[2]:>{w2}}", rule]
+        lines += [f"{a:<{w0}}{b:<{w1}}{c:>{w2}}" for a, b, c in rows]
+        lines += [rule, f"Total params: {total:,d} ({_size_text(nbytes)})", f"Trainable params: {total:,d}",
+                  "Non-trainable params: 0"]
+        text = "\n".join(lines) + "\n"
+        if print_fn is not None:
+            print_fn(text.rstrip("\n"))
+        return text
+
+
+def _size_text(nbytes: int) -> str:
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes} B"
 
 
 def _token_mask(lengths, T: int, B: int | None = None) -> np.ndarray:
