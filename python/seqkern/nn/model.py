@@ -18,6 +18,7 @@ the argument. ``predict`` and ``evaluate`` keep no state on the model, so thread
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -199,6 +200,7 @@ class Sequential:
         self.metrics: tuple = ()
         self.extra: dict = {}
         self.stop_training = False
+        self.history: dict = {}
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -646,6 +648,40 @@ class Sequential:
             res.update(_metrics.compute(self.metrics, np.concatenate([s for s, _ in scored]),
                                         np.concatenate([t for _, t in scored])))
         return res
+
+    def plot_history(self, path, history=None) -> str:
+        """Draw the training curves of ``history`` (default: the last ``fit``'s) to an image file
+        (the format from the suffix: .png, .pdf, .svg): the loss, and each metric, with their
+        validation curves, one panel each. Needs matplotlib (``pip install 'seqkern[plot]'``);
+        returns ``path``."""
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ImportError("plot_history needs matplotlib, which is not installed: "
+                              "pip install 'seqkern[plot]' (or pip install matplotlib)") from None
+        history = self.history if history is None else history
+        skip = {"time", "tokens_per_s", "learning_rate", "best_epoch"}
+        names = [k for k in history if not k.startswith("val_") and k not in skip]
+        if not names:
+            raise ValueError("plot_history: the history holds no curves; call fit first or pass history=")
+        fig = Figure(figsize=(4.5 * len(names), 3.5), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(names), squeeze=False)[0]
+        best = history.get("best_epoch", [None])[0]
+        for ax, name in zip(axes, names):
+            for key, label in ((name, "training"), (f"val_{name}", "validation")):
+                if key in history:
+                    ax.plot(range(1, len(history[key]) + 1), history[key], marker="o", markersize=3, label=label)
+            if best is not None:
+                ax.axvline(best + 1, color="gray", linestyle=":", linewidth=1, label="best epoch")
+            ax.set_xlabel("epoch")
+            ax.set_title(name)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        path = os.fspath(path)
+        fig.savefig(path, dpi=100)
+        return path
 
     # -- persistence --------------------------------------------------------------------------
 
