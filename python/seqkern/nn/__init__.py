@@ -17,6 +17,7 @@ are time-major (T, B, F). A text classifier::
 from . import metrics
 from .callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
                         ReduceLROnPlateau)
+from .functional import Add, Concatenate, Dot, Input, Model, Softmax
 from .layers import (GRU, LSTM, AttentionPool, Dense, Dropout, Embedding, Layer, MeanPool, SimpleRNN, TimeDistributed,
                      layer_from_config)
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, get_loss
@@ -28,7 +29,7 @@ __all__ = [
     "layer_from_config",
     "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get_loss",
     "Optimizer", "SGD", "Adam", "get_optimizer", "global_norm",
-    "Sequential", "load_model", "metrics",
+    "Sequential", "load_model", "metrics", "Input", "Model", "Dot", "Add", "Concatenate", "Softmax",
     "Callback", "LambdaCallback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau",
     "LearningRateScheduler",
 ]

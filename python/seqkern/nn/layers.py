@@ -110,8 +110,14 @@ class Layer:
     def backward(self, grad):
         raise NotImplementedError
 
-    def __call__(self, x, lengths=None, training=False, cache=True):
-        return self.forward(x, lengths=lengths, training=training, cache=cache)
+    def __call__(self, x, lengths=None, training=False, cache=True, **kw):
+        """``forward`` on arrays; on symbolic tensors (``nn.Input`` and what layers make of it),
+        records the call for a functional ``nn.Model`` and returns the output's tensor(s)."""
+        from .functional import call_symbolic, is_symbolic
+
+        if is_symbolic(x):
+            return call_symbolic(self, x)
+        return self.forward(x, lengths=lengths, training=training, cache=cache, **kw)
 
 
 class Embedding(Layer):

@@ -191,16 +191,19 @@ class Sequential:
 
     def __init__(self, layers: list[Layer]):
         self.layers = list(layers)
-        for i, layer in enumerate(self.layers):
-            if getattr(layer, "return_state", False):
-                raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) has return_state=True, which returns "
-                                 "a tuple no next layer takes; call it directly or use it in a functional Model")
+        self._check_layers()
         self.loss = None
         self.optimizer: Optimizer | None = None
         self.metrics: tuple = ()
         self.extra: dict = {}
         self.stop_training = False
         self.history: dict = {}
+
+    def _check_layers(self):
+        for i, layer in enumerate(self.layers):
+            if getattr(layer, "return_state", False):
+                raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) has return_state=True, which returns "
+                                 "a tuple no next layer takes; call it directly or use it in a functional Model")
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -720,7 +723,9 @@ class Sequential:
             if archive.unused:
                 raise ValueError(f"{where}: members {sorted(archive.unused)} are parameters of no layer of the config")
             try:
-                model = cls([layer_from_config(c) for c in cfg["layers"]])
+                from .functional import model_from_config
+
+                model = model_from_config(cfg, [layer_from_config(c) for c in cfg["layers"]])
                 if cfg.get("loss"):
                     if not isinstance(cfg["loss"], str):
                         raise ValueError(f"loss must be a name, got {cfg['loss']!r}")
