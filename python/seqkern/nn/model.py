@@ -652,6 +652,14 @@ class Sequential:
                                         np.concatenate([t for _, t in scored])))
         return res
 
+    def to_onnx(self, path) -> str:
+        """Write the model as an ONNX file that ONNX Runtime runs with :meth:`predict`'s outputs:
+        inputs ``ids`` (B, T) int64 (or ``x`` (B, T, D) float32) and ``lengths`` (B,) int64,
+        output ``output``. See ``seqkern.nn.onnx_export``."""
+        from .onnx_export import to_onnx
+
+        return to_onnx(self, path)
+
     def plot_history(self, path, history=None) -> str:
         """Draw the training curves of ``history`` (default: the last ``fit``'s) to an image file
         (the format from the suffix: .png, .pdf, .svg): the loss, and each metric, with their
