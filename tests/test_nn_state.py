@@ -190,6 +190,28 @@ def test_load_torch_by_prefix(rng):
     np.testing.assert_allclose(ours.forward(ids), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_model_load_torch_by_prefixes(rng):
+    torch, tm = _torch_model()
+    sd = tm.state_dict()
+    a = nn.Sequential([nn.Embedding(11, 4), nn.LSTM(4, 3, num_layers=2, bidirectional=True), nn.Dropout(0.1),
+                       nn.Dense(6, 5)])
+    a.load_torch(sd, {0: "embed", 1: "encoder", 3: "head.0"})
+    b = nn.Sequential([nn.Embedding(11, 4), nn.LSTM(4, 3, num_layers=2, bidirectional=True), nn.Dropout(0.1),
+                       nn.Dense(6, 5)])
+    b.load_torch(sd, ["embed", "encoder", None, "head.0"])
+    ids = rng.integers(1, 11, size=(3, 6))
+    with torch.no_grad():
+        ref = tm(torch.from_numpy(ids)).numpy()
+    np.testing.assert_allclose(a.forward(ids), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(a.forward(ids), b.forward(ids))
+    with pytest.raises(TypeError, match=r"load_torch: layer 2 \(Dropout\) takes no PyTorch weights"):
+        a.load_torch(sd, {2: "x"})
+    with pytest.raises(ValueError, match="load_torch: prefixes has layer index 7"):
+        a.load_torch(sd, {7: "x"})
+    with pytest.raises(ValueError, match=r"load_torch: prefixes as a list needs one entry a layer \(4\), got 2"):
+        a.load_torch(sd, ["embed", "encoder"])
+
+
 def test_load_torch_missing_key_names_it_and_the_prefixes():
     _, tm = _torch_model()
     sd = tm.state_dict()

@@ -183,31 +183,29 @@ class ModelCheckpoint(_Monitor):
 
 class CSVLogger(Callback):
     """Write one row per epoch to ``filename``: ``epoch`` then every log entry, sorted by name, as
-    Keras does; flushed after every row. ``append`` adds to an existing file (its header kept)."""
+    Keras does. The file is opened for each row and closed after it, so every finished epoch is
+    on disk even if training stops with an error. ``append`` adds to an existing file (its
+    header kept)."""
 
     def __init__(self, filename, separator=",", append=False):
         self.filename, self.separator, self.append = os.fspath(filename), separator, bool(append)
-        self._fh = self._writer = self._keys = None
+        self._keys, self._header = None, True
 
     def on_train_begin(self, logs=None):
         existed = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
-        self._fh = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._fh, delimiter=self.separator, lineterminator="\n")
+        if not self.append:
+            open(self.filename, "w", encoding="utf-8").close()
         self._keys, self._header = None, not existed
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self._keys is None:
-            self._keys = sorted(logs)
-            if self._header:
-                self._writer.writerow(["epoch"] + self._keys)
-        self._writer.writerow([epoch] + [_csv_value(logs.get(k, "")) for k in self._keys])
-        self._fh.flush()
-
-    def on_train_end(self, logs=None):
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        with open(self.filename, "a", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, delimiter=self.separator, lineterminator="\n")
+            if self._keys is None:
+                self._keys = sorted(logs)
+                if self._header:
+                    writer.writerow(["epoch"] + self._keys)
+            writer.writerow([epoch] + [_csv_value(logs.get(k, "")) for k in self._keys])
 
 
 def _csv_value(v):

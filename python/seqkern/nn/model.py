@@ -502,7 +502,9 @@ class Sequential:
         if isinstance(early_stopping, int):
             early_stopping = EarlyStopping("val_accuracy" if validation is not None else "accuracy",
                                            patience=early_stopping)
-        if isinstance(callbacks, Callback) or callable(callbacks):
+        if callbacks is None:
+            callbacks = ()
+        elif isinstance(callbacks, Callback) or callable(callbacks):
             callbacks = [callbacks]
         cbs = [as_callback(cb, f"fit: callbacks[{i}]") for i, cb in enumerate(callbacks)]
         computed = self._computed(validation is not None)
@@ -651,6 +653,27 @@ class Sequential:
             res.update(_metrics.compute(self.metrics, np.concatenate([s for s, _ in scored]),
                                         np.concatenate([t for _, t in scored])))
         return res
+
+    def load_torch(self, state_dict, prefixes) -> None:
+        """Copy a whole PyTorch model's ``state_dict()`` into the layers: ``prefixes`` maps a
+        layer's index to the torch module's name in the dict (``{0: "embed", 1: "encoder", 3:
+        "head.0"}``), or is a list with one name (or None to skip) a layer. Each named layer's
+        ``load_torch(state_dict, prefix=...)`` does the copy."""
+        if isinstance(prefixes, (list, tuple)):
+            if len(prefixes) != len(self.layers):
+                raise ValueError(f"load_torch: prefixes as a list needs one entry a layer ({len(self.layers)}), "
+                                 f"got {len(prefixes)}")
+            prefixes = {i: p for i, p in enumerate(prefixes) if p is not None}
+        if not isinstance(prefixes, dict):
+            raise TypeError(f"load_torch: prefixes must be a dict {{layer index: prefix}} or a list, got {prefixes!r}")
+        for i, prefix in prefixes.items():
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(self.layers):
+                raise ValueError(f"load_torch: prefixes has layer index {i!r}; the model has layers 0 to "
+                                 f"{len(self.layers) - 1}")
+            layer = self.layers[i]
+            if not hasattr(layer, "load_torch"):
+                raise TypeError(f"load_torch: layer {i} ({type(layer).__name__}) takes no PyTorch weights")
+            layer.load_torch(state_dict, prefix=prefix)
 
     def to_onnx(self, path) -> str:
         """Write the model as an ONNX file that ONNX Runtime runs with :meth:`predict`'s outputs:
