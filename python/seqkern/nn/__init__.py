@@ -12,6 +12,13 @@ are time-major (T, B, F). A text classifier::
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(X, y, epochs=10, batch_size=64)
+
+Training takes Keras's ``validation_split``, ``sample_weight``, ``class_weight`` and callbacks
+(``callbacks``: ``ModelCheckpoint``, ``CSVLogger``, ``ReduceLROnPlateau``, ...), metrics beyond
+accuracy (``metrics``), per-token outputs for sequence labelling (``TimeDistributed``), and the
+functional API (``functional``: ``Input``, ``Model``, ``Dot``, ``Add``, ``Concatenate``,
+``Softmax``). ``model.summary()``, ``model.plot_history(path)`` and ``model.to_onnx(path)``
+(``onnx_export``) describe, draw and export a model.
 """
 
 from . import metrics

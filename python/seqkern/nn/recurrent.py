@@ -2,7 +2,8 @@
 bidirectional.
 
 All share :class:`_Recurrent`, which draws the dropout masks between layers, handles
-``return_sequences``, the config and the PyTorch import, and runs every layer and direction in one
+``return_sequences``, ``return_state``, initial states and ``stateful`` carrying, the config and
+the PyTorch import, and runs every layer and direction in one
 call of ``seqkern.lstm_layers_forward`` (``gru_``, ``rnn_``: the reverse direction, and the two
 directions side by side where that is faster); a cell class only says how many gate blocks it
 has, which biases it keeps, and which layer functions it calls.
@@ -248,6 +249,9 @@ class LSTM(_Recurrent):
     ``w_hh_l{k}`` (4H, H), ``bias_l{k}`` (4H,), gate rows i, f, g, o, and with ``peephole`` also
     ``peephole_l{k}`` (3, H). The reverse direction runs the same kernel on every sequence reversed
     within its length. ``dropout`` is applied to the inputs of layers 1.. in training only.
+    ``return_state``: ``forward`` returns ``(output, h_n, c_n)``, states (layers*dirs, B, H);
+    ``forward(x, initial_state=[h0, c0])`` starts from given states; ``stateful``: every batch
+    starts from the final states of the one before (``reset_states()`` forgets them).
     Init (Keras' unit-forget-bias): Glorot-uniform w_ih, orthogonal w_hh, bias 0 except the forget
     gate at 1, peepholes 0. ``load_torch`` sums PyTorch's two biases into ``bias_l{k}``.
     """
