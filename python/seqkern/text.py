@@ -1,5 +1,5 @@
 """Text utilities for the models in ``seqkern.nn``: tokenizing, a vocabulary, labelled TSV files,
-and padding/bucketing of variable-length batches.
+tagged CoNLL files, and padding/bucketing of variable-length batches.
 
 Everything here is plain Python and NumPy. The batching functions return, for every batch, the
 padded ids *and* the true lengths, so the LSTM and attention kernels skip the padding instead of
@@ -19,6 +19,7 @@ __all__ = [
     "Vocab",
     "LabelEncoder",
     "read_tsv",
+    "read_conll",
     "pad_sequences",
     "bucket_batches",
 ]
@@ -195,6 +196,71 @@ def read_tsv(path: str) -> tuple[list[str], list[str]]:
         texts.append(parts[0].strip())
         labels.append(parts[1].strip())
     return texts, labels
+
+
+def _utf8_lines(path: str, fn: str) -> list[str]:
+    """The lines of a UTF-8 file split at "\n" (a trailing "\r" dropped); an invalid byte raises
+    ValueError naming the file, the line and the byte's column."""
+    with open(path, "rb") as fh:
+        raw = fh.read().split(b"\n")
+    lines = []
+    for i, b in enumerate(raw):
+        try:
+            lines.append(b.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{fn}: {path} line {i + 1} is not valid UTF-8 (byte {e.start + 1} of the line: "
+                             f"{e.object[e.start:e.start + 1]!r}): {e.reason}") from None
+    return lines
+
+
+def read_conll(path: str, column: int = -1, *, token_column: int = 0,
+               comment: str | None = "#") -> tuple[list[list[str]], list[list[str]]]:
+    """Read a CoNLL-format file: one token a line with its fields, sentences separated by blank
+    lines. Returns ``(sentences, tags)``: for every sentence its tokens (field ``token_column``)
+    and its tags (field ``column``; -1, the default, is the last field: the named-entity tag of
+    CoNLL-2003, ``3`` its UPOS in CoNLL-U).
+
+    Fields are separated by tabs when the line has one, else by runs of spaces. ``-DOCSTART-``
+    lines end a sentence and are skipped. A line that starts with ``comment`` before a
+    sentence's first token is a comment (CoNLL-U's ``# sent_id = ...``); ``comment=None`` reads
+    every line as a token. CoNLL-U's multiword-token lines (ids like ``3-4``) and empty nodes
+    (``5.1``) are skipped. A line with too few fields raises ValueError naming the file and the
+    line; the file is UTF-8 (an invalid byte is an error naming the line).
+    """
+    for name, value in (("column", column), ("token_column", token_column)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"read_conll: {name} must be an integer, got {value!r}")
+    lines = _utf8_lines(path, "read_conll")
+    need = max(token_column, column) + 1 if column >= 0 else max(token_column + 1, -column + 1)
+    sentences, tags = [], []
+    toks, tgs = [], []
+
+    def close():
+        if toks:
+            sentences.append(list(toks))
+            tags.append(list(tgs))
+            toks.clear()
+            tgs.clear()
+
+    for i, line in enumerate(lines):
+        if not line.strip():
+            close()
+            continue
+        if comment is not None and not toks and line.startswith(comment):
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        if fields[0] == "-DOCSTART-":
+            close()
+            continue
+        if "\t" in line and ("-" in fields[0][1:] or "." in fields[0]) and fields[0][:1].isdigit():
+            continue  # CoNLL-U multiword token or empty node
+        if len(fields) < need:
+            raise ValueError(f"read_conll: {path} line {i + 1} has {len(fields)} field(s); reading the token from "
+                             f"field {token_column} and the tag from field {column} needs {need}: {line[:60]!r}")
+        toks.append(fields[token_column].strip())
+        tgs.append(fields[column].strip())
+    close()
+    return sentences, tags
 
 
 def pad_sequences(

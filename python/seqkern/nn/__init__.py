@@ -12,16 +12,31 @@ are time-major (T, B, F). A text classifier::
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(X, y, epochs=10, batch_size=64)
+
+Training takes Keras's ``validation_split``, ``sample_weight``, ``class_weight`` and callbacks
+(``callbacks``: ``ModelCheckpoint``, ``CSVLogger``, ``ReduceLROnPlateau``, ...), metrics beyond
+accuracy (``metrics``), per-token outputs for sequence labelling (``TimeDistributed``), and the
+functional API (``functional``: ``Input``, ``Model``, ``Dot``, ``Add``, ``Concatenate``,
+``Softmax``). ``model.summary()``, ``model.plot_history(path)`` and ``model.to_onnx(path)``
+(``onnx_export``) describe, draw and export a model.
 """
 
-from .layers import GRU, LSTM, AttentionPool, SimpleRNN, Dense, Dropout, Embedding, Layer, MeanPool, layer_from_config
+from . import metrics
+from .callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
+                        ReduceLROnPlateau)
+from .functional import Add, Concatenate, Dot, Input, Model, Softmax
+from .layers import (GRU, LSTM, AttentionPool, Dense, Dropout, Embedding, Layer, MeanPool, SimpleRNN, TimeDistributed,
+                     layer_from_config)
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, get_loss
-from .model import EarlyStopping, Sequential, load_model
+from .model import Sequential, load_model
 from .optim import SGD, Adam, Optimizer, get_optimizer, global_norm
 
 __all__ = [
-    "Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool", "layer_from_config",
+    "Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool", "TimeDistributed",
+    "layer_from_config",
     "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get_loss",
     "Optimizer", "SGD", "Adam", "get_optimizer", "global_norm",
-    "Sequential", "EarlyStopping", "load_model",
+    "Sequential", "load_model", "metrics", "Input", "Model", "Dot", "Add", "Concatenate", "Softmax",
+    "Callback", "LambdaCallback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau",
+    "LearningRateScheduler",
 ]

@@ -21,7 +21,8 @@ import numpy as np
 
 import seqkern
 
-__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "layer_class", "layer_from_config"]
+__all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool",
+           "TimeDistributed", "layer_class", "layer_from_config"]
 
 
 def _size(config: dict, key: str, minimum: int = 0) -> int:
@@ -97,6 +98,11 @@ class Layer:
         without allocating anything; a size that is not a non-negative integer raises ValueError."""
         return iter(())
 
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """The output's shape, batch-major as Keras shows it (None for the batch and for
+        unknown lengths), for an input of ``input_shape``; the same shape by default."""
+        return tuple(input_shape)
+
     def forward(self, x, lengths=None, training=False, cache=True):
         """The layer's output; with ``cache`` it also keeps what :meth:`backward` needs."""
         raise NotImplementedError
@@ -104,8 +110,14 @@ class Layer:
     def backward(self, grad):
         raise NotImplementedError
 
-    def __call__(self, x, lengths=None, training=False, cache=True):
-        return self.forward(x, lengths=lengths, training=training, cache=cache)
+    def __call__(self, x, lengths=None, training=False, cache=True, **kw):
+        """``forward`` on arrays; on symbolic tensors (``nn.Input`` and what layers make of it),
+        records the call for a functional ``nn.Model`` and returns the output's tensor(s)."""
+        from .functional import call_symbolic, is_symbolic
+
+        if is_symbolic(x):
+            return call_symbolic(self, x)
+        return self.forward(x, lengths=lengths, training=training, cache=cache, **kw)
 
 
 class Embedding(Layer):
@@ -142,6 +154,9 @@ class Embedding(Layer):
     def param_shapes(cls, config):
         yield "weight", (_size(config, "num_embeddings"), _size(config, "dim"))
 
+    def output_shape(self, input_shape):
+        return tuple(input_shape) + (self.dim,)
+
     def forward(self, ids, lengths=None, training=False, cache=True):
         ids = np.asarray(ids)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
@@ -172,9 +187,10 @@ class Embedding(Layer):
             g[self.padding_idx] = 0
         return None
 
-    def load_torch(self, state_dict):
-        """Copy ``nn.Embedding``'s ``weight`` (tensor or array) into this layer."""
-        self.set_params({"weight": _np(state_dict["weight"])})
+    def load_torch(self, state_dict, prefix=""):
+        """Copy ``nn.Embedding``'s ``weight`` (tensor or array) into this layer; ``prefix`` as
+        :meth:`LSTM.load_torch`."""
+        self.set_params({"weight": TorchState(state_dict, prefix, "Embedding")["weight"]})
 
 
 _ACTIVATIONS = (None, "linear", "relu", "tanh", "sigmoid", "softmax")
@@ -210,6 +226,9 @@ class Dense(Layer):
         yield "weight", (units, _size(config, "in_features"))
         if config.get("use_bias", True):
             yield "bias", (units,)
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.units,)
 
     def forward(self, x, lengths=None, training=False, logits=False, cache=True):
         x = np.asarray(x)
@@ -253,11 +272,13 @@ class Dense(Layer):
             self._g["bias"] += g2.sum(axis=0)
         return (g2 @ self._p["weight"]).reshape(self._x.shape)
 
-    def load_torch(self, state_dict):
-        """Copy ``nn.Linear``'s ``weight`` and ``bias`` into this layer."""
-        vals = {"weight": _np(state_dict["weight"])}
+    def load_torch(self, state_dict, prefix=""):
+        """Copy ``nn.Linear``'s ``weight`` and ``bias`` into this layer; ``prefix`` as
+        :meth:`LSTM.load_torch`."""
+        state_dict = TorchState(state_dict, prefix, "Dense")
+        vals = {"weight": state_dict["weight"]}
         if self.use_bias:
-            vals["bias"] = _np(state_dict["bias"])
+            vals["bias"] = state_dict["bias"]
         self.set_params(vals)
 
 
@@ -295,6 +316,30 @@ def _np(t):
     return np.asarray(t)
 
 
+class TorchState:
+    """The entries of a PyTorch state dict under ``prefix`` (a module's name in a whole model's
+    ``state_dict()``; ``"encoder"`` and ``"encoder."`` mean the same), looked up by their names in
+    the module. A missing name raises KeyError naming the full key and the prefixes the dict holds."""
+
+    def __init__(self, state_dict, prefix: str, who: str):
+        if not isinstance(prefix, str):
+            raise TypeError(f"{who}.load_torch: prefix must be a str, got {prefix!r}")
+        self.state_dict, self.who = state_dict, who
+        self.prefix = prefix + "." if prefix and not prefix.endswith(".") else prefix
+
+    def __contains__(self, name: str) -> bool:
+        return self.prefix + name in self.state_dict
+
+    def __getitem__(self, name: str):
+        key = self.prefix + name
+        if key not in self.state_dict:
+            prefixes = sorted({k.rsplit(".", 1)[0] + "." if "." in k else "" for k in self.state_dict})
+            shown = ", ".join(repr(p) for p in prefixes[:20]) + (", ..." if len(prefixes) > 20 else "")
+            raise KeyError(f"{self.who}.load_torch: the state dict has no {key!r}; it holds parameters under the "
+                           f"prefixes [{shown}] (pass the module's one as prefix=)")
+        return _np(self.state_dict[key])
+
+
 class AttentionPool(Layer):
     """Additive attention pooling over time-major h (T, B, H), on
     ``seqkern.attention_pool_forward`` / ``attention_pool_backward``:
@@ -325,6 +370,9 @@ class AttentionPool(Layer):
         A = H if config.get("attn_size") is None else _size(config, "attn_size")
         yield from (("w", (A, H)), ("b", (A,)), ("w_s", (A,)))
 
+    def output_shape(self, input_shape):
+        return (input_shape[0], self.input_size)
+
     def forward(self, h, lengths=None, training=False, cache=True):
         h = np.asarray(h)
         if h.ndim != 3 or h.shape[2] != self.input_size:
@@ -354,6 +402,9 @@ class MeanPool(Layer):
     def get_config(self):
         return {"class": "MeanPool", "dtype": self.dtype.name}
 
+    def output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
     def forward(self, x, lengths=None, training=False, cache=True):
         T, B = x.shape[:2]
         if lengths is None:
@@ -369,11 +420,68 @@ class MeanPool(Layer):
         return self._w[:, :, None] * grad[None, :, :]
 
 
+class TimeDistributed(Layer):
+    """Apply ``layer`` (a :class:`Dense`, or any layer over the last axis) to every step of a
+    time-major sequence (T, B, F) -> (T, B, units): the per-token output of a sequence labeller,
+    after a recurrent layer with ``return_sequences=True``. Its parameters are the inner layer's
+    (the same arrays, under the same names). ``Sequential`` returns a per-token output
+    batch-major, (B, T, units), and masks its loss and metrics to the real tokens."""
+
+    def __init__(self, layer, *, dtype=None):
+        if isinstance(layer, dict):
+            layer = layer_from_config(layer)
+        if not isinstance(layer, Layer) or isinstance(layer, TimeDistributed):
+            raise TypeError(f"TimeDistributed: layer must be a Layer such as Dense, got {type(layer).__name__}")
+        super().__init__(layer.dtype if dtype is None else dtype)
+        self.layer = layer
+        self._p, self._g = layer.params(), layer.grads()
+
+    @property
+    def activation(self):
+        return getattr(self.layer, "activation", None)
+
+    @property
+    def units(self):
+        return getattr(self.layer, "units", None)
+
+    def get_config(self):
+        return {"class": "TimeDistributed", "layer": self.layer.get_config()}
+
+    @classmethod
+    def param_shapes(cls, config):
+        inner = config.get("layer")
+        if not isinstance(inner, dict):
+            raise ValueError(f"TimeDistributed: layer must be a layer config, got {inner!r}")
+        return layer_class(inner).param_shapes(inner)
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape[:2]) + tuple(self.layer.output_shape((None,) + tuple(input_shape[2:])))[1:]
+
+    def set_params(self, values):
+        self.layer.set_params(values)
+
+    def forward(self, x, lengths=None, training=False, logits=False, cache=True):
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(f"TimeDistributed: x must be a sequence (T, B, F), got shape {x.shape}")
+        T, B = x.shape[:2]
+        kw = {"logits": True} if logits else {}
+        y = self.layer.forward(x.reshape(T * B, -1), training=training, cache=cache, **kw)
+        return y.reshape(T, B, *y.shape[1:])
+
+    def backward(self, grad, logits=False):
+        T, B = grad.shape[:2]
+        kw = {"logits": True} if logits else {}
+        dx = self.layer.backward(np.reshape(grad, (T * B,) + grad.shape[2:]), **kw)
+        return None if dx is None else dx.reshape(T, B, *dx.shape[1:])
+
+
 # The recurrent layers live in .recurrent, which builds on the helpers above; imported here so that
 # ``layers.LSTM`` keeps working and the registry knows them.
 from .recurrent import GRU, LSTM, SimpleRNN  # noqa: E402
 
-_CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, GRU, SimpleRNN, AttentionPool, MeanPool)}
+_CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, GRU, SimpleRNN, AttentionPool, MeanPool,
+                                    TimeDistributed)}
 
 
 def layer_class(config: dict) -> type:

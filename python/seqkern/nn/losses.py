@@ -8,6 +8,11 @@ exact and never takes the log of a rounded-to-zero probability.
 that are not whole numbers or out of range, binary targets outside [0, 1]) with an error that
 starts with ``where``; the losses call it on every batch, ``Sequential.fit`` and ``evaluate`` on
 all of ``y`` before any work.
+
+Weights, as Keras reduces them: ``sample_weight`` (B,) scales each row's loss, and the sum is
+divided by the number of rows (not by the sum of the weights). Per-token outputs (B, T, ...)
+take ``mask`` (B, T), True at the real tokens: the loss is the mean over the real tokens only
+(weighted by their row's weight), and padding gets no gradient, whatever its target holds.
 """
 
 from __future__ import annotations
@@ -30,9 +35,28 @@ def _numeric(y: np.ndarray, where: str, what: str) -> None:
         raise TypeError(f"{where} must hold {what}, got dtype {y.dtype}")
 
 
+def _row_weights(lead: tuple, sample_weight, mask, where: str):
+    """(w, denominator): per-entry weights of shape ``lead`` (the output's shape without its class
+    axis) and what the weighted sum is divided by."""
+    w = np.ones(lead)
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.shape != lead[:1]:
+            raise ValueError(f"{where}: sample_weight must have shape ({lead[0]},), got {sw.shape}")
+        w = w * sw.reshape(sw.shape + (1,) * (len(lead) - 1))
+    if mask is None:
+        return w, max(int(np.prod(lead)), 1)
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != lead[: m.ndim] or m.ndim < 2:
+        raise ValueError(f"{where}: mask must have shape {lead[:2]} (rows, steps), got {m.shape}")
+    w = w * m.reshape(m.shape + (1,) * (len(lead) - m.ndim))
+    return w, max(int(m.sum()) * int(np.prod(lead[m.ndim:])), 1)
+
+
 class SoftmaxCrossEntropy:
     """Multi-class cross-entropy of softmax(logits). ``y``: class ids (B,) or target
-    distributions / one-hot rows (B, C). Loss = mean over rows of -sum_c y_c log p_c."""
+    distributions / one-hot rows (B, C). Loss = mean over rows of -sum_c y_c log p_c.
+    Per-token logits (B, T, C) take ids (B, T) or distributions (B, T, C) and a ``mask``."""
 
     fuses = "softmax"
     name = "categorical_crossentropy"
@@ -52,27 +76,35 @@ class SoftmaxCrossEntropy:
             top = "" if outputs is None else f", {outputs}"
             raise ValueError(f"{where}: class ids must be in [0{top}), got [{y.min()}, {y.max()}]")
 
-    def __call__(self, logits: np.ndarray, y: np.ndarray):
+    def __call__(self, logits: np.ndarray, y: np.ndarray, sample_weight=None, mask=None):
         logits = np.ascontiguousarray(logits)
-        B, C = logits.shape
-        p = seqkern.softmax(logits, axis=-1)
-        m = logits.max(axis=1, keepdims=True)
-        logz = m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+        lead, C = logits.shape[:-1], logits.shape[-1]
+        w, den = _row_weights(lead, sample_weight, mask, self.name)
         y = np.asarray(y)
-        self.check_targets(y, f"{self.name}: y", C)
-        if y.ndim == 1:
-            idx = y.astype(np.int64)
-            loss = float(np.mean(logz[:, 0] - logits[np.arange(B), idx])) if B else 0.0
+        valid = w != 0
+        if y.shape == lead:
+            self.check_targets(y[valid] if mask is not None else y.reshape(-1), f"{self.name}: y", C)
+        elif y.shape != logits.shape:
+            raise ValueError(f"{self.name}: y must have shape {logits.shape} or {lead}, got {y.shape}")
+        z = logits.reshape(-1, C)
+        n = z.shape[0]
+        p = seqkern.softmax(z, axis=-1)
+        m = z.max(axis=1, keepdims=True)
+        logz = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
+        wf = w.reshape(-1)
+        if y.shape == lead:
+            # Masked entries may hold anything (padding): they are read as class 0 with weight 0.
+            idx = np.where(valid, y, 0).reshape(-1).astype(np.int64)
+            per = logz - z[np.arange(n), idx]
             grad = p
-            grad[np.arange(B), idx] -= 1
+            grad[np.arange(n), idx] -= 1
         else:
-            if y.shape != logits.shape:
-                raise ValueError(f"{self.name}: y must have shape {logits.shape} or ({B},), got {y.shape}")
-            t = y.astype(logits.dtype)
-            loss = float(np.mean(np.sum(t * (logz - logits), axis=1))) if B else 0.0
+            t = y.reshape(-1, C).astype(z.dtype)
+            per = np.sum(t * (logz[:, None] - z), axis=1)
             grad = p * t.sum(axis=1, keepdims=True) - t
-        grad /= max(B, 1)
-        return loss, grad
+        loss = float(np.sum(wf * per) / den) if n else 0.0
+        grad *= (wf / den).astype(grad.dtype)[:, None]
+        return loss, grad.reshape(logits.shape)
 
 
 class BinaryCrossEntropy:
@@ -89,14 +121,15 @@ class BinaryCrossEntropy:
         if not inside.all():
             raise ValueError(f"{where} must hold binary targets in [0, 1], got {_first(~inside, y)}")
 
-    def __call__(self, logits: np.ndarray, y: np.ndarray):
+    def __call__(self, logits: np.ndarray, y: np.ndarray, sample_weight=None, mask=None):
         z = np.asarray(logits)
-        self.check_targets(y, f"{self.name}: y")
-        t = np.asarray(y, dtype=z.dtype).reshape(z.shape)
+        w, den = _row_weights(z.shape, sample_weight, mask, self.name)
+        self.check_targets(np.asarray(y).reshape(z.shape)[w != 0], f"{self.name}: y")
+        t = np.where(w != 0, np.asarray(y, dtype=z.dtype).reshape(z.shape), 0)
         # softplus(z) - t z, written so that exp never overflows.
-        loss = float(np.mean(np.maximum(z, 0) - t * z + np.log1p(np.exp(-np.abs(z))))) if z.size else 0.0
+        loss = float(np.sum(w * (np.maximum(z, 0) - t * z + np.log1p(np.exp(-np.abs(z))))) / den) if z.size else 0.0
         p = 1.0 / (1.0 + np.exp(-z))
-        return loss, ((p - t) / max(z.size, 1)).astype(z.dtype)
+        return loss, (w * (p - t) / den).astype(z.dtype)
 
 
 class MeanSquaredError:
@@ -105,10 +138,14 @@ class MeanSquaredError:
     fuses = None
     name = "mse"
 
-    def __call__(self, pred: np.ndarray, y: np.ndarray):
+    def __call__(self, pred: np.ndarray, y: np.ndarray, sample_weight=None, mask=None):
         pred = np.asarray(pred)
         d = pred - np.asarray(y, dtype=pred.dtype).reshape(pred.shape)
-        return float(np.mean(d * d)) if d.size else 0.0, (2.0 / max(d.size, 1)) * d
+        if sample_weight is None and mask is None:
+            return float(np.mean(d * d)) if d.size else 0.0, (2.0 / max(d.size, 1)) * d
+        w, den = _row_weights(pred.shape, sample_weight, mask, self.name)
+        d = np.where(w != 0, d, 0)
+        return float(np.sum(w * d * d) / den), ((2.0 / den) * w * d).astype(pred.dtype)
 
 
 _LOSSES = {

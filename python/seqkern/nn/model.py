@@ -17,31 +17,21 @@ the argument. ``predict`` and ``evaluate`` keep no state on the model, so thread
 
 from __future__ import annotations
 
-import io
 import json
+import os
 import sys
 import time
 
 import numpy as np
 
+from . import metrics as _metrics
 from ._files import ModelArchive, write_npz
+from .callbacks import Callback, EarlyStopping, as_callback
 from .layers import Embedding, Layer, layer_class, layer_from_config
 from .losses import get_loss
 from .optim import Adam, Optimizer, get_optimizer
 
 __all__ = ["Sequential", "EarlyStopping", "load_model"]
-
-
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally restore the best
-    weights. ``monitor``: 'val_accuracy', 'val_loss', 'accuracy' or 'loss'."""
-
-    def __init__(self, monitor="val_accuracy", patience=3, restore_best_weights=True, min_delta=0.0):
-        if not isinstance(monitor, str):
-            raise TypeError(f"EarlyStopping: monitor must be a str such as 'val_accuracy', got {monitor!r}")
-        self.monitor, self.patience = monitor, int(patience)
-        self.restore_best_weights, self.min_delta = bool(restore_best_weights), float(min_delta)
-        self.mode = "min" if monitor.endswith("loss") else "max"
 
 
 class _Progress:
@@ -164,6 +154,22 @@ class _Inputs:
         else:
             self.lengths = np.full(self.n, x.shape[1] if x.ndim > 1 else 1, dtype=np.int64)
 
+    def subset(self, idx) -> "_Inputs":
+        """The rows ``idx`` as inputs of their own (``fit``'s ``validation_split``)."""
+        out = object.__new__(_Inputs)
+        out.pad_id, out.dtype = self.pad_id, self.dtype
+        out.ragged = None if self.ragged is None else [self.ragged[i] for i in idx]
+        out.array = None if self.array is None else self.array[idx]
+        out.lengths, out.n = self.lengths[idx], len(idx)
+        return out
+
+    @property
+    def width(self) -> int:
+        """The padded length of all rows together (the time axis of a per-token output)."""
+        if self.array is not None and self.array.ndim > 1:
+            return self.array.shape[1]
+        return int(self.lengths.max(initial=0))
+
     def batch(self, idx):
         lens = self.lengths[idx]
         T = int(lens.max(initial=0))
@@ -185,18 +191,32 @@ class Sequential:
 
     def __init__(self, layers: list[Layer]):
         self.layers = list(layers)
+        self._check_layers()
         self.loss = None
         self.optimizer: Optimizer | None = None
         self.metrics: tuple = ()
         self.extra: dict = {}
         self.stop_training = False
+        self.history: dict = {}
+
+    def _check_layers(self):
+        for i, layer in enumerate(self.layers):
+            if getattr(layer, "return_state", False):
+                raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) has return_state=True, which returns "
+                                 "a tuple no next layer takes; call it directly or use it in a functional Model")
 
     # -- configuration ------------------------------------------------------------------------
 
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=("accuracy",)):
+        """``metrics``: any of 'accuracy', 'precision', 'recall', 'f1', 'auc' (see
+        ``seqkern.nn.metrics``), computed over the whole epoch and over the validation data."""
+        metrics = tuple(metrics or ())
+        for m in metrics:
+            if m not in _metrics.METRICS:
+                raise ValueError(f"compile: metrics holds {m!r}; known metrics: {list(_metrics.METRICS)}")
         self.optimizer = get_optimizer(optimizer) if not isinstance(optimizer, Optimizer) else optimizer
         self.loss = get_loss(loss)
-        self.metrics = tuple(metrics or ())
+        self.metrics = metrics
         return self
 
     def params(self) -> dict[str, np.ndarray]:
@@ -208,6 +228,27 @@ class Sequential:
     def zero_grad(self):
         for layer in self.layers:
             layer.zero_grad()
+
+    @property
+    def stateful(self) -> bool:
+        """Whether a layer carries its states from one batch to the next (``stateful=True``)."""
+        return any(getattr(layer, "stateful", False) for layer in self.layers)
+
+    def reset_states(self):
+        """Zero the carried states of every stateful layer."""
+        for layer in self.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_states()
+
+    def _batches(self, data, batch_size, shuffle, bucket, rng):
+        """Row indices of each batch. A stateful model keeps the rows in order (row i of one
+        batch continues row i of the previous one), so it never buckets or shuffles."""
+        if self.stateful:
+            return [np.arange(i, min(i + batch_size, data.n)) for i in range(0, data.n, batch_size)]
+        if bucket:
+            return _bucket(data.lengths, batch_size, shuffle, rng)
+        order = rng.permutation(data.n) if shuffle else np.arange(data.n)
+        return [order[i : i + batch_size] for i in range(0, data.n, batch_size)]
 
     def get_config(self) -> dict:
         return {"layers": [layer.get_config() for layer in self.layers],
@@ -223,16 +264,102 @@ class Sequential:
     def _inputs(self, x, lengths, fn, name="x") -> _Inputs:
         return _Inputs(x, lengths, self.layers[0] if self.layers else None, self.dtype, fn, name)
 
+    def _input_shape(self):
+        """The model's input shape as Keras shows it, or None when the first layer does not say."""
+        first = self.layers[0] if self.layers else None
+        if isinstance(first, Embedding):
+            return (None, None)
+        if hasattr(first, "input_size"):
+            return (None, None, first.input_size)
+        if hasattr(first, "in_features"):
+            return (None, first.in_features)
+        return None
+
+    def output_shapes(self) -> list:
+        """Each layer's output shape, batch-major, None for the batch and unknown lengths (all
+        None when the first layer does not say what it takes)."""
+        shape, out = self._input_shape(), []
+        for layer in self.layers:
+            shape = None if shape is None else layer.output_shape(shape)
+            out.append(shape)
+        return out
+
+    @property
+    def per_token(self) -> bool:
+        """Whether the model outputs one vector per step (a sequence labeller): targets are then
+        one label per token, and the loss and metrics count the real tokens only."""
+        shapes = self.output_shapes()
+        return bool(shapes) and shapes[-1] is not None and len(shapes[-1]) == 3
+
     def _targets(self, y, data: _Inputs, fn, xname="x", yname="y") -> np.ndarray:
         """``y`` as an array with one row per row of ``data``, checked by the loss (class ids
-        whole and in range, binary targets in [0, 1])."""
+        whole and in range, binary targets in [0, 1]). Per-token targets (lists of labels, or
+        (N, T) arrays) are padded to ``data``'s width; only the real tokens are checked."""
+        check = getattr(self.loss, "check_targets", None)
+        units = getattr(self.layers[-1], "units", None) if self.layers else None
+        if self.per_token:
+            return self._token_targets(y, data, fn, xname, yname, check, units)
         y = np.asarray(y)
         if y.ndim == 0 or len(y) != data.n:
             raise ValueError(f"{fn}: {xname} has {data.n} rows but {yname} has {len(y) if y.ndim else 'none (a scalar)'}")
-        check = getattr(self.loss, "check_targets", None)
         if check is not None:
-            check(y, f"{fn}: {yname}", getattr(self.layers[-1], "units", None) if self.layers else None)
+            check(y, f"{fn}: {yname}", units)
         return y
+
+    def _token_targets(self, y, data, fn, xname, yname, check, units):
+        n = len(y) if isinstance(y, (list, tuple)) or np.ndim(y) else None
+        if n != data.n:
+            raise ValueError(f"{fn}: {xname} has {data.n} rows but {yname} has {n if n is not None else 'none'}")
+        W = data.width
+        if isinstance(y, (list, tuple)):
+            rows = [np.asarray(r) for r in y]
+            out = np.zeros((data.n, W), dtype=np.int64)
+            for i, r in enumerate(rows):
+                if r.ndim != 1 or len(r) != data.lengths[i]:
+                    raise ValueError(f"{fn}: {yname}[{i}] has {len(r) if r.ndim == 1 else r.shape} labels but "
+                                     f"{xname}[{i}] has {data.lengths[i]} tokens")
+                if r.size and r.dtype.kind not in "iu":
+                    raise TypeError(f"{fn}: {yname}[{i}] must hold integer class ids, got {r.dtype}")
+                out[i, : len(r)] = r
+            y = out
+        else:
+            y = np.asarray(y)
+            if y.ndim < 2 or y.shape[1] < int(data.lengths.max(initial=0)):
+                raise ValueError(f"{fn}: {yname} must hold one label per token, (N, T) with T >= the longest row "
+                                 f"({int(data.lengths.max(initial=0))}), got shape {y.shape}")
+        if check is not None:
+            check(y[_token_mask(data.lengths, y.shape[1])], f"{fn}: {yname}", units)
+        return y
+
+    def _sample_weights(self, sample_weight, class_weight, y, n, fn="fit"):
+        """Per-row weights from ``sample_weight`` (N,) times ``class_weight[y]``, or None."""
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight)
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"{fn}: sample_weight must hold numbers, got {w.dtype}")
+            if w.shape != (n,):
+                raise ValueError(f"{fn}: sample_weight must have shape ({n},), one weight a row, got {w.shape}")
+            w = w.astype(np.float64)
+            if not np.all(np.isfinite(w) & (w >= 0)):
+                raise ValueError(f"{fn}: sample_weight must hold finite weights >= 0, got {_first_bad(w)}")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"{fn}: class_weight must be a dict {{class id: weight}}, got {type(class_weight).__name__}")
+            if self.per_token:
+                raise ValueError(f"{fn}: class_weight weighs one label a row; a per-token model takes sample_weight")
+            units = getattr(self.layers[-1], "units", None)
+            classes = max(units, 2) if units is not None else None
+            for c, v in class_weight.items():
+                if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0 or (classes and c >= classes):
+                    raise ValueError(f"{fn}: class_weight has key {c!r}; keys must be class ids in [0, {classes})")
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not (np.isfinite(v) and v >= 0):
+                    raise ValueError(f"{fn}: class_weight[{c}] must be a finite number >= 0, got {v!r}")
+            y = np.asarray(y)
+            ids = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else np.rint(y.reshape(len(y), -1)[:, 0])
+            cw = np.array([class_weight.get(int(c), 1.0) for c in ids], dtype=np.float64)
+            w = cw if w is None else w * cw
+        return w
 
     # -- forward / backward -------------------------------------------------------------------
 
@@ -243,8 +370,9 @@ class Sequential:
 
     def forward(self, x, lengths=None, training=False, logits=False, cache=True):
         """Run the layers on one batch (batch-major input); returns the model output, or the final
-        pre-activation when ``logits`` and the last layer is a Dense. ``cache=False`` keeps
-        nothing on the layers (no ``backward`` after it), which makes the call reentrant."""
+        pre-activation when ``logits`` and the last layer is a Dense. A sequence output comes back
+        batch-major (B, T, F), as the input went in. ``cache=False`` keeps nothing on the layers
+        (no ``backward`` after it), which makes the call reentrant."""
         if x.ndim == 3 and self.layers[0].input_layout == "time":
             x = x.transpose(1, 0, 2)
         n = len(self.layers)
@@ -253,9 +381,11 @@ class Sequential:
                 x = layer.forward(x, lengths=lengths, training=training, logits=True, cache=cache)
             else:
                 x = layer.forward(x, lengths=lengths, training=training, cache=cache)
-        return x
+        return x.transpose(1, 0, 2) if x.ndim == 3 else x
 
     def backward(self, grad, logits=False):
+        if grad.ndim == 3:
+            grad = grad.transpose(1, 0, 2)
         n = len(self.layers)
         for i in reversed(range(n)):
             layer = self.layers[i]
@@ -267,7 +397,16 @@ class Sequential:
                 break
         return grad
 
-    def loss_and_grads(self, x, y, lengths=None, training=True):
+    def _loss(self, out, y, lengths, weights):
+        """The loss of one batch, with the per-token mask and the row weights when there are any."""
+        kw = {}
+        if weights is not None:
+            kw["sample_weight"] = weights
+        if out.ndim == 3 and self.per_token:
+            kw["mask"] = _token_mask(lengths, out.shape[1], out.shape[0])
+        return self.loss(out, y, **kw)
+
+    def loss_and_grads(self, x, y, lengths=None, training=True, sample_weight=None):
         """Forward and backward on one batch; gradients are left in ``grads()`` (zeroed first).
         Returns (loss, model output before a fused activation)."""
         if self.loss is None:
@@ -275,12 +414,12 @@ class Sequential:
         fused = self._fused()
         self.zero_grad()
         out = self.forward(x, lengths=lengths, training=training, logits=fused)
-        loss, g = self.loss(out, y)
+        loss, g = self._loss(out, y, lengths, sample_weight)
         self.backward(g.astype(out.dtype, copy=False), logits=fused)
         return loss, out
 
-    def train_on_batch(self, x, y, lengths=None):
-        loss, out = self.loss_and_grads(x, y, lengths=lengths, training=True)
+    def train_on_batch(self, x, y, lengths=None, sample_weight=None):
+        loss, out = self.loss_and_grads(x, y, lengths=lengths, training=True, sample_weight=sample_weight)
         self.optimizer.step(self.params(), self.grads())
         return loss, out
 
@@ -296,26 +435,45 @@ class Sequential:
 
     # -- training and inference ---------------------------------------------------------------
 
-    def _accuracy_hits(self, out, y):
+    def _scored(self, out, y, lengths):
+        """(scores, truth) of one batch for the metrics: class probabilities (N, C) or the
+        probability of class 1 (N,), and class ids (N,); per-token outputs give their real tokens."""
+        fuses = getattr(self.loss, "fuses", None) if self._fused() else None
+        out = np.asarray(out, dtype=np.float64)
         y = np.asarray(y)
+        if out.ndim == 3:
+            mask = _token_mask(lengths, out.shape[1], out.shape[0])
+            out, y = out[mask], y[:, : mask.shape[1]][mask]
+        if fuses == "softmax":
+            out = np.exp(out - out.max(axis=-1, keepdims=True))
+            out /= out.sum(axis=-1, keepdims=True)
+        elif fuses == "sigmoid":
+            out = 1.0 / (1.0 + np.exp(-out))
         if out.ndim == 2 and out.shape[1] > 1:
-            pred = out.argmax(axis=1)
             truth = y.argmax(axis=1) if y.ndim == 2 else y
-        else:
-            # One sigmoid unit: fused outputs are logits (threshold 0), others probabilities.
-            thr = 0.0 if self._fused() else 0.5
-            pred = (out.reshape(-1) > thr).astype(np.int64)
-            truth = y.reshape(-1)
-        return int(np.sum(pred == truth))
+            return out, truth.astype(np.int64)
+        return out.reshape(-1), (y.reshape(-1) > 0.5).astype(np.int64)
 
-    def fit(self, x, y, epochs=1, batch_size=32, *, validation_data=None, lengths=None, shuffle=True,
-            bucket=True, verbose=1, early_stopping=None, seed=None, callbacks=()):
-        """Train; returns a history dict of per-epoch lists ('loss', 'accuracy', 'val_loss', ...).
+    def _computed(self, validation: bool) -> set:
+        """The names of the logs a fit with these metrics (and validation data) computes."""
+        names = {"loss"} | set(self.metrics)
+        done = names | {"time", "tokens_per_s", "learning_rate"}
+        return done | ({f"val_{k}" for k in names} if validation else set())
 
-        ``validation_data``: (x, y) or (x, y, lengths). ``early_stopping``: an
-        :class:`EarlyStopping` or an int patience on 'val_accuracy' (or 'accuracy' without
-        validation data). ``bucket``: group rows of similar length into batches. ``callbacks``:
-        functions called as ``cb(model, epoch, logs)`` after every epoch.
+    def fit(self, x, y, epochs=1, batch_size=32, *, validation_data=None, validation_split=0.0, lengths=None,
+            shuffle=True, bucket=True, verbose=1, early_stopping=None, seed=None, callbacks=(), class_weight=None,
+            sample_weight=None):
+        """Train; returns a history dict of per-epoch lists ('loss', 'accuracy', 'val_loss', ...),
+        also kept as ``self.history``.
+
+        ``validation_data``: (x, y) or (x, y, lengths). ``validation_split``: instead, hold out
+        this fraction of the rows, the last ones before any shuffling (as Keras). ``sample_weight``
+        (N,): each row's weight in the loss; ``class_weight``: {class id: weight} multiplies it by
+        the weight of the row's class (absent classes weigh 1). Neither weighs the validation
+        loss. ``early_stopping``: an :class:`EarlyStopping` or an int patience on 'val_accuracy'
+        (or 'accuracy' without validation data). ``bucket``: group rows of similar length into
+        batches. ``callbacks``: :class:`~seqkern.nn.callbacks.Callback` objects, or functions
+        called as ``cb(model, epoch, logs)`` after every epoch.
         """
         if self.optimizer is None:
             self.compile()
@@ -325,77 +483,111 @@ class Sequential:
         if data.n == 0:
             raise ValueError("fit: x has no rows; there is nothing to train on")
         y = self._targets(y, data, "fit")
+        weights = self._sample_weights(sample_weight, class_weight, y, data.n)
         validation = self._validation(validation_data)
-        use_acc = "accuracy" in self.metrics
+        split = _fraction(validation_split, "fit", "validation_split")
+        if split > 0:
+            if validation is not None:
+                raise ValueError("fit: give validation_data or validation_split, not both")
+            cut = int(np.floor(data.n * (1.0 - split)))
+            if cut == 0 or cut == data.n:
+                raise ValueError(f"fit: validation_split={split} of {data.n} rows leaves "
+                                 f"{'no training' if cut == 0 else 'no validation'} rows")
+            keep, held = np.arange(cut), np.arange(cut, data.n)
+            validation = (data.subset(held), y[held])
+            data, y = data.subset(keep), y[keep]
+            weights = None if weights is None else weights[keep]
+        if isinstance(early_stopping, bool) or not isinstance(early_stopping, (int, type(None), EarlyStopping)):
+            raise TypeError(f"fit: early_stopping must be an EarlyStopping or an int patience, got {early_stopping!r}")
         if isinstance(early_stopping, int):
             early_stopping = EarlyStopping("val_accuracy" if validation is not None else "accuracy",
                                            patience=early_stopping)
+        if callbacks is None:
+            callbacks = ()
+        elif isinstance(callbacks, Callback) or callable(callbacks):
+            callbacks = [callbacks]
+        cbs = [as_callback(cb, f"fit: callbacks[{i}]") for i, cb in enumerate(callbacks)]
+        computed = self._computed(validation is not None)
+        watched = [(f"callbacks[{i}] ({type(cb).__name__})", cb) for i, cb in enumerate(cbs)]
         if early_stopping is not None:
-            computed = {"loss", "time", "tokens_per_s"} | ({"accuracy"} if use_acc else set())
-            if validation is not None:
-                computed |= {f"val_{k}" for k in computed & {"loss", "accuracy"}}
-            if early_stopping.monitor not in computed:
-                raise ValueError(f"fit: early_stopping monitors {early_stopping.monitor!r}, which this fit never "
-                                 f"computes (it computes {sorted(computed)})")
+            watched.append(("early_stopping", early_stopping))
+            cbs.append(early_stopping)
+        for what, cb in watched:
+            monitor = getattr(cb, "monitor", None)
+            if monitor is not None and getattr(cb, "save_best_only", True) and monitor not in computed:
+                raise ValueError(f"fit: {what} monitors {monitor!r}, which this fit never computes "
+                                 f"(it computes {sorted(computed)})")
+        if self.stateful and shuffle:
+            raise ValueError("fit: shuffle must be False for a model with a stateful layer (its rows continue "
+                             "from batch to batch)")
         rng = np.random.default_rng(seed)
         history: dict[str, list] = {}
-        best, best_epoch, best_params, wait = None, -1, None, 0
+        self.history = history
         self.stop_training = False
+        use_acc = "accuracy" in self.metrics
+        others = [m for m in self.metrics if m != "accuracy"]
+        for cb in cbs:
+            cb.set_model(self)
+        for cb in cbs:
+            cb.on_train_begin({})
+        logs: dict = {}
         for epoch in range(epochs):
-            if bucket:
-                batches = _bucket(data.lengths, batch_size, shuffle, rng)
-            else:
-                order = rng.permutation(data.n) if shuffle else np.arange(data.n)
-                batches = [order[i : i + batch_size] for i in range(0, data.n, batch_size)]
+            self.reset_states()
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, {})
+            batches = self._batches(data, batch_size, shuffle, bucket, rng)
             bar = _Progress(len(batches), f"epoch {epoch + 1}/{epochs}", verbose > 0)
             tot_loss, hits, seen, t0, tokens = 0.0, 0, 0, time.perf_counter(), 0
-            for idx in batches:
+            scored = []
+            for b, idx in enumerate(batches):
+                for cb in cbs:
+                    cb.on_train_batch_begin(b, {"batch": b, "size": len(idx)})
                 xb, lb = data.batch(idx)
-                loss, out = self.train_on_batch(xb, y[idx], lengths=lb)
-                tot_loss += loss * len(idx)
-                seen += len(idx)
+                yb = y[idx] if not self.per_token else y[idx][:, : xb.shape[1]]
+                loss, out = self.train_on_batch(xb, yb, lengths=lb, sample_weight=None if weights is None
+                                                else weights[idx])
+                count = int(data.lengths[idx].sum()) if self.per_token else len(idx)
+                tot_loss += loss * count
+                seen += count
                 tokens += int(data.lengths[idx].sum())
-                post = {"loss": tot_loss / seen}
-                if use_acc:
-                    hits += self._accuracy_hits(out, y[idx])
-                    post["acc"] = hits / seen
-                bar.update(1, **post)
+                post = {"loss": tot_loss / max(seen, 1)}
+                if use_acc or others:
+                    scores, truth = self._scored(out, yb, lb)
+                    hits += int(np.sum(_metrics.predicted(scores) == truth))
+                    if others:
+                        scored.append((scores, truth))
+                    if use_acc:
+                        post["accuracy"] = hits / max(seen, 1)
+                bar.update(1, **({"loss": post["loss"], "acc": post["accuracy"]} if use_acc else post))
+                for cb in cbs:
+                    cb.on_train_batch_end(b, dict(post))
             logs = {"loss": tot_loss / max(seen, 1)}
             if use_acc:
                 logs["accuracy"] = hits / max(seen, 1)
+            if others:
+                logs.update(_metrics.compute(others, np.concatenate([s for s, _ in scored]),
+                                             np.concatenate([t for _, t in scored])))
             logs["time"] = time.perf_counter() - t0
             logs["tokens_per_s"] = tokens / max(logs["time"], 1e-9)
+            logs["learning_rate"] = float(self.optimizer.lr)
             self._swap_ema()  # evaluate (and keep as best) the averaged weights, if any
+            self.reset_states()
             if validation is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate(*validation, 256).items()})
             extra = "".join(f" {k} {logs[k]:.4f}" for k in ("val_loss", "val_accuracy") if k in logs)
             bar.close(extra)
             for k, val in logs.items():
                 history.setdefault(k, []).append(val)
-            for cb in callbacks:
-                cb(self, epoch, logs)
-            if early_stopping is not None:
-                cur = logs[early_stopping.monitor]
-                better = best is None or (cur > best + early_stopping.min_delta if early_stopping.mode == "max"
-                                          else cur < best - early_stopping.min_delta)
-                if better:
-                    best, best_epoch, wait = cur, epoch, 0
-                    if early_stopping.restore_best_weights:
-                        best_params = {k: v.copy() for k, v in self.params().items()}
-                else:
-                    wait += 1
-                    if wait >= early_stopping.patience:
-                        self.stop_training = True
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
             if self.stop_training or epoch == epochs - 1:
                 # The model keeps the averaged weights, as Keras' use_ema does.
                 for k, e in getattr(self.optimizer, "ema_params", {}).items():
                     e[...] = self.params()[k]
                 break
             self._swap_ema()
-        if early_stopping is not None and best_params is not None:
-            for k, v in self.params().items():
-                v[...] = best_params[k]
-            history["best_epoch"] = [best_epoch]
+        for cb in cbs:
+            cb.on_train_end(logs)
         return history
 
     def _validation(self, validation_data):
@@ -411,44 +603,119 @@ class Sequential:
         return data, self._targets(validation_data[1], data, "fit", "validation_data x", "validation_data y")
 
     def predict(self, x, batch_size=256, lengths=None):
-        """Model outputs (after the last layer's activation) for every row, in input order.
-        Keeps no state on the model: threads may call it on one model at once."""
+        """Model outputs (after the last layer's activation) for every row, in input order; a
+        per-token model gives (N, T, C), zeros past each row's length. Keeps no state on the
+        model: threads may call it on one model at once."""
         batch_size = _count(batch_size, "predict", "batch_size")
         data = self._inputs(x, lengths, "predict")
         res = None
-        for idx in _bucket(data.lengths, batch_size, False, None):
+        for idx in self._batches(data, batch_size, False, True, None):
             xb, lb = data.batch(idx)
             out = self.forward(xb, lengths=lb, training=False, cache=False)
             if res is None:
-                res = np.empty((data.n,) + out.shape[1:], dtype=out.dtype)
-            res[idx] = out
+                shape = (data.n, data.width) + out.shape[2:] if out.ndim == 3 else (data.n,) + out.shape[1:]
+                res = np.zeros(shape, dtype=out.dtype)
+            if out.ndim == 3:
+                res[idx, : out.shape[1]] = out * _token_mask(lb, out.shape[1], out.shape[0])[..., None]
+            else:
+                res[idx] = out
         return np.empty((0,), dtype=self.dtype) if res is None else res
 
-    def evaluate(self, x, y, batch_size=256, lengths=None) -> dict:
-        """{'loss': mean loss, 'accuracy': fraction correct (if compiled with it)}. Keeps no
-        state on the model, like :meth:`predict`."""
+    def evaluate(self, x, y, batch_size=256, lengths=None, sample_weight=None) -> dict:
+        """{'loss': mean loss, and every compiled metric ('accuracy', ...)}; a per-token model
+        counts its real tokens only. Keeps no state on the model, like :meth:`predict`."""
         if self.loss is None:
             raise RuntimeError("evaluate: call compile() first")
         batch_size = _count(batch_size, "evaluate", "batch_size")
         data = self._inputs(x, lengths, "evaluate")
         if data.n == 0:
             raise ValueError("evaluate: x has no rows")
-        return self._evaluate(data, self._targets(y, data, "evaluate"), batch_size)
+        y = self._targets(y, data, "evaluate")
+        weights = self._sample_weights(sample_weight, None, y, data.n, "evaluate")
+        return self._evaluate(data, y, batch_size, weights)
 
-    def _evaluate(self, data: _Inputs, y: np.ndarray, batch_size: int) -> dict:
+    def _evaluate(self, data: _Inputs, y: np.ndarray, batch_size: int, weights=None) -> dict:
         fused = self._fused()
-        tot, hits = 0.0, 0
-        for idx in _bucket(data.lengths, batch_size, False, None):
+        tot, seen = 0.0, 0
+        scored = []
+        for idx in self._batches(data, batch_size, False, True, None):
             xb, lb = data.batch(idx)
+            yb = y[idx] if not self.per_token else y[idx][:, : xb.shape[1]]
             out = self.forward(xb, lengths=lb, training=False, logits=fused, cache=False)
-            loss, _ = self.loss(out, y[idx])
-            tot += loss * len(idx)
-            if "accuracy" in self.metrics:
-                hits += self._accuracy_hits(out, y[idx])
-        res = {"loss": tot / max(data.n, 1)}
-        if "accuracy" in self.metrics:
-            res["accuracy"] = hits / max(data.n, 1)
+            loss, _ = self._loss(out, yb, lb, None if weights is None else weights[idx])
+            count = int(data.lengths[idx].sum()) if self.per_token else len(idx)
+            tot += loss * count
+            seen += count
+            if self.metrics:
+                scored.append(self._scored(out, yb, lb))
+        res = {"loss": tot / max(seen, 1)}
+        if self.metrics:
+            res.update(_metrics.compute(self.metrics, np.concatenate([s for s, _ in scored]),
+                                        np.concatenate([t for _, t in scored])))
         return res
+
+    def load_torch(self, state_dict, prefixes) -> None:
+        """Copy a whole PyTorch model's ``state_dict()`` into the layers: ``prefixes`` maps a
+        layer's index to the torch module's name in the dict (``{0: "embed", 1: "encoder", 3:
+        "head.0"}``), or is a list with one name (or None to skip) a layer. Each named layer's
+        ``load_torch(state_dict, prefix=...)`` does the copy."""
+        if isinstance(prefixes, (list, tuple)):
+            if len(prefixes) != len(self.layers):
+                raise ValueError(f"load_torch: prefixes as a list needs one entry a layer ({len(self.layers)}), "
+                                 f"got {len(prefixes)}")
+            prefixes = {i: p for i, p in enumerate(prefixes) if p is not None}
+        if not isinstance(prefixes, dict):
+            raise TypeError(f"load_torch: prefixes must be a dict {{layer index: prefix}} or a list, got {prefixes!r}")
+        for i, prefix in prefixes.items():
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(self.layers):
+                raise ValueError(f"load_torch: prefixes has layer index {i!r}; the model has layers 0 to "
+                                 f"{len(self.layers) - 1}")
+            layer = self.layers[i]
+            if not hasattr(layer, "load_torch"):
+                raise TypeError(f"load_torch: layer {i} ({type(layer).__name__}) takes no PyTorch weights")
+            layer.load_torch(state_dict, prefix=prefix)
+
+    def to_onnx(self, path) -> str:
+        """Write the model as an ONNX file that ONNX Runtime runs with :meth:`predict`'s outputs:
+        inputs ``ids`` (B, T) int64 (or ``x`` (B, T, D) float32) and ``lengths`` (B,) int64,
+        output ``output``. See ``seqkern.nn.onnx_export``."""
+        from .onnx_export import to_onnx
+
+        return to_onnx(self, path)
+
+    def plot_history(self, path, history=None) -> str:
+        """Draw the training curves of ``history`` (default: the last ``fit``'s) to an image file
+        (the format from the suffix: .png, .pdf, .svg): the loss, and each metric, with their
+        validation curves, one panel each. Needs matplotlib (``pip install 'seqkern[plot]'``);
+        returns ``path``."""
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ImportError("plot_history needs matplotlib, which is not installed: "
+                              "pip install 'seqkern[plot]' (or pip install matplotlib)") from None
+        history = self.history if history is None else history
+        skip = {"time", "tokens_per_s", "learning_rate", "best_epoch"}
+        names = [k for k in history if not k.startswith("val_") and k not in skip]
+        if not names:
+            raise ValueError("plot_history: the history holds no curves; call fit first or pass history=")
+        fig = Figure(figsize=(4.5 * len(names), 3.5), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(names), squeeze=False)[0]
+        best = history.get("best_epoch", [None])[0]
+        for ax, name in zip(axes, names):
+            for key, label in ((name, "training"), (f"val_{name}", "validation")):
+                if key in history:
+                    ax.plot(range(1, len(history[key]) + 1), history[key], marker="o", markersize=3, label=label)
+            if best is not None:
+                ax.axvline(best + 1, color="gray", linestyle=":", linewidth=1, label="best epoch")
+            ax.set_xlabel("epoch")
+            ax.set_title(name)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        path = os.fspath(path)
+        fig.savefig(path, dpi=100)
+        return path
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -487,7 +754,9 @@ class Sequential:
             if archive.unused:
                 raise ValueError(f"{where}: members {sorted(archive.unused)} are parameters of no layer of the config")
             try:
-                model = cls([layer_from_config(c) for c in cfg["layers"]])
+                from .functional import model_from_config
+
+                model = model_from_config(cfg, [layer_from_config(c) for c in cfg["layers"]])
                 if cfg.get("loss"):
                     if not isinstance(cfg["loss"], str):
                         raise ValueError(f"loss must be a name, got {cfg['loss']!r}")
@@ -502,15 +771,59 @@ class Sequential:
         model.extra = cfg.get("extra", {})
         return model
 
-    def summary(self) -> str:
-        buf = io.StringIO()
-        total = 0
-        for i, layer in enumerate(self.layers):
+    def summary(self, print_fn=print) -> str:
+        """Print a table of the layers (index and type), their output shapes (batch-major, None
+        for the batch and unknown lengths, as Keras shows them) and parameter counts, with the
+        totals; returns the same text. ``print_fn=None`` only returns it."""
+        rows = []
+        for i, (layer, shape) in enumerate(zip(self.layers, self.output_shapes())):
+            kind = type(layer).__name__
+            if hasattr(layer, "layer"):
+                kind += f"({type(layer.layer).__name__})"
             n = sum(v.size for v in layer.params().values())
-            total += n
-            buf.write(f"{i:>2} {type(layer).__name__:<14} {n:>10,d} params\n")
-        buf.write(f"   total          {total:>10,d} params\n")
-        return buf.getvalue()
+            rows.append((f"{i} {kind}", "?" if shape is None else str(shape), f"{n:,d}"))
+        head = ("Layer (type)", "Output Shape", "Param #")
+        w0 = max([len(head[0])] + [len(r[0]) for r in rows]) + 2
+        w1 = max([len(head[1])] + [len(r[1]) for r in rows]) + 2
+        w2 = max([len(head[2])] + [len(r[2]) for r in rows])
+        rule = "=" * (w0 + w1 + w2)
+        total = sum(v.size for v in self.params().values())
+        nbytes = sum(v.nbytes for v in self.params().values())
+        lines = [f"{head[0]:<{w0}}{head[1]:<{w1}}{head[2]:>{w2}}", rule]
+        lines += [f"{a:<{w0}}{b:<{w1}}{c:>{w2}}" for a, b, c in rows]
+        lines += [rule, f"Total params: {total:,d} ({_size_text(nbytes)})", f"Trainable params: {total:,d}",
+                  "Non-trainable params: 0"]
+        text = "\n".join(lines) + "\n"
+        if print_fn is not None:
+            print_fn(text.rstrip("\n"))
+        return text
+
+
+def _size_text(nbytes: int) -> str:
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes} B"
+
+
+def _token_mask(lengths, T: int, B: int | None = None) -> np.ndarray:
+    """(B, T) True at the real tokens: step t < lengths[b] (every step when lengths is None)."""
+    if lengths is None:
+        return np.ones((B, T), dtype=bool)
+    return np.arange(T)[None, :] < np.asarray(lengths)[:, None]
+
+
+def _fraction(value, fn: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{fn}: {name} must be a number in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{fn}: {name} must be in [0, 1), got {value}")
+    return float(value)
+
+
+def _first_bad(w: np.ndarray) -> str:
+    i = int(np.argmax(~(np.isfinite(w) & (w >= 0))))
+    return f"{w[i]} (row {i})"
 
 
 def _bucket(lengths, batch_size, shuffle, rng):

@@ -2,7 +2,8 @@
 bidirectional.
 
 All share :class:`_Recurrent`, which draws the dropout masks between layers, handles
-``return_sequences``, the config and the PyTorch import, and runs every layer and direction in one
+``return_sequences``, ``return_state``, initial states and ``stateful`` carrying, the config and
+the PyTorch import, and runs every layer and direction in one
 call of ``seqkern.lstm_layers_forward`` (``gru_``, ``rnn_``: the reverse direction, and the two
 directions side by side where that is faster); a cell class only says how many gate blocks it
 has, which biases it keeps, and which layer functions it calls.
@@ -14,7 +15,7 @@ import numpy as np
 
 import seqkern
 
-from .layers import Layer, _np, _rng, _size, glorot_uniform, orthogonal
+from .layers import Layer, TorchState, _np, _rng, _size, glorot_uniform, orthogonal
 
 __all__ = ["LSTM", "GRU", "SimpleRNN"]
 
@@ -48,8 +49,12 @@ class _Recurrent(Layer):
     gates = 0
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, dropout=0.0,
-                 return_sequences=False, dtype=np.float32, seed=None):
+                 return_sequences=False, return_state=False, stateful=False, dtype=np.float32, seed=None):
         super().__init__(dtype)
+        self.return_state, self.stateful = bool(return_state), bool(stateful)
+        self.states = None
+        self.initial_state_grads = None
+        self._has_initial = False
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         self.num_layers, self.bidirectional = int(num_layers), bool(bidirectional)
         self.dropout = float(dropout)
@@ -74,7 +79,8 @@ class _Recurrent(Layer):
     def get_config(self):
         return {"class": type(self).__name__, "input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bidirectional": self.bidirectional, **self._cell_config(),
-                "dropout": self.dropout, "return_sequences": self.return_sequences, "dtype": self.dtype.name}
+                "dropout": self.dropout, "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "stateful": self.stateful, "dtype": self.dtype.name}
 
     @classmethod
     def param_shapes(cls, config):
@@ -86,6 +92,11 @@ class _Recurrent(Layer):
                 yield f"w_hh_l{k}{s}", (cls.gates * H, H)
                 yield from cls._bias_shapes(f"_l{k}{s}", H, config)
 
+    def output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1] if len(input_shape) > 2 else None, self.output_size)
+        return (input_shape[0], self.output_size)
+
     def _layers(self) -> list:
         """The weights objects of every layer and direction, as ``seqkern.*_layers_forward`` takes them."""
         out = []
@@ -94,48 +105,128 @@ class _Recurrent(Layer):
             out.append(ws if len(ws) == 2 else ws[0])
         return out
 
-    def forward(self, x, lengths=None, training=False, cache=True):
+    @property
+    def state_count(self) -> int:
+        """How many state arrays the cell carries: 2 for the LSTM (h, c), 1 for the others."""
+        return 1
+
+    def _state_shape(self, B: int) -> tuple:
+        return (self.num_layers * len(self.dirs), B, self.hidden_size)
+
+    def _initial_state(self, initial_state, B: int):
+        """``initial_state`` (or, when stateful, the states the last call left) as a list of
+        ``state_count`` arrays (layers*dirs, B, H), or None for zeros."""
+        name = type(self).__name__
+        if initial_state is None:
+            if not self.stateful or self.states is None:
+                return None
+            if self.states[0].shape[1] != B:
+                raise ValueError(f"{name}: a stateful layer got a batch of {B} rows but its states hold "
+                                 f"{self.states[0].shape[1]}; give batches of one size or call reset_states()")
+            return list(self.states)
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(states) != self.state_count:
+            what = "[h0, c0]" if self.state_count == 2 else "[h0]"
+            raise ValueError(f"{name}: initial_state must be {what}, {self.state_count} array(s), got {len(states)}")
+        shape = self._state_shape(B)
+        out = []
+        for i, a in enumerate(states):
+            a = np.asarray(a)
+            if a.dtype.kind != "f":
+                raise TypeError(f"{name}: initial_state[{i}] must be floating point, got {a.dtype}")
+            if a.shape == shape[1:] and shape[0] == 1:
+                a = a[None]  # Keras' (B, H) for one layer and direction
+            if a.shape != shape:
+                raise ValueError(f"{name}: initial_state[{i}] must have shape (layers*dirs, B, H) = {shape}"
+                                 + (f" or (B, H) = {shape[1:]}" if shape[0] == 1 else "") + f", got {a.shape}")
+            out.append(np.ascontiguousarray(a, dtype=self.dtype))
+        return out
+
+    def reset_states(self, states=None) -> None:
+        """Forget the states a stateful layer carries (the next batch starts from zeros), or set
+        them: ``states`` a list of ``state_count`` arrays (layers*dirs, B, H)."""
+        if states is None:
+            self.states = None
+            return
+        first = np.asarray(states[0] if isinstance(states, (list, tuple)) else states)
+        self.states = tuple(self._initial_state(states, first.shape[-2]))
+
+    def forward(self, x, lengths=None, training=False, cache=True, initial_state=None):
+        """The layer's output (see the class docstring); with ``return_state`` the tuple
+        ``(output, h_n, c_n)`` for the LSTM and ``(output, h_n)`` for the others, states
+        (layers*dirs, B, H) in PyTorch's order. ``initial_state``: [h0, c0] (LSTM) or [h0], each
+        (layers*dirs, B, H), or (B, H) for one layer and direction; zeros when None. A
+        ``stateful`` layer starts each call from the states the previous call ended with."""
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"{type(self).__name__}: x must have shape (T, B, {self.input_size}), got {x.shape}")
         T, B, _ = x.shape
         lengths = None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
+        states = self._initial_state(initial_state, B)
         masks = None
         if training and self.dropout > 0 and self.num_layers > 1:
             keep = 1.0 - self.dropout
             shape = (T, B, self.output_size)
             masks = [(self._gen.random(shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(keep)
                      for _ in range(self.num_layers - 1)]
-        out = self._forward_layers(x, self._layers(), lengths=lengths, dropout_masks=masks, need_cache=cache)
+        kw = {} if states is None else dict(zip(("h0", "c0"), states))
+        out = self._forward_layers(x, self._layers(), lengths=lengths, dropout_masks=masks, need_cache=cache, **kw)
+        final = (out.h_n,) if self.state_count == 1 else (out.h_n, out.c_n)
+        if self.stateful:
+            # Truncated backpropagation: the next batch starts from these values, not through them.
+            self.states = tuple(s.copy() for s in final)
         if cache:
             self._cache = out.cache
+            self._has_initial = states is not None
         if self.return_sequences:
-            return out.y
-        last = out.h_n[-len(self.dirs):]  # the last layer's final states, (dirs, B, H)
-        return np.ascontiguousarray(last.transpose(1, 0, 2).reshape(B, self.output_size))
+            y = out.y
+        else:
+            last = out.h_n[-len(self.dirs):]  # the last layer's final states, (dirs, B, H)
+            y = np.ascontiguousarray(last.transpose(1, 0, 2).reshape(B, self.output_size))
+        return (y, *final) if self.return_state else y
 
     def backward(self, grad):
+        """Gradient for x from the output's gradient; with ``return_state``, ``grad`` may be the
+        tuple (d output, dh_n[, dc_n]) (None entries are zeros). The gradients of a given
+        ``initial_state`` are left in ``initial_state_grads`` ([dh0, dc0] or [dh0])."""
         H, dirs = self.hidden_size, len(self.dirs)
-        grad = np.asarray(grad, dtype=self.dtype)
+        d_states = [None] * self.state_count
+        if isinstance(grad, (tuple, list)):
+            if not self.return_state or len(grad) != 1 + self.state_count:
+                raise ValueError(f"{type(self).__name__}: backward takes a tuple of {1 + self.state_count} gradients "
+                                 "only with return_state=True")
+            grad, *d_states = grad
         dy = dh_n = None
-        if self.return_sequences:
-            dy = grad
-        else:
-            B = grad.shape[0]
-            dh_n = np.zeros((self.num_layers * dirs, B, H), self.dtype)
-            dh_n[-dirs:] = grad.reshape(B, dirs, H).transpose(1, 0, 2)
-        g = self._backward_layers(self._cache, dy, dh_n)
+        if grad is not None:
+            grad = np.asarray(grad, dtype=self.dtype)
+            if self.return_sequences:
+                dy = grad
+            else:
+                B = grad.shape[0]
+                dh_n = np.zeros((self.num_layers * dirs, B, H), self.dtype)
+                dh_n[-dirs:] = grad.reshape(B, dirs, H).transpose(1, 0, 2)
+        if d_states[0] is not None:
+            d = np.asarray(d_states[0], dtype=self.dtype)
+            dh_n = d.copy() if dh_n is None else dh_n + d
+        dc_n = None if self.state_count == 1 or d_states[1] is None else np.asarray(d_states[1], dtype=self.dtype)
+        g = self._backward_layers(self._cache, dy, dh_n, dc_n)
         for k in range(self.num_layers):
             for j, s in enumerate(self.dirs):
                 for name, value in self._param_grads(f"_l{k}{s}", g.layers[k][j]).items():
                     self._g[name] += value
         self._cache = None
+        self.initial_state_grads = None
+        if self._has_initial:
+            self.initial_state_grads = [g.dh0] if self.state_count == 1 else [g.dh0, g.dc0]
         return g.dx
 
-    def load_torch(self, state_dict):
+    def load_torch(self, state_dict, prefix=""):
         """Copy a PyTorch ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` state dict (``weight_ih_l{k}[_reverse]``,
         ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``; tensors or arrays) into this layer.
-        The torch module must have the same sizes and ``batch_first`` does not matter."""
+        The torch module must have the same sizes and ``batch_first`` does not matter. ``prefix``:
+        the module's name in a whole model's ``state_dict()`` (``"encoder"`` reads
+        ``encoder.weight_ih_l0``, ...)."""
+        state_dict = TorchState(state_dict, prefix, type(self).__name__)
         vals = {}
         for k in range(self.num_layers):
             for s in self.dirs:
@@ -158,6 +249,9 @@ class LSTM(_Recurrent):
     ``w_hh_l{k}`` (4H, H), ``bias_l{k}`` (4H,), gate rows i, f, g, o, and with ``peephole`` also
     ``peephole_l{k}`` (3, H). The reverse direction runs the same kernel on every sequence reversed
     within its length. ``dropout`` is applied to the inputs of layers 1.. in training only.
+    ``return_state``: ``forward`` returns ``(output, h_n, c_n)``, states (layers*dirs, B, H);
+    ``forward(x, initial_state=[h0, c0])`` starts from given states; ``stateful``: every batch
+    starts from the final states of the one before (``reset_states()`` forgets them).
     Init (Keras' unit-forget-bias): Glorot-uniform w_ih, orthogonal w_hh, bias 0 except the forget
     gate at 1, peepholes 0. ``load_torch`` sums PyTorch's two biases into ``bias_l{k}``.
     """
@@ -165,10 +259,12 @@ class LSTM(_Recurrent):
     gates = 4
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, peephole=False,
-                 dropout=0.0, return_sequences=False, dtype=np.float32, seed=None):
+                 dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
+                 seed=None):
         self.peephole = bool(peephole)
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
-                         return_sequences=return_sequences, dtype=dtype, seed=seed)
+                         return_sequences=return_sequences, return_state=return_state, stateful=stateful,
+                         dtype=dtype, seed=seed)
 
     def _cell_config(self):
         return {"peephole": self.peephole}
@@ -190,8 +286,12 @@ class LSTM(_Recurrent):
     def _forward_layers(self, x, layers, **kw):
         return seqkern.lstm_layers_forward(x, layers, **kw)
 
-    def _backward_layers(self, cache, dy, dh_n):
-        return seqkern.lstm_layers_backward(cache, dy, dh_n)
+    @property
+    def state_count(self) -> int:
+        return 2
+
+    def _backward_layers(self, cache, dy, dh_n, dc_n=None):
+        return seqkern.lstm_layers_backward(cache, dy, dh_n, dc_n)
 
     def _weights(self, sfx):
         # Views of the parameters (packed on each call), so the optimizer's in-place steps are seen.
@@ -235,7 +335,7 @@ class GRU(_Recurrent):
     def _forward_layers(self, x, layers, **kw):
         return seqkern.gru_layers_forward(x, layers, **kw)
 
-    def _backward_layers(self, cache, dy, dh_n):
+    def _backward_layers(self, cache, dy, dh_n, dc_n=None):
         return seqkern.gru_layers_backward(cache, dy, dh_n)
 
     def _weights(self, sfx):
@@ -266,12 +366,14 @@ class SimpleRNN(_Recurrent):
     gates = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, nonlinearity="tanh",
-                 dropout=0.0, return_sequences=False, dtype=np.float32, seed=None):
+                 dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
+                 seed=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"SimpleRNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
-                         return_sequences=return_sequences, dtype=dtype, seed=seed)
+                         return_sequences=return_sequences, return_state=return_state, stateful=stateful,
+                         dtype=dtype, seed=seed)
 
     def _cell_config(self):
         return {"nonlinearity": self.nonlinearity}
@@ -286,7 +388,7 @@ class SimpleRNN(_Recurrent):
     def _forward_layers(self, x, layers, **kw):
         return seqkern.rnn_layers_forward(x, layers, **kw)
 
-    def _backward_layers(self, cache, dy, dh_n):
+    def _backward_layers(self, cache, dy, dh_n, dc_n=None):
         return seqkern.rnn_layers_backward(cache, dy, dh_n)
 
     def _weights(self, sfx):
