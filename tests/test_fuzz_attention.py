@@ -125,11 +125,20 @@ def sdpa_case(draw):
     return q, k, v, kw, draw(isa_levels()), special
 
 
+def _heads_ok(q, k):
+    """k's leading dims q's, or (with two or more, grouped heads) the last dividing q's."""
+    lead, kl = q.shape[:-2], k.shape[:-2]
+    if kl == lead:
+        return True
+    return len(lead) >= 2 and kl[:-1] == lead[:-1] and kl[-1] > 0 and lead[-1] % kl[-1] == 0
+
+
 def _sdpa_valid(q, k, v, kw):
-    if not floats_ok(q, k, v) or q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
+    half = len({a.dtype for a in (q, k, v)}) == 1 and q.dtype == np.float16  # computed in float32
+    if not (floats_ok(q, k, v) or half) or q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
         return False
     lead = q.shape[:-2]
-    if k.shape[:-2] != lead or v.shape[:-2] != lead or k.shape[-1] != q.shape[-1] or v.shape[-2] != k.shape[-2]:
+    if not _heads_ok(q, k) or v.shape[:-2] != k.shape[:-2] or k.shape[-1] != q.shape[-1] or v.shape[-2] != k.shape[-2]:
         return False
     lq, lk = q.shape[-2], k.shape[-2]
     if "mask" in kw and not _mask_ok(kw["mask"], lead + (lq, lk)):
@@ -153,6 +162,9 @@ def test_attention_fuzz(case, data):
         assert names_an_argument(e, "attention_forward", ["q", "k", "v", "mask", "kv_lengths", "scale"]), e
         return
     assert valid, "invalid input accepted"
+    if q.dtype == np.float16:  # float16 in, float16 out (tests/test_attention_features.py checks the values)
+        assert out.dtype == np.float16 and out.shape == q.shape[:-1] + v.shape[-1:]
+        return
     kw64 = dict(kw)
     r64, r32 = _refs(ref.attention_forward, [a.astype(np.float64) for a in (q, k, v)], [q, k, v], q.dtype, **kw64)
     _compare("out", out, r64[0], None if r32 is None else r32[0])
