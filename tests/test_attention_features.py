@@ -139,6 +139,15 @@ def test_softcap_matches_reference(isa, rng, dtype, Lq, Lk):
     compare(rng, dtype, q, k, v, softcap=4.0, bias=bias, causal=True)
 
 
+@pytest.mark.parametrize("window", [(2, 0), (1, 2), (1, None), (None, 3), (70, 5)])
+@pytest.mark.parametrize("Lq,Lk,causal", [(9, 9, True), (6, 11, "bottom_right"), (150, 150, False), (2, 300, "bottom_right")])
+def test_sliding_window_matches_reference(isa, rng, window, Lq, Lk, causal):
+    q, k, v = inputs(rng, 2, 2, 2, Lq, Lk, 8, np.float64)
+    compare(rng, np.float64, q, k, v, causal=causal, window=window)
+    q, k, v = (a.astype(np.float32) for a in (q, k, v))
+    compare(rng, np.float32, q, k, v, causal=causal, window=window, kv_lengths=np.array([Lk, Lk // 3]))
+
+
 @pytest.mark.parametrize("Lq", [1, 3, 70])
 def test_bottom_right_follows_each_problems_key_count(isa, rng, Lq):
     # With kv_lengths, bottom-right alignment ends at each problem's own last key.
@@ -214,6 +223,10 @@ def test_errors(rng):
         f(q, k[:, :3], v[:, :3])
     with pytest.raises(ValueError, match="v must have shape"):
         f(q, k[:, :2], v)
+    with pytest.raises(ValueError, match="window must be a pair"):
+        f(q, k, v, window=3)
+    with pytest.raises(ValueError, match="window's left size must be an integer >= 0"):
+        f(q, k, v, window=(-2, 1))
     with pytest.raises(ValueError, match="softcap must be a finite number > 0"):
         f(q, k, v, softcap=0.0)
     with pytest.raises(TypeError, match="softcap must be a real number"):
@@ -317,3 +330,43 @@ def test_half_precision_inputs_compute_in_float32(rng, half):
         seqkern.attention_forward(qh, k, vh)
     with pytest.raises(TypeError, match="dout must be"):
         seqkern.attention_backward(cache, dout.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------------------------
+# The score matrix
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("Lq,Lk", [(3, 11), (70, 150)])
+@pytest.mark.parametrize("kw", [
+    {},
+    {"causal": True, "softcap": 3.0},
+    {"causal": "bottom_right", "window": (4, None), "kv_lengths": "mixed"},
+    {"mask": "random", "bias": "random"},
+], ids=["plain", "causal-softcap", "window-lengths", "mask-bias"])
+def test_scores_match_reference(isa, rng, dtype, Lq, Lk, kw):
+    q, k, v = inputs(rng, 2, 4, 2, Lq, Lk, 16, dtype)
+    kw = dict(kw)
+    if isinstance(kw.get("kv_lengths"), str):
+        kw["kv_lengths"] = np.array([Lk, Lk // 3])
+    if kw.get("mask") == "random":
+        kw["mask"] = rng.random((Lq, Lk)) < 0.7
+        kw["bias"] = rng.standard_normal((4, Lq, Lk)).astype(dtype)
+    kw64 = {n: (a.astype(np.float64) if n == "bias" else a) for n, a in kw.items()}
+    _, cache = seqkern.attention_forward(q, k, v, **kw)
+    _, c64 = ref.attention_forward(*(a.astype(np.float64) for a in (q, k, v)), **kw64)
+    _, c32 = ref.attention_forward(q, k, v, **kw)
+    for stage in ("scores", "biased", "probs"):
+        got = seqkern.attention_scores(cache, stage)
+        e64, e32 = ref.attention_scores(c64, stage), ref.attention_scores(c32, stage)
+        assert got.shape == (2, 4, Lq, Lk) and got.dtype == dtype
+        assert_close(got, e64, e32, name=stage)
+    probs = seqkern.attention_scores(cache, "probs")
+    sums = probs.sum(axis=-1)
+    seen = np.isfinite(seqkern.attention_scores(cache, "biased")).any(axis=-1)
+    np.testing.assert_allclose(sums[seen], 1.0, rtol=1e-5)
+    assert np.all(sums[~seen] == 0)
+    with pytest.raises(ValueError, match="stage must be one of"):
+        seqkern.attention_scores(cache, "logits")
+    with pytest.raises(TypeError, match="cache must be the AttentionCache"):
+        seqkern.attention_scores(c64)

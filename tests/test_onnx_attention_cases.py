@@ -15,7 +15,7 @@ import seqkern
 onnx = pytest.importorskip("onnx")
 
 # The cases the kernel computes directly; raised when a feature lands, never lowered.
-DIRECT_AT_LEAST = 40
+DIRECT_AT_LEAST = 87
 
 
 def _cases():
@@ -43,10 +43,10 @@ def plan(case):
     Q, K, V = given["Q"], given["K"], given["V"]
     if Q.dtype.name not in ("float32", "float64", "float16", "bfloat16"):
         return None, f"{Q.dtype} inputs"
-    if len(nd.output) > 3 and nd.output[3]:
-        return None, "the scores as an output"
-    if attrs.get("left_window_size", -1) >= 0 or attrs.get("right_window_size", -1) >= 0:
-        return None, "a sliding window"
+    # The scores as a fourth output, at ONNX's qk_matmul_output_mode 0 and 1 (the scaled,
+    # soft-capped product), 2 (plus the bias and masks) or 3 (the softmax).
+    want_scores = len(nd.output) > 3 and bool(nd.output[3])
+    stage = ("scores", "scores", "biased", "probs")[attrs.get("qk_matmul_output_mode", 0)]
     if Q.ndim == 3:  # (B, L, heads*D): the same data as (B, heads, L, D)
         nq, nkv = attrs["q_num_heads"], attrs["kv_num_heads"]
 
@@ -55,6 +55,9 @@ def plan(case):
 
         Q, K, V = heads(Q, nq), heads(K, nkv), heads(V, nkv)
     kw = {}
+    left, right = attrs.get("left_window_size", -1), attrs.get("right_window_size", -1)
+    if left >= 0 or right >= 0:
+        kw["window"] = (left if left >= 0 else None, right if right >= 0 else None)
     if attrs.get("softcap", 0.0):
         kw["softcap"] = attrs["softcap"]
     if "scale" in attrs:
@@ -72,11 +75,21 @@ def plan(case):
         kw["causal"] = "bottom_right" if lengths is not None else True
     if lengths is not None:
         kw["kv_lengths"] = lengths
+    def outputs(q, k, v, present):
+        out, cache = seqkern.attention_forward(q, k, v, **kw)
+        extra = tuple(present) + ((seqkern.attention_scores(cache, stage),) if want_scores else ())
+        return (out,) + extra
+
     if "past_key" not in given:
-        return (lambda: (seqkern.attention_forward(Q, K, V, **kw).out,)), None
+        present = (K, V) if len(nd.output) > 1 and nd.output[1] else ()  # without a past, the new keys
+        return (lambda: outputs(Q, K, V, present)), None
     past_k, past_v = given["past_key"], given["past_value"]
-    if kw.get("causal"):
-        kw["causal"] = "bottom_right"  # with a cache, ONNX's offset is the past length: Lk - Lq
+    if kw.get("causal") or "window" in kw:
+        # With a cache, ONNX's offset is the past length: bottom-right alignment (Lk - Lq) when
+        # as many queries come as new keys.
+        if Q.shape[-2] != K.shape[-2]:
+            return None, "a causal offset other than Lk - Lq (fewer new keys than queries)"
+        kw["causal"] = "bottom_right" if kw.get("causal") else kw.get("causal", False)
 
     def run():
         # A KVCache holding the past; the new keys appended in place (present_key, present_value).
@@ -84,7 +97,7 @@ def plan(case):
                                 dtype=past_k.dtype)
         cache.append(past_k, past_v)
         cache.append(K, V)
-        return seqkern.attention_forward(Q, cache.k, cache.v, **kw).out, cache.k, cache.v
+        return outputs(Q, cache.k, cache.v, (cache.k, cache.v))
 
     return run, None
 
@@ -114,5 +127,12 @@ def test_direct_case(case):
         np.testing.assert_allclose(out.astype(np.float32), w32, rtol=4 * eps, atol=4 * eps * float(np.abs(w32).max()))
     else:
         np.testing.assert_allclose(out, want, rtol=max(case.rtol, 1e-5), atol=max(case.atol, 1e-6))
-    for a, b in zip(got[1:], expected[1:]):  # present_key, present_value
-        np.testing.assert_array_equal(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))
+    nd = case.model.graph.node[0]
+    named = [n for n in nd.output if n]  # the outputs the case asks for, in order
+    rest = dict(zip(named[1:], got[1:]))
+    for name, b in zip(named[1:], expected[1:]):
+        a = rest[name]
+        if len(nd.output) > 3 and name == nd.output[3]:  # the scores
+            np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=1e-4, atol=1e-5)
+        else:  # present_key, present_value: the cache's contents exactly
+            np.testing.assert_array_equal(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))

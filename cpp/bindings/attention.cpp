@@ -59,7 +59,8 @@ int64_t problem_stride(const Check& c, const char* name, const py::array& a) {
 // attention): every leading dim the same except the last, k's dividing q's.
 AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, const py::array& v,
                         const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
-                        double scale, const py::object& bias, double softcap) {
+                        double scale, const py::object& bias, double softcap, int64_t window_left,
+                        int64_t window_right) {
   c.floating("q", q);
   c.contiguous("q", q);
   if (q.ndim() < 2) c.value_error("q must have shape (..., Lq, Dh), got shape " + shape_str(dims_of(q)));
@@ -110,6 +111,12 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
     c.value_error("softcap must be a finite number >= 0 (0: none), got " + std::to_string(softcap));
   }
   a.s.softcap = softcap;
+  if (window_left < -1 || window_right < -1) {
+    c.value_error("window sizes must be >= 0 (or None: unbounded), got (" + std::to_string(window_left) + ", " +
+                  std::to_string(window_right) + ")");
+  }
+  a.s.window_left = window_left;
+  a.s.window_right = window_right;
   if (!std::isfinite(scale)) c.value_error("scale must be finite, got " + std::to_string(scale));
   // out, lse (and backward's row sums), the mask's per-problem offsets and lengths, the
   // kernels' transposed copies of k and v: checked before any of it is allocated.
@@ -127,10 +134,12 @@ AttnArgs attention_args(const Check& c, const py::array& q, const py::array& k, 
 
 py::tuple attention_forward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
                             const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
-                            double scale, const py::object& bias, double softcap) {
+                            double scale, const py::object& bias, double softcap, int64_t window_left,
+                            int64_t window_right) {
   const Check c{"attention_forward"};
   py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
-  const AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap);
+  const AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap,
+                                    window_left, window_right);
   return by_dtype(c, q, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     py::array_t<T> out = empty<T>(a.with({a.s.lq, a.s.dv}));
@@ -147,11 +156,13 @@ py::tuple attention_forward(const py::object& q_obj, const py::object& k_obj, co
 py::tuple attention_backward(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
                              const py::object& out_obj, const py::object& lse_obj, const py::object& dout_obj,
                              const py::object& mask, bool causal, bool bottom_right, const py::object& kv_lengths,
-                             double scale, const py::object& bias, double softcap, bool need_dbias) {
+                             double scale, const py::object& bias, double softcap, int64_t window_left,
+                             int64_t window_right, bool need_dbias) {
   const Check c{"attention_backward"};
   py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
   py::array out = c.array("out", out_obj), lse = c.array("lse", lse_obj), dout = c.array("dout", dout_obj);
-  AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap);
+  AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap, window_left,
+                              window_right);
   return by_dtype(c, q, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     c.same_as<T>("out", out, a.with({a.s.lq, a.s.dv}), "the forward output");
@@ -177,14 +188,43 @@ py::tuple attention_backward(const py::object& q_obj, const py::object& k_obj, c
   });
 }
 
+// The score matrix of a forward call at a stage (ops/attention.h), q's leading dims + (Lq, Lk).
+py::array attention_scores(const py::object& q_obj, const py::object& k_obj, const py::object& v_obj,
+                           const py::object& lse_obj, const py::object& mask, bool causal, bool bottom_right,
+                           const py::object& kv_lengths, double scale, const py::object& bias, double softcap,
+                           int64_t window_left, int64_t window_right, int stage) {
+  const Check c{"attention_scores"};
+  py::array q = c.array("q", q_obj), k = c.array("k", k_obj), v = c.array("v", v_obj);
+  py::array lse = c.array("lse", lse_obj);
+  const AttnArgs a = attention_args(c, q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap,
+                                    window_left, window_right);
+  if (stage < 0 || stage > 2) c.value_error("stage must be 0, 1 or 2, got " + std::to_string(stage));
+  return by_dtype(c, q, [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    c.same_as<T>("lse", lse, a.with({a.s.lq}), "the saved row statistics");
+    Footprint(c, [&] { return of_shape("q", q) + " with Lk = " + std::to_string(a.s.lk); })
+        .add(a.with({a.s.lq, a.s.lk}), sizeof(T))
+        .check();
+    py::array_t<T> out = empty<T>(a.with({a.s.lq, a.s.lk}));
+    call_kernel(ops<T>().attention.scores, a.s, a.mask.m, ptr<T>(q), ptr<T>(k), ptr<T>(lse), stage,
+                out.mutable_data());
+    return out;
+  });
+}
+
 }  // namespace
 
 void bind_attention(py::module_& m) {
   m.def("attention_forward", &attention_forward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"),
-        py::arg("causal"), py::arg("bottom_right"), py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"), py::arg("softcap"));
+        py::arg("causal"), py::arg("bottom_right"), py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"),
+        py::arg("softcap"), py::arg("window_left"), py::arg("window_right"));
   m.def("attention_backward", &attention_backward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
         py::arg("lse"), py::arg("dout"), py::arg("mask"), py::arg("causal"), py::arg("bottom_right"),
-        py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"), py::arg("softcap"), py::arg("need_dbias"));
+        py::arg("kv_lengths"), py::arg("scale"), py::arg("bias"), py::arg("softcap"), py::arg("window_left"),
+        py::arg("window_right"), py::arg("need_dbias"));
+  m.def("attention_scores", &attention_scores, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("lse"),
+        py::arg("mask"), py::arg("causal"), py::arg("bottom_right"), py::arg("kv_lengths"), py::arg("scale"),
+        py::arg("bias"), py::arg("softcap"), py::arg("window_left"), py::arg("window_right"), py::arg("stage"));
 }
 
 }  // namespace bind

@@ -79,7 +79,8 @@ void p_ds_tile(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0, int
     T* sl = s.softcap > 0 ? slope + r * kBlock : nullptr;
     if (sl) attn::softcap_row<T>(x, cols, s.softcap, sl);
     if (const T* br = attn::bias_row<T>(m, b, i, j0)) attn::add_bias_row(x, cols, br, m.bias_col_stride);
-    if (visible < cols || kr) attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride);
+    const int64_t from = attn::key_start(s, m, b, i) - j0;
+    if (visible < cols || kr || from > 0) attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride, from);
     const V l = V::set1(lse[b * s.lq + i]);
     const V di = V::set1(dsum[b * s.lq + i]);
     T* g = write_dbias && m.dbias ? static_cast<T*>(m.dbias) + (b * s.lq + i) * s.lk + j0 : nullptr;

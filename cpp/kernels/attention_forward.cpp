@@ -6,7 +6,8 @@
 //   s_ij += bias_ij when an additive bias is given (read in place, broadcast by strides)
 //   s_ij = -inf where key j is masked for query i: bool keep mask false, or (causal)
 //          j > i + offset (0 top-left, lk - lq bottom-right, or kv_len[b] - lq aligned to each
-//          problem's own keys), or j >= kv_len[b]; they combine.
+//          problem's own keys), or j >= kv_len[b], or outside a sliding window
+//          [i + offset - left, i + offset + right]; they combine.
 // Grouped heads: problem b reads k and v of problem b / group (never copied per query head).
 //   p_ij = exp(s_ij) / Σ_j exp(s_ij),  out_i = Σ_j p_ij v_j
 //   A row that sees no key: out_i = 0 and lse_i = +inf (so that backward's p is 0).
@@ -61,16 +62,18 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
   const T* vb = attn::v_of(s, v, b);
   T* ob = out + (b * s.lq + i0) * s.dv;
   const int64_t kend = attn::key_limit(s, m, b, i0 + rows - 1);
+  // A left window: tiles before the block's first row's first key are unseen by every row.
+  const int64_t jfirst = (attn::key_start(s, m, b, i0) / kKeys) * kKeys;
   for (int64_t r = 0; r < rows; ++r) {
     row_max[r] = ninf;
     row_sum[r] = T(0);
     // Without keys no tile writes the rows; otherwise the first tile's p·v sets them.
-    if (kend <= 0) {
+    if (kend <= jfirst) {
       for (int64_t c = 0; c < s.dv; ++c) ob[r * s.dv + c] = T(0);
     }
   }
   const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
-  for (int64_t j0 = 0; j0 < kend; j0 += kKeys) {
+  for (int64_t j0 = jfirst; j0 < kend; j0 += kKeys) {
     const int64_t cols = kend - j0 < kKeys ? kend - j0 : kKeys;
     // A bias of its own per key is read as `rows` short row segments a tile, far apart: ask for
     // the next tile's while this one computes (at B=8 NH=8 L=512 a bias (NH, L, L) cost 1.45x
@@ -91,8 +94,10 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
       const uint8_t* kr = keep ? keep + i * m.row_stride + j0 * m.col_stride : nullptr;
       if (s.softcap > 0) attn::softcap_row<T>(x, cols, s.softcap, nullptr);
       if (const T* br = attn::bias_row<T>(m, b, i, j0)) attn::add_bias_row(x, cols, br, m.bias_col_stride);
-      const T tmax = (visible >= cols && !kr) ? attn::row_max(x, cols)
-                                              : attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride);
+      const int64_t from = attn::key_start(s, m, b, i) - j0;
+      const T tmax = (visible >= cols && !kr && from <= 0)
+                         ? attn::row_max(x, cols)
+                         : attn::scale_mask_row(x, cols, T(1), visible, kr, m.col_stride, from);
       const T m_old = row_max[r];
       T m_new = tmax > m_old ? tmax : m_old;
       if (m_new == ninf) {
@@ -115,7 +120,7 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
         acc = acc + (cnt < W ? simd::select(V::first(cnt), p, V::zero()) : p);
       }
       // From the second tile on, a larger max rescales what the earlier tiles summed.
-      if (m_new != m_old && j0 > 0) {
+      if (m_new != m_old && j0 > jfirst) {
         const T alpha = m_old == ninf ? T(0) : std::exp2(m_old - m_new);
         row_sum[r] *= alpha;
         const V va = V::set1(alpha);
@@ -128,7 +133,7 @@ void forward_block(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i0,
       row_max[r] = m_new;
       row_sum[r] += simd::hsum(acc);
     }
-    attn::tile_mm<T, false>(rows, s.dv, cols, tile, kKeys, vb + j0 * s.dv, s.dv, ob, s.dv, j0 > 0);
+    attn::tile_mm<T, false>(rows, s.dv, cols, tile, kKeys, vb + j0 * s.dv, s.dv, ob, s.dv, j0 > jfirst);
   }
   for (int64_t r = 0; r < rows; ++r) {
     const T l = row_sum[r];
@@ -210,8 +215,79 @@ void attention_forward(const AttnShape& s, const AttnMask& m, const T* q, const 
   }
 }
 
+// The score matrix at a stage (ops/attention.h), formed exactly as attention_forward forms it
+// (the same products in the same order, kᵀ or, for a few query rows, dot products with k), so
+// stage 2 gives the weights the forward used. Threads own problems.
+template <typename T>
+void attention_scores(const AttnShape& s, const AttnMask& m, const T* q, const T* k, const T* lse, int stage,
+                      T* out) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  if (s.batch == 0 || s.lq == 0 || s.lk == 0) return;
+  const int64_t ldt = attn::padded_ld<T>(s.lk);
+  const bool direct = s.lq <= attn::kDotRows;
+  const T to_natural = static_cast<T>(1.0 / attn::kLog2e);
+  const int nt = simd::threads_for(s.batch * s.lq * s.lk * (s.dh + 1), int64_t(1) << 16);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    simd::DenormalGuard guard;
+    simd::Buffer<T> ktl(direct ? 0 : s.dh * ldt);
+    simd::Buffer<T> qs(kBlock * s.dh);
+    simd::Buffer<T> tile(kBlock * kKeys);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const T* kb = attn::k_of(s, k, b);
+      if (!direct) attn::transpose(s.lk, s.dh, kb, s.dh, ktl.data(), ldt);
+      const uint8_t* keep = m.keep ? m.keep + m.keep_offset[b] : nullptr;
+      for (int64_t i0 = 0; i0 < s.lq; i0 += kBlock) {
+        const int64_t rows = s.lq - i0 < kBlock ? s.lq - i0 : kBlock;
+        attn::scale_rows(rows * s.dh, q + (b * s.lq + i0) * s.dh, static_cast<T>(s.scale * attn::kLog2e), qs.data());
+        for (int64_t j0 = 0; j0 < s.lk; j0 += kKeys) {
+          const int64_t cols = s.lk - j0 < kKeys ? s.lk - j0 : kKeys;
+          if (direct) {
+            attn::dot_rows(rows, cols, s.dh, qs.data(), kb + j0 * s.dh, tile.data(), kKeys);
+          } else {
+            attn::tile_mm<T, false>(rows, cols, s.dh, qs.data(), s.dh, ktl.data() + j0, ldt, tile.data(), kKeys, false);
+          }
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t i = i0 + r;
+            T* x = tile.data() + r * kKeys;
+            T* o = out + (b * s.lq + i) * s.lk + j0;
+            if (s.softcap > 0) attn::softcap_row<T>(x, cols, s.softcap, nullptr);
+            if (stage >= 1) {
+              if (const T* br = attn::bias_row<T>(m, b, i, j0)) attn::add_bias_row(x, cols, br, m.bias_col_stride);
+              const uint8_t* kr = keep ? keep + i * m.row_stride + j0 * m.col_stride : nullptr;
+              attn::scale_mask_row(x, cols, T(1), attn::key_limit(s, m, b, i) - j0, kr, m.col_stride,
+                                   attn::key_start(s, m, b, i) - j0);
+            }
+            if (stage == 2) {
+              const T l = lse[b * s.lq + i];
+              if (l == std::numeric_limits<T>::infinity()) {
+                for (int64_t j = 0; j < cols; ++j) o[j] = T(0);
+                continue;
+              }
+              const V vl = V::set1(l);
+              for (int64_t j = 0; j < cols; j += W) {
+                const int cnt = static_cast<int>(cols - j < W ? cols - j : W);
+                attn::exp2_nonpos(V::load_n(x + j, cnt) - vl).store_n(o + j, cnt);
+              }
+            } else {
+              const V f = V::set1(to_natural);
+              for (int64_t j = 0; j < cols; j += W) {
+                const int cnt = static_cast<int>(cols - j < W ? cols - j : W);
+                (V::load_n(x + j, cnt) * f).store_n(o + j, cnt);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 SEQKERN_KERNELS(attention_forward) {
   SEQKERN_ENTRY(attention, forward, attention_forward);
+  SEQKERN_ENTRY(attention, scores, attention_scores);
 }
 
 }  // namespace SEQKERN_ISA_NS

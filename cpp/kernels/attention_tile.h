@@ -325,11 +325,19 @@ inline int64_t causal_offset(const AttnShape& s, const AttnMask& m, int64_t b) {
 inline int64_t key_limit(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i) {
   int64_t e = s.lk;
   if (m.kv_len && m.kv_len[b] < e) e = m.kv_len[b];
-  if (s.causal) {
-    const int64_t c = i + 1 + causal_offset(s, m, b);
-    if (c < e) e = c;
+  if (s.causal || s.window_right >= 0) {
+    const int64_t o = causal_offset(s, m, b);
+    if (s.causal && i + 1 + o < e) e = i + 1 + o;
+    if (s.window_right >= 0 && i + 1 + o + s.window_right < e) e = i + 1 + o + s.window_right;
   }
   return e < 0 ? 0 : e;
+}
+
+// The first key query row i of problem b may see: 0, or with a left window i + offset - left.
+inline int64_t key_start(const AttnShape& s, const AttnMask& m, int64_t b, int64_t i) {
+  if (s.window_left < 0) return 0;
+  const int64_t j = i + causal_offset(s, m, b) - s.window_left;
+  return j < 0 ? 0 : j;
 }
 
 // The first query row of problem b that may see key j: 0, or with causal masking j - offset.
@@ -389,8 +397,10 @@ const T* bias_row(const AttnMask& m, int64_t b, int64_t i, int64_t j0) {
 
 // Scales row x[0, n) (keys j0 .. j0+n-1 of query i) by `scale` in place, sets the keys the row
 // does not see to -inf, and returns the row's max (-inf when it sees none of them).
+// Keys before `from` (a left window) are unseen too.
 template <typename T>
-T scale_mask_row(T* x, int64_t n, T scale, int64_t visible, const uint8_t* keep, int64_t keep_stride) {
+T scale_mask_row(T* x, int64_t n, T scale, int64_t visible, const uint8_t* keep, int64_t keep_stride,
+                 int64_t from = 0) {
   using V = Vec<T>;
   constexpr int W = V::W;
   const V ninf = V::set1(-std::numeric_limits<T>::infinity());
@@ -404,6 +414,11 @@ T scale_mask_row(T* x, int64_t n, T scale, int64_t visible, const uint8_t* keep,
     const int vis = static_cast<int>(vis64 < 0 ? 0 : (vis64 > W ? W : vis64));
     V s = V::load_n(x + j, cnt) * vs;
     if (vis < W) s = simd::select(V::first(vis), s, ninf);
+    if (from > j) {
+      const int64_t skip64 = from - j;
+      const int skip = static_cast<int>(skip64 > W ? W : skip64);
+      s = simd::select(V::first(skip), ninf, s);
+    }
     if (per_key) s = simd::select(V::keep_bytes(keep + j, cnt), s, ninf);
     s.store_n(x + j, cnt);
     vmax = simd::max(vmax, s);

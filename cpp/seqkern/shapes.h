@@ -39,6 +39,8 @@ struct AttnShape {
   bool causal_to_len = false; // with kv_len: the offset is kv_len[b] - lq, problem by problem
   int64_t group = 1;          // query problems per key/value problem: problem b reads k, v of b / group
   double softcap = 0.0;       // > 0: scores s = scale q·k become softcap·tanh(s / softcap) (before the bias)
+  int64_t window_left = -1;   // >= 0: query i sees no key j < i + offset - window_left (offset as causal's)
+  int64_t window_right = -1;  // >= 0: nor any key j > i + offset + window_right
   int64_t k_stride = 0;       // elements from one key/value problem's k to the next (0: lk·dh), so a
   int64_t v_stride = 0;       // cache's filled part is read where it lies; v likewise (0: lk·dv)
 };

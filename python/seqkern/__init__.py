@@ -39,6 +39,7 @@ from ._attention import (
     additive_attention_forward,
     attention_backward,
     attention_forward,
+    attention_scores,
     attention_pool_backward,
     attention_pool_forward,
 )
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KVCache",
+    "attention_scores",
     "lstm_layers_forward",
     "lstm_layers_backward",
     "gru_layers_forward",

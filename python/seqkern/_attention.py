@@ -17,6 +17,7 @@ __all__ = [
     "AttentionPoolCache",
     "attention_forward",
     "attention_backward",
+    "attention_scores",
     "additive_attention_forward",
     "additive_attention_backward",
     "attention_pool_forward",
@@ -44,6 +45,7 @@ class AttentionCache(NamedTuple):
     bottom_right: bool = False  # with causal: aligned to the end of the keys
     softcap: float = 0.0
     io_dtype: object = None  # float16 or bfloat16 inputs: what the outputs are given back in
+    window: tuple = (-1, -1)  # (left, right) key counts; -1 unbounded
 
 
 class AttentionForward(NamedTuple):
@@ -101,6 +103,23 @@ def _narrow(x: np.ndarray, dtype) -> np.ndarray:
     r = ((u + np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
     r = np.where(np.isnan(x), np.uint16(0x7FC0), r)
     return r.view(dtype)
+
+
+def _window(fn, window) -> tuple:
+    """(left, right) as ints, -1 for an unbounded side."""
+    if window is None:
+        return (-1, -1)
+    if not isinstance(window, (tuple, list)) or len(window) != 2:
+        raise ValueError(f"{fn}: window must be a pair (left, right) of key counts or None, got {window!r}")
+    out = []
+    for side, w in zip(("left", "right"), window):
+        if w is None:
+            out.append(-1)
+            continue
+        if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)) or w < 0:
+            raise ValueError(f"{fn}: window's {side} size must be an integer >= 0 or None, got {w!r}")
+        out.append(int(w))
+    return tuple(out)
 
 
 def _softcap(fn, softcap) -> float:
@@ -256,6 +275,7 @@ def attention_forward(
     scale: float | None = None,
     bias: np.ndarray | None = None,
     softcap: float | None = None,
+    window: tuple | None = None,
 ) -> AttentionForward:
     """Scaled dot-product attention, fused: ``out = softmax(scale * q k^T + bias, masked) v``.
 
@@ -280,6 +300,11 @@ def attention_forward(
     softcap : float > 0, optional
         Caps the scaled scores before the bias: ``s = softcap * tanh(scale q k^T / softcap)``
         (ONNX's ``softcap``, Gemma's logit soft-capping).
+    window : (left, right), optional
+        A sliding window: query i sees keys i + o - left <= j <= i + o + right, o the causal
+        alignment's offset (0; Lk - Lq or kv_lengths[b] - Lq with ``causal="bottom_right"``);
+        either side None for unbounded (``(2, 0)`` with ``causal=True``: each query sees itself
+        and the two keys before it).
     kv_lengths : integer ndarray, shape (B,) for the first leading dim B, optional
         Keys j >= kv_lengths[b] are masked for every problem under index b. Values in [0, Lk].
     scale : float, optional
@@ -310,8 +335,10 @@ def attention_forward(
     kv_lengths = None if kv_lengths is None else np.asarray(kv_lengths)
     causal, bottom_right = _causal(fn, causal)
     softcap = _softcap(fn, softcap)
-    out, lse = _core.attention_forward(q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap)
-    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale, bias, bottom_right, softcap, io_dtype)
+    window = _window(fn, window)
+    out, lse = _core.attention_forward(q, k, v, mask, causal, bottom_right, kv_lengths, scale, bias, softcap, *window)
+    cache = AttentionCache(q, k, v, out, lse, mask, causal, kv_lengths, scale, bias, bottom_right, softcap, io_dtype,
+                           window)
     return AttentionForward(out if io_dtype is None else _narrow(out, io_dtype), cache)
 
 
@@ -345,7 +372,7 @@ def attention_backward(cache: AttentionCache, dout: np.ndarray, *, dbias: bool =
         dout = _widen(dout)
     dq, dk, dv, full = _core.attention_backward(
         c.q, c.k, c.v, c.out, c.lse, contiguous(dout, fn, "dout"), c.mask, c.causal, c.bottom_right,
-        c.kv_lengths, c.scale, c.bias, c.softcap, bool(dbias)
+        c.kv_lengths, c.scale, c.bias, c.softcap, *c.window, bool(dbias)
     )
     if dk.shape != c.k.shape:  # grouped heads: each key head's gradient sums its query heads, in order
         lead, heads = c.k.shape[:-3], c.k.shape[-3]
@@ -355,6 +382,29 @@ def attention_backward(cache: AttentionCache, dout: np.ndarray, *, dbias: bool =
     if c.io_dtype is not None:
         grads = tuple(_narrow(g, c.io_dtype) for g in grads)
     return AttentionGrads(*grads) if full is None else AttentionBiasGrads(*grads)
+
+
+_STAGES = {"scores": 0, "biased": 1, "probs": 2}
+
+
+def attention_scores(cache: AttentionCache, stage: str = "probs") -> np.ndarray:
+    """The (..., Lq, Lk) score matrix of an attention_forward call, which the fused kernel never
+    builds, computed again from its cache as the forward formed it.
+
+    ``stage``: "scores", ``scale * q k^T`` (soft-capped when the forward had a softcap); "biased",
+    that plus the bias, with -inf where a key is masked (mask, causal, window, kv_lengths);
+    "probs", the softmax weights the forward used (0 where masked and on rows that see no key).
+    These are ONNX Attention's qk_matmul_output modes 0/1, 2 and 3. In the forward's input dtype.
+    """
+    fn = "attention_scores"
+    if stage not in _STAGES:
+        raise ValueError(f"{fn}: stage must be one of {tuple(_STAGES)}, got {stage!r}")
+    if not isinstance(cache, AttentionCache):
+        raise TypeError(f"{fn}: cache must be the AttentionCache of an attention_forward call, got {type(cache).__name__}")
+    c = cache
+    out = _core.attention_scores(c.q, c.k, c.v, c.lse, c.mask, c.causal, c.bottom_right, c.kv_lengths, c.scale, c.bias,
+                                 c.softcap, *c.window, _STAGES[stage])
+    return out if c.io_dtype is None else _narrow(out, c.io_dtype)
 
 
 class AdditiveAttentionCache(NamedTuple):

@@ -17,6 +17,11 @@ struct AttentionOps {
                   T* lse) = nullptr;
   void (*backward)(const AttnShape& s, const AttnMask& m, const T* q, const T* k, const T* v, const T* out,
                    const T* lse, const T* dout, T* dq, T* dk, T* dv) = nullptr;
+  // The (batch, lq, lk) score matrix the forward never builds, at one stage: 0 scale·q·kᵀ
+  // (soft-capped with a softcap), 1 plus the bias and -inf where masked, 2 the softmax
+  // weights from forward's lse (0 where masked and on rows that see no key).
+  void (*scores)(const AttnShape& s, const AttnMask& m, const T* q, const T* k, const T* lse, int stage,
+                 T* out) = nullptr;
 };
 
 template <typename T>

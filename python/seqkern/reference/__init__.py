@@ -17,6 +17,7 @@ from .attention import (
     additive_attention_forward,
     attention_backward,
     attention_forward,
+    attention_scores,
 )
 from .attention import attention_keep as attention_keep
 from .gru import GRUGrads as GRUGrads
@@ -51,7 +52,7 @@ __all__ = [
     "lstm_layers_forward", "lstm_layers_backward",
     "gru_layers_forward", "gru_layers_backward",
     "rnn_layers_forward", "rnn_layers_backward",
-    "attention_forward", "attention_backward",
+    "attention_forward", "attention_backward", "attention_scores",
     "additive_attention_forward", "additive_attention_backward",
     "attention_pool_forward", "attention_pool_backward",
 ]

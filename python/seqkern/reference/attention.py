@@ -15,17 +15,20 @@ __all__ = [
     "attention_keep",
     "attention_forward",
     "attention_backward",
+    "attention_scores",
     "additive_attention_forward",
     "additive_attention_backward",
 ]
 
 
-def attention_keep(lead, lq, lk, mask=None, causal=False, kv_lengths=None):
+def attention_keep(lead, lq, lk, mask=None, causal=False, kv_lengths=None, window=None):
     """Bool array ``lead + (lq, lk)``: True where query i may attend to key j.
 
     The bool ``mask`` (broadcast), ``causal`` (True or "top_left": j <= i; "bottom_right":
     j <= i + lk - lq, or with kv_lengths j <= i + kv_lengths[b] - lq) and ``kv_lengths``
-    (j < kv_lengths[b] for every problem under index b of the first leading dim) all combine.
+    (j < kv_lengths[b] for every problem under index b of the first leading dim) and ``window``
+    (left, right): i + o - left <= j <= i + o + right with o causal's offset (0 unless
+    "bottom_right"), None for an unbounded side, all combine.
     """
     shape = tuple(lead) + (lq, lk)
     keep = np.ones(shape, dtype=bool)
@@ -34,19 +37,25 @@ def attention_keep(lead, lq, lk, mask=None, causal=False, kv_lengths=None):
     lengths = None
     if kv_lengths is not None:
         lengths = np.asarray(kv_lengths).reshape((-1,) + (1,) * (len(shape) - 1))
+    i, j = np.arange(lq)[:, None], np.arange(lk)[None, :]
+    offset = 0
+    if causal == "bottom_right":
+        offset = lk - lq if lengths is None else lengths - lq
     if causal is not False and causal is not None:
-        i, j = np.arange(lq)[:, None], np.arange(lk)[None, :]
-        if causal == "bottom_right":
-            offset = lk - lq if lengths is None else lengths - lq
-        else:
-            offset = 0
         keep = keep & (j <= i + offset)
+    if window is not None:
+        left, right = window
+        if left is not None and left >= 0:
+            keep = keep & (j >= i + offset - left)
+        if right is not None and right >= 0:
+            keep = keep & (j <= i + offset + right)
     if lengths is not None:
         keep = keep & (np.arange(lk) < lengths)
     return keep
 
 
-def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scale=None, bias=None, softcap=None):
+def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scale=None, bias=None, softcap=None,
+                      window=None):
     """out = softmax(cap(scale * q k^T) + bias, masked) v over the last two axes, cap(s) =
     softcap * tanh(s / softcap) with a softcap (else s); returns ``(out, cache)``.
 
@@ -62,19 +71,21 @@ def attention_forward(q, k, v, *, mask=None, causal=False, kv_lengths=None, scal
     kx, vx = (np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)) if group > 1 else (k, v)
     if scale is None:
         scale = 1.0 / np.sqrt(q.shape[-1]) if q.shape[-1] > 0 else 1.0
-    keep = attention_keep(q.shape[:-2], q.shape[-2], k.shape[-2], mask, causal, kv_lengths)
+    keep = attention_keep(q.shape[:-2], q.shape[-2], k.shape[-2], mask, causal, kv_lengths, window)
     scores = (q @ np.swapaxes(kx, -1, -2)) * q.dtype.type(scale)
     slope = None
     if softcap:
         u = np.tanh(scores / q.dtype.type(softcap))
         scores, slope = u * q.dtype.type(softcap), 1 - u * u
+    raw = scores
     if bias is not None:
         scores = scores + np.asarray(bias)
         keep = keep & ~np.isneginf(scores)
     # softmax over zero keys is all-zero (every row sees no key).
     p = softmax(scores, axis=-1, mask=keep) if scores.shape[-1] > 0 else scores
     out = p @ vx
-    cache = {"q": q, "k": kx, "v": vx, "p": p, "scale": scale, "group": group, "slope": slope,
+    cache = {"q": q, "k": kx, "v": vx, "p": p, "scale": scale, "group": group, "slope": slope, "raw": raw,
+             "biased": np.where(keep, scores, -np.inf).astype(scores.dtype),
              "bias_shape": None if bias is None else np.shape(bias)}
     return out, cache
 
@@ -106,6 +117,12 @@ def attention_backward(cache, dout, *, dbias=False):
     extra = ds.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and ds.shape[extra + i] != 1)
     return dq, dk, dv, ds.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def attention_scores(cache, stage="probs"):
+    """The score matrix of attention_forward's call: "scores" scale * q k^T (soft-capped with a
+    softcap), "biased" that plus the bias with -inf where masked, "probs" the softmax weights."""
+    return {"scores": cache["raw"], "biased": cache["biased"], "probs": cache["p"]}[stage]
 
 
 def additive_attention_forward(q, k, v, w_q, w_k, w_v, *, mask=None, kv_lengths=None):
