@@ -327,3 +327,17 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     assert list(got) == list(single.state_dict())
     for name, want in single.state_dict().items():
         torch.testing.assert_close(got[name], want, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_no_grad_gives_the_same_results_as_training(gen, kind):
+    # Under no_grad the modules use the inference ops (nothing kept for a backward).
+    mine = getattr(st, kind)(3, 5, num_layers=2, bidirectional=True)
+    seqs = [torch.randn(n, 3, generator=gen) for n in (4, 2, 6)]
+    packed = pack_sequence(seqs, enforce_sorted=False)
+    with_grad = flat(mine(packed))
+    with torch.no_grad():
+        without = flat(mine(packed))
+    assert with_grad[0].requires_grad and not without[0].requires_grad
+    for a, b in zip(with_grad, without):
+        assert torch.equal(a.detach(), b)

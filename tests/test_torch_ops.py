@@ -72,6 +72,21 @@ def _cases(gen):
     }
 
 
+def _no_grad(args):
+    return tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+@pytest.mark.parametrize("case", ["lstm", "lstm_plain", "gru", "rnn_relu"])
+def test_inference_ops_pass_opcheck_and_equal_the_training_ops(gen, case):
+    op, args = _cases(gen)[case]
+    name = op.name().split("::")[1].split(".")[0]
+    inference = getattr(ops, name + "_inference").default
+    args = _no_grad(args)
+    torch.library.opcheck(inference, args)
+    for a, b in zip(inference(*args), op(*args)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 CASES = ["lstm", "lstm_plain", "gru", "gru_plain", "rnn_tanh", "rnn_relu", "attention", "attention_causal",
          "additive_attention", "attention_pool"]
 

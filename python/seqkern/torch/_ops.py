@@ -8,6 +8,9 @@ and backward alike. Tensors reach the kernels as NumPy views (``Tensor.numpy()``
 kernels' arrays come back as tensors (``torch.from_numpy``): no copies, except one C-order copy
 of a non-contiguous input.
 
+``lstm_inference``, ``gru_inference`` and ``rnn_inference`` are the forwards without what the
+backward needs (no autograd formula): the modules call them when no gradient is wanted.
+
 Inputs must be CPU tensors of float32 or float64, all of one dtype; ``lengths`` int64 on the CPU.
 Wrong dtypes raise ``TypeError``; a wrong device, rank or shape ``ValueError``, naming the op and
 the argument. The checks read only metadata, so the fake (meta) implementations share them.
@@ -24,6 +27,7 @@ from ._weights import as_numpy, gru_weights, lstm_weights, rnn_weights
 
 __all__ = [
     "lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward",
+    "lstm_inference", "gru_inference", "rnn_inference",
     "attention", "attention_backward", "additive_attention", "additive_attention_backward",
     "attention_pool", "attention_pool_backward",
 ]
@@ -184,6 +188,23 @@ def _lstm_grad(ctx, dy, dh_n, dc_n, _dgates, _dh, _dc):
 lstm.register_autograd(_lstm_grad, setup_context=_lstm_setup)
 
 
+@torch.library.custom_op("seqkern::lstm_inference", mutates_args=())
+def lstm_inference(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+                   peephole: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
+                   lengths: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`lstm` without the saved gates and states: ``(y, h_n, c_n)``, not differentiable."""
+    _check_lstm("seqkern::lstm_inference", x, w_ih, w_hh, b_ih, b_hh, peephole, h0, c0, lengths)
+    w = lstm_weights(w_ih, w_hh, b_ih, b_hh, peephole)
+    y, h_n, c_n, _ = _core.lstm_forward(as_numpy(x), w, *_arrays(h0, c0, lengths), False)
+    return _tensors(y, h_n, c_n)
+
+
+@lstm_inference.register_fake
+def _(x, w_ih, w_hh, b_ih, b_hh, peephole, h0, c0, lengths):
+    T, B, D, H = _check_lstm("seqkern::lstm_inference", x, w_ih, w_hh, b_ih, b_hh, peephole, h0, c0, lengths)
+    return x.new_empty((T, B, H)), x.new_empty((B, H)), x.new_empty((B, H))
+
+
 # --- GRU -----------------------------------------------------------------------------------------------------------
 
 @torch.library.custom_op("seqkern::gru", mutates_args=())
@@ -254,6 +275,22 @@ def _gru_grad(ctx, dy, dh_n, _dgates, _dh):
 gru.register_autograd(_gru_grad, setup_context=_h_state_setup)
 
 
+@torch.library.custom_op("seqkern::gru_inference", mutates_args=())
+def gru_inference(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+                  h0: Optional[Tensor], lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """:func:`gru` without the saved gates and states: ``(y, h_n)``, not differentiable."""
+    _recurrent("seqkern::gru_inference", 3, x, w_ih, w_hh, b_ih, b_hh, (("h0", h0),), lengths)
+    w = gru_weights(w_ih, w_hh, b_ih, b_hh)
+    y, h_n, *_ = _core.gru_forward(as_numpy(x), w._arrays, *_arrays(h0, lengths), False)
+    return _tensors(y, h_n)
+
+
+@gru_inference.register_fake
+def _(x, w_ih, w_hh, b_ih, b_hh, h0, lengths):
+    T, B, D, H = _recurrent("seqkern::gru_inference", 3, x, w_ih, w_hh, b_ih, b_hh, (("h0", h0),), lengths)
+    return x.new_empty((T, B, H)), x.new_empty((B, H))
+
+
 # --- plain RNN -----------------------------------------------------------------------------------------------------
 
 def _nonlinearity(relu: bool) -> str:
@@ -301,6 +338,22 @@ def _rnn_grad(ctx, dy, dh_n, _dgates, _dh):
 
 
 rnn.register_autograd(_rnn_grad, setup_context=_h_state_setup)
+
+
+@torch.library.custom_op("seqkern::rnn_inference", mutates_args=())
+def rnn_inference(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+                  h0: Optional[Tensor], lengths: Optional[Tensor], relu: bool) -> tuple[Tensor, Tensor]:
+    """:func:`rnn` without the saved states: ``(y, h_n)``, not differentiable."""
+    _recurrent("seqkern::rnn_inference", 1, x, w_ih, w_hh, b_ih, b_hh, (("h0", h0),), lengths)
+    w = rnn_weights(w_ih, w_hh, b_ih, b_hh, _nonlinearity(relu))
+    y, h_n, *_ = _core.rnn_forward(as_numpy(x), w._arrays, *_arrays(h0, lengths), False, bool(relu))
+    return _tensors(y, h_n)
+
+
+@rnn_inference.register_fake
+def _(x, w_ih, w_hh, b_ih, b_hh, h0, lengths, relu):
+    T, B, D, H = _recurrent("seqkern::rnn_inference", 1, x, w_ih, w_hh, b_ih, b_hh, (("h0", h0),), lengths)
+    return x.new_empty((T, B, H)), x.new_empty((B, H))
 
 
 # --- scaled dot-product attention ----------------------------------------------------------------------------------

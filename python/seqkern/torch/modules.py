@@ -39,7 +39,8 @@ def _reverse(x: Tensor, index: Tensor | None) -> Tensor:
 class _RecurrentBase(torch.nn.Module):
     """What LSTM, GRU and RNN share: parameters under ``torch.nn``'s names, PackedSequence,
     batch_first and unbatched input, layers, directions and the dropout between layers. A
-    subclass sets ``_gates`` and ``_states`` and implements ``_run`` (one layer and direction)."""
+    subclass sets ``_gates`` and ``_states`` and implements ``_run`` (one layer and direction, with
+    the op that keeps what the backward needs when ``grad``, else the inference op)."""
 
     _gates = 1
     _states = 1  # 2 for the LSTM: (h, c)
@@ -148,6 +149,10 @@ class _RecurrentBase(torch.nn.Module):
                 x = x.transpose(0, 1)
         T, B = x.shape[0], x.shape[1]
         states = self._initial(hx, B, unbatched, sorted_idx)
+        # Without gradients the kernels need not keep the gates and states for a backward.
+        grad = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+            or any(s is not None and s.requires_grad for s in states))
         rev = None if lengths is None or not self.bidirectional else _reverse_index(T, lengths)
         finals = [[] for _ in range(self._states)]
         for k in range(self.num_layers):
@@ -158,7 +163,7 @@ class _RecurrentBase(torch.nn.Module):
                 i = k * len(self._sfx) + j
                 xs = x if j == 0 else _reverse(x, rev)
                 init = tuple(None if st is None else st[i] for st in states)
-                y, *last = self._run(f"_l{k}{s}", xs, init, lengths)
+                y, *last = self._run(f"_l{k}{s}", xs, init, lengths, grad)
                 outs.append(y if j == 0 else _reverse(y, rev))
                 for f, v in zip(finals, last):
                     f.append(v)
@@ -220,10 +225,10 @@ class LSTM(_RecurrentBase):
     def extra_repr(self) -> str:
         return super().extra_repr() + (", peephole=True" if self.peephole else "")
 
-    def _run(self, sfx, x, init, lengths):
-        y, h_n, c_n, *_ = _seqkern.lstm(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx),
-                                        self._p("bias_ih" + sfx), self._p("bias_hh" + sfx),
-                                        self._p("peephole" + sfx), init[0], init[1], lengths)
+    def _run(self, sfx, x, init, lengths, grad):
+        op = _seqkern.lstm if grad else _seqkern.lstm_inference
+        y, h_n, c_n, *_ = op(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx), self._p("bias_ih" + sfx),
+                             self._p("bias_hh" + sfx), self._p("peephole" + sfx), init[0], init[1], lengths)
         return y, h_n, c_n
 
 
@@ -233,9 +238,10 @@ class GRU(_RecurrentBase):
 
     _gates = 3
 
-    def _run(self, sfx, x, init, lengths):
-        y, h_n, *_ = _seqkern.gru(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx),
-                                  self._p("bias_ih" + sfx), self._p("bias_hh" + sfx), init[0], lengths)
+    def _run(self, sfx, x, init, lengths, grad):
+        op = _seqkern.gru if grad else _seqkern.gru_inference
+        y, h_n, *_ = op(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx), self._p("bias_ih" + sfx),
+                        self._p("bias_hh" + sfx), init[0], lengths)
         return y, h_n
 
 
@@ -257,10 +263,10 @@ class RNN(_RecurrentBase):
     def extra_repr(self) -> str:
         return super().extra_repr() + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
 
-    def _run(self, sfx, x, init, lengths):
-        y, h_n, *_ = _seqkern.rnn(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx),
-                                  self._p("bias_ih" + sfx), self._p("bias_hh" + sfx), init[0], lengths,
-                                  self.nonlinearity == "relu")
+    def _run(self, sfx, x, init, lengths, grad):
+        op = _seqkern.rnn if grad else _seqkern.rnn_inference
+        y, h_n, *_ = op(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx), self._p("bias_ih" + sfx),
+                        self._p("bias_hh" + sfx), init[0], lengths, self.nonlinearity == "relu")
         return y, h_n
 
 
