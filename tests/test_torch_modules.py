@@ -268,6 +268,8 @@ def test_torch_compile_matches_eager(gen):
     gg = torch.autograd.grad(got.square().sum(), list(model.parameters()))
     for a, b in zip(gw, gg):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    with torch.no_grad():  # the inference ops, traced
+        torch.testing.assert_close(compiled(tokens), want.detach(), rtol=1e-6, atol=1e-7)
 
 
 # --- DistributedDataParallel ---------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def weight_cache_info() -> dict:
 def _key(t):
     if t is None:
         return None
-    return (t.data_ptr(), t._version, tuple(t.shape), tuple(t.stride()), t.dtype)
+    return (t.data_ptr(), t._version, t.shape, t.stride(), t.dtype)
 
 
 def as_numpy(t) -> np.ndarray | None:

@@ -91,6 +91,8 @@ def overhead_rows(repeat: int, pause: float) -> list[dict]:
         ("numpy api lstm_forward (no cache)", lambda: seqkern.lstm_forward(xn, w, need_cache=False)),
         ("numpy api lstm_forward (cache)", lambda: seqkern.lstm_forward(xn, w)),
         ("torch.ops.seqkern.lstm", lambda: _seqkern.lstm(x, w_ih, w_hh, b, None, None, None, None, None)),
+        ("torch.ops.seqkern.lstm_inference",
+         lambda: _seqkern.lstm_inference(x, w_ih, w_hh, b, None, None, None, None, None)),
         ("seqkern.torch.LSTM module", lambda: module(x)),
     )
     times = {}
@@ -145,7 +147,7 @@ def training_rows(steps: int, batch: int, pause: float) -> list[dict]:
             loss = torch.nn.functional.cross_entropy(model(tokens, lengths), labels)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         seconds = time.perf_counter() - t0
         results[label] = (sum(tokens_per_step) / seconds, losses)
     tps_t, loss_t = results["torch"]

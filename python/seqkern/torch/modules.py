@@ -15,11 +15,25 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import _ops  # noqa: F401  (registers torch.ops.seqkern.*)
+from . import _ops  # registers torch.ops.seqkern.*
 
 __all__ = ["LSTM", "GRU", "RNN", "AttentionPool", "scaled_dot_product_attention", "additive_attention"]
 
 _seqkern = torch.ops.seqkern
+
+
+def _direct(x: Tensor) -> bool:
+    """Whether an inference op's implementation may be called without the dispatcher: eager mode,
+    a plain tensor, no dispatch mode or functorch transform active. The op has no autograd formula,
+    so skipping the dispatcher changes nothing but the per-call cost."""
+    return (type(x) is Tensor and not torch.compiler.is_compiling() and torch._C._len_torch_dispatch_stack() == 0
+            and not torch._C._functorch.is_functorch_wrapped_tensor(x))
+
+
+def _op(name: str, grad: bool, x: Tensor):
+    if grad:
+        return getattr(_seqkern, name)
+    return _ops.INFERENCE_IMPLS[name] if _direct(x) else getattr(_seqkern, name + "_inference")
 
 
 def _reverse_index(T: int, lengths: Tensor) -> Tensor:
@@ -95,15 +109,18 @@ class _RecurrentBase(torch.nn.Module):
                 s += f", {name}={getattr(self, name)}"
         return s
 
-    def _p(self, name: str):
-        return getattr(self, name, None)
+    def _weights(self, sfx: str, names=("weight_ih", "weight_hh", "bias_ih", "bias_hh")) -> list:
+        """The parameters of one layer and direction, None where absent (read from ``_parameters``
+        directly: ``Module.__getattr__`` would cost more than a small kernel call)."""
+        p = self._parameters
+        return [p.get(n + sfx) for n in names]
 
     def _check_input(self, x: Tensor, dims: tuple) -> None:
         name = type(self).__name__
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: input must be a Tensor or PackedSequence, got {type(x).__name__}")
-        w = self.weight_ih_l0
-        if x.device.type != "cpu":
+        w = self._parameters["weight_ih_l0"]
+        if not x.is_cpu:
             raise ValueError(f"{name}: input must be on the CPU, got device {x.device}")
         if x.dtype != w.dtype:
             raise TypeError(f"{name}: input must be {w.dtype}, like the parameters, got {x.dtype}")
@@ -151,7 +168,7 @@ class _RecurrentBase(torch.nn.Module):
         states = self._initial(hx, B, unbatched, sorted_idx)
         # Without gradients the kernels need not keep the gates and states for a backward.
         grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.parameters())
+            x.requires_grad or any(p.requires_grad for p in self._parameters.values())
             or any(s is not None and s.requires_grad for s in states))
         rev = None if lengths is None or not self.bidirectional else _reverse_index(T, lengths)
         finals = [[] for _ in range(self._states)]
@@ -168,7 +185,7 @@ class _RecurrentBase(torch.nn.Module):
                 for f, v in zip(finals, last):
                     f.append(v)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
-        finals = [torch.stack(f) for f in finals]
+        finals = [f[0].unsqueeze(0) if len(f) == 1 else torch.stack(f) for f in finals]
         if unsorted_idx is not None:
             finals = [f.index_select(1, unsorted_idx) for f in finals]
         if packed:
@@ -226,9 +243,9 @@ class LSTM(_RecurrentBase):
         return super().extra_repr() + (", peephole=True" if self.peephole else "")
 
     def _run(self, sfx, x, init, lengths, grad):
-        op = _seqkern.lstm if grad else _seqkern.lstm_inference
-        y, h_n, c_n, *_ = op(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx), self._p("bias_ih" + sfx),
-                             self._p("bias_hh" + sfx), self._p("peephole" + sfx), init[0], init[1], lengths)
+        op = _op("lstm", grad, x)
+        w = self._weights(sfx, ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "peephole"))
+        y, h_n, c_n, *_ = op(x, *w, init[0], init[1], lengths)
         return y, h_n, c_n
 
 
@@ -239,9 +256,8 @@ class GRU(_RecurrentBase):
     _gates = 3
 
     def _run(self, sfx, x, init, lengths, grad):
-        op = _seqkern.gru if grad else _seqkern.gru_inference
-        y, h_n, *_ = op(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx), self._p("bias_ih" + sfx),
-                        self._p("bias_hh" + sfx), init[0], lengths)
+        op = _op("gru", grad, x)
+        y, h_n, *_ = op(x, *self._weights(sfx), init[0], lengths)
         return y, h_n
 
 
@@ -264,9 +280,8 @@ class RNN(_RecurrentBase):
         return super().extra_repr() + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
 
     def _run(self, sfx, x, init, lengths, grad):
-        op = _seqkern.rnn if grad else _seqkern.rnn_inference
-        y, h_n, *_ = op(x, self._p("weight_ih" + sfx), self._p("weight_hh" + sfx), self._p("bias_ih" + sfx),
-                        self._p("bias_hh" + sfx), init[0], lengths, self.nonlinearity == "relu")
+        op = _op("rnn", grad, x)
+        y, h_n, *_ = op(x, *self._weights(sfx), init[0], lengths, self.nonlinearity == "relu")
         return y, h_n
 
 
