@@ -4,11 +4,11 @@ Three tables, every ratio from timings taken in the same run (> 1 means seqkern.
 
 - inference: ``seqkern.torch.LSTM`` against ``torch.nn.LSTM`` and against the NumPy API
   (``seqkern.lstm_forward`` on packed ``LSTMWeights``) on the same weights and inputs, under
-  ``torch.no_grad()``, medians over ``--repeat`` repeats;
+  ``torch.no_grad()``, medians over ``--repeat`` repeats taken in turns (see :func:`interleaved`);
 - the per-call overhead of the torch op over the NumPy API on a tiny shape (microseconds);
 - training tokens/s of a small SST-2-like classifier (Embedding -> bidirectional LSTM -> Linear,
   packed sequences, Adam) with ``seqkern.torch.LSTM`` and with ``torch.nn.LSTM``, the same
-  initial weights and batches, and both final losses.
+  initial weights and batches, the two models stepping in turns, and both loss curves.
 
 One thread for both libraries by default (``--threads``); a short pause between items lets the
 machine settle. ``--json out.json`` writes the rows.
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import time
 
@@ -26,7 +28,6 @@ import torch
 
 import seqkern
 from seqkern.bench.report import cpu_model
-from seqkern.bench.timing import time_call
 
 from . import LSTM
 from .modules import _seqkern
@@ -41,6 +42,27 @@ BATCHES = (1, 4, 8)
 def _pause(s: float) -> None:
     if s > 0:
         time.sleep(s)
+
+
+def interleaved(fns: dict, repeat: int, min_repeat_s: float = 0.02) -> dict:
+    """Median seconds per call of each of ``fns`` (label -> callable), timed in turns: every repeat
+    times each function once (a batch of calls when they are fast), so a change in the machine's
+    load or clock during the run falls on all of them alike. Two untimed calls each first."""
+    number = {}
+    for label, fn in fns.items():
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        number[label] = max(1, math.ceil(min_repeat_s / max(time.perf_counter() - t0, 1e-7)))
+    samples = {label: [] for label in fns}
+    for _ in range(repeat):
+        for label, fn in fns.items():
+            n = number[label]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[label].append((time.perf_counter() - t0) / n)
+    return {label: statistics.median(v) for label, v in samples.items()}
 
 
 def inference_rows(repeat: int, pause: float) -> list[dict]:
@@ -67,11 +89,9 @@ def inference_rows(repeat: int, pause: float) -> list[dict]:
 
             with torch.no_grad():
                 torch.testing.assert_close(mine(x)[0], ref(x)[0], rtol=1e-4, atol=1e-5)
-                times = {}
-                for label, fn in (("torch", lambda: ref(x)), ("seqkern.torch", lambda: mine(x)),
-                                  ("numpy api", numpy_api)):
-                    _pause(pause)
-                    times[label] = time_call(fn, repeats=repeat).seconds
+                _pause(pause)
+                times = interleaved({"torch": lambda: ref(x), "seqkern.torch": lambda: mine(x),
+                                     "numpy api": numpy_api}, repeat)
             rows.append({"table": "inference", "shape": name, "B": B,
                          "torch_ms": times["torch"] * 1e3, "seqkern_torch_ms": times["seqkern.torch"] * 1e3,
                          "numpy_api_ms": times["numpy api"] * 1e3,
@@ -95,11 +115,9 @@ def overhead_rows(repeat: int, pause: float) -> list[dict]:
          lambda: _seqkern.lstm_inference(x, w_ih, w_hh, b, None, None, None, None, None)),
         ("seqkern.torch.LSTM module", lambda: module(x)),
     )
-    times = {}
     with torch.no_grad():
-        for label, fn in calls:
-            _pause(pause)
-            times[label] = time_call(fn, repeats=repeat, min_repeat_s=0.05).seconds
+        _pause(pause)
+        times = interleaved(dict(calls), repeat, min_repeat_s=0.05)
     base = times["numpy api lstm_forward (cache)"]
     return [{"table": "overhead", "call": label, "shape": f"T={T} B={B} D={D} H={H}", "us": t * 1e6,
              "over_numpy_us": (t - base) * 1e6} for label, t in times.items()]
@@ -132,24 +150,24 @@ def training_rows(steps: int, batch: int, pause: float) -> list[dict]:
     tokens_per_step = [int(b[1].sum()) for b in batches[2:]]
     torch.manual_seed(0)
     ref = SST2Model(torch.nn.LSTM)
-    results = {}
+    runs = {}
     for label, cls in (("torch", torch.nn.LSTM), ("seqkern.torch", LSTM)):
         model = SST2Model(cls)
         model.load_state_dict(ref.state_dict())
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        losses = []
-        _pause(pause)
-        t0 = 0.0
-        for i, (tokens, lengths, labels) in enumerate(batches):
-            if i == 2:  # two warm-up steps
-                t0 = time.perf_counter()
+        runs[label] = (model, torch.optim.Adam(model.parameters(), lr=1e-3), [], [])
+    _pause(pause)
+    # The two models take turns, step by step, so that the machine's state falls on both alike.
+    for i, (tokens, lengths, labels) in enumerate(batches):
+        for model, opt, losses, seconds in runs.values():
+            t0 = time.perf_counter()
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(tokens, lengths), labels)
             loss.backward()
             opt.step()
+            if i >= 2:  # two warm-up steps
+                seconds.append(time.perf_counter() - t0)
             losses.append(float(loss.detach()))
-        seconds = time.perf_counter() - t0
-        results[label] = (sum(tokens_per_step) / seconds, losses)
+    results = {label: (sum(tokens_per_step) / sum(r[3]), r[2]) for label, r in runs.items()}
     tps_t, loss_t = results["torch"]
     tps_s, loss_s = results["seqkern.torch"]
     return [{"table": "training", "model": f"SST-2-like Embedding(5000,100) -> biLSTM(100) -> Linear, B={batch} T<={T}",
