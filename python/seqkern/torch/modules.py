@@ -26,8 +26,13 @@ def _direct(x: Tensor) -> bool:
     """Whether an inference op's implementation may be called without the dispatcher: eager mode,
     a plain tensor, no dispatch mode or functorch transform active. The op has no autograd formula,
     so skipping the dispatcher changes nothing but the per-call cost."""
-    return (type(x) is Tensor and not torch.compiler.is_compiling() and torch._C._len_torch_dispatch_stack() == 0
-            and not torch._C._functorch.is_functorch_wrapped_tensor(x))
+    return (type(x) is Tensor and not torch.compiler.is_compiling() and _dispatch_stack_len() == 0
+            and not _functorch_wrapped(x))
+
+
+# Private PyTorch helpers behind _direct; without them (another PyTorch version) the dispatcher is used.
+_dispatch_stack_len = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 1)
+_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda x: True)
 
 
 def _op(name: str, grad: bool, x: Tensor):
