@@ -308,3 +308,10 @@ class TestErrors:
             st.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(4, 5, dtype=torch.bool))
         with pytest.raises(TypeError, match="k must be torch.float64, like q"):
             st.scaled_dot_product_attention(q, k.float(), v)
+
+
+def test_the_two_bias_gradients_are_separate_tensors(gen):
+    m = st.LSTM(3, 4)
+    m(torch.randn(2, 2, 3, generator=gen))[0].sum().backward()
+    assert torch.equal(m.bias_ih_l0.grad, m.bias_hh_l0.grad)
+    assert m.bias_ih_l0.grad.data_ptr() != m.bias_hh_l0.grad.data_ptr()

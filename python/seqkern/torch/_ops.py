@@ -199,7 +199,9 @@ def _lstm_grad(ctx, dy, dh_n, dc_n, _dgates, _dh, _dc):
     dx, dwi, dwh, db, dh0, dc0, dp = lstm_backward(x, w_ih, w_hh, b_ih, b_hh, peephole, lengths, gates, h, c,
                                                    dy, dh_n, dc_n)
     h0_given, c0_given = ctx.state_given
-    return (dx, dwi, dwh, db if b_ih is not None else None, db if b_hh is not None else None,
+    # Two tensors, not one twice: AccumulateGrad may adopt a gradient as the parameter's .grad.
+    db_hh = db.clone() if b_ih is not None and b_hh is not None else db
+    return (dx, dwi, dwh, db if b_ih is not None else None, db_hh if b_hh is not None else None,
             dp if peephole is not None else None, dh0 if h0_given else None, dc0 if c0_given else None, None)
 
 
