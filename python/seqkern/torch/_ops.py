@@ -433,7 +433,9 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causal: b
     A row that sees no key gets zeros.
     """
     _check_attention("seqkern::attention", q, k, v, mask)
-    out, lse = _core.attention_forward(*_arrays(q, k, v), _mask_array(mask), bool(causal), None, float(scale))
+    # (mask, causal, bottom_right, kv_lengths, scale, bias, softcap, window left, right)
+    out, lse = _core.attention_forward(*_arrays(q, k, v), _mask_array(mask), bool(causal), False, None, float(scale),
+                                       None, 0.0, -1, -1)
     return _tensors(out, lse)
 
 
@@ -447,9 +449,9 @@ def _(q, k, v, mask, causal, scale):
 def attention_backward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor,
                        mask: Optional[Tensor], causal: bool, scale: float) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients ``(dq, dk, dv)`` of :func:`attention`."""
-    grads = _core.attention_backward(*_arrays(q, k, v, out, lse, dout), _mask_array(mask), bool(causal), None,
-                                     float(scale))
-    return _tensors(*grads)
+    grads = _core.attention_backward(*_arrays(q, k, v, out, lse, dout), _mask_array(mask), bool(causal), False, None,
+                                     float(scale), None, 0.0, -1, -1, False)
+    return _tensors(*grads[:3])
 
 
 @attention_backward.register_fake
