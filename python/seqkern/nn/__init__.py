@@ -18,10 +18,11 @@ from .layers import GRU, LSTM, AttentionPool, SimpleRNN, Dense, Dropout, Embeddi
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, get_loss
 from .model import EarlyStopping, Sequential, load_model
 from .optim import SGD, Adam, Optimizer, get_optimizer, global_norm
+from .predict import Predictor
 
 __all__ = [
     "Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool", "layer_from_config",
     "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get_loss",
     "Optimizer", "SGD", "Adam", "get_optimizer", "global_norm",
-    "Sequential", "EarlyStopping", "load_model",
+    "Sequential", "EarlyStopping", "load_model", "Predictor",
 ]
