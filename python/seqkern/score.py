@@ -394,7 +394,11 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(1, lines_per_s=f"{lines / max(time.perf_counter() - t0, 1e-9):,.0f}")
         except ValueError as e:
             bar.close()
+            if not any(name.startswith("part-") for name in os.listdir(parts)):
+                shutil.rmtree(parts, ignore_errors=True)  # nothing to resume
             return _fail(str(e).removeprefix("predict: "))
+        finally:
+            results.close()
         bar.close()
         header = "id\tlabel\t" + "\t".join(f"p_{lab}" for lab in predictor.labels) + "\n"
         _concatenate(parts, len(bounds), args.output, header)

@@ -192,6 +192,26 @@ class Predictor:
             for row in proba:
                 yield names[int(row.argmax())], row
 
+    def columns(self) -> list[str]:
+        """The names of the probability columns: ``p_<label>`` per class."""
+        return [f"p_{lab}" for lab in self.labels]
+
+    def score_batch(self, batch, text_column: str = "text"):
+        """Score one batch of a table: a pandas DataFrame, or a dict of column arrays (Ray Data's
+        ``batch_format="numpy"``), with the texts in ``text_column``. Returns the same kind of
+        batch with the columns ``label`` and ``p_<label>`` added (for ``Dataset.map_batches``)."""
+        try:
+            texts = batch[text_column]
+        except (KeyError, IndexError):
+            have = list(batch.keys()) if hasattr(batch, "keys") else type(batch).__name__
+            raise KeyError(f"score_batch: text_column {text_column!r} is not a column of the batch (columns: {have})") from None
+        labels, proba = self.predict_texts([str(t) for t in texts])
+        out = batch.copy() if hasattr(batch, "copy") else dict(batch)
+        out["label"] = np.asarray(labels, dtype=object)
+        for j, name in enumerate(self.columns()):
+            out[name] = proba[:, j]
+        return out
+
     def __repr__(self) -> str:
         return (f"Predictor({len(self.vocab)} tokens, labels {self.labels}"
                 f"{'' if self.labels_known else ' (class ids: the model file names no labels)'})")
