@@ -373,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in os.listdir(parts):
             if name.endswith(".tmp") or (old is None and name.startswith("part-")):
                 os.unlink(os.path.join(parts, name))
+        stale = f".{os.path.basename(args.output)}."
+        for name in os.listdir(out_dir):  # a concatenation killed before its rename
+            if name.startswith(stale) and name.endswith(".tmp") and len(name) == len(stale) + 16:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(out_dir, name))
         if old is None:
             _atomic_write(manifest_path, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
         todo = [k for k in range(len(bounds)) if not os.path.exists(_part_name(parts, k))]
