@@ -30,6 +30,7 @@ from .layers import (GRU, LSTM, AttentionPool, Dense, Dropout, Embedding, Layer,
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, get_loss
 from .model import Sequential, load_model
 from .optim import SGD, Adam, Optimizer, get_optimizer, global_norm
+from .predict import Predictor
 
 __all__ = [
     "Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool", "TimeDistributed",
@@ -38,5 +39,5 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "get_optimizer", "global_norm",
     "Sequential", "load_model", "metrics", "Input", "Model", "Dot", "Add", "Concatenate", "Softmax",
     "Callback", "LambdaCallback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau",
-    "LearningRateScheduler",
+    "LearningRateScheduler", "Predictor",
 ]

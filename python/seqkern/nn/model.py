@@ -37,21 +37,21 @@ __all__ = ["Sequential", "EarlyStopping", "load_model"]
 class _Progress:
     """tqdm when it is installed, otherwise a one-line text bar on stderr."""
 
-    def __init__(self, total, desc, enabled):
+    def __init__(self, total, desc, enabled, unit="batch", start=0):
         self.total, self.desc, self.enabled = total, desc, enabled
-        self.n, self.t0, self.last, self.post = 0, time.perf_counter(), 0.0, ""
+        self.n, self.t0, self.last, self.post = start, time.perf_counter(), 0.0, ""
         self.bar = None
         if enabled:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, desc=desc, unit="batch", leave=True)
+                self.bar = tqdm(total=total, desc=desc, unit=unit, initial=start, leave=True)
             except ImportError:
                 self.bar = None
 
     def update(self, n=1, **post):
         self.n += n
-        self.post = " ".join(f"{k} {v:.4f}" for k, v in post.items())
+        self.post = " ".join(f"{k} {v}" if isinstance(v, str) else f"{k} {v:.4f}" for k, v in post.items())
         if not self.enabled:
             return
         if self.bar is not None:
