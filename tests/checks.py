@@ -132,3 +132,25 @@ def run_python(code: str, **env_overrides) -> subprocess.CompletedProcess:
     env.update(env_overrides)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
+
+
+def check_model_grad(model, x, y, lengths, loss_of, *, rng, name):
+    """A model's parameter gradients (``model.loss_and_grads``) against finite differences of
+    ``loss_of(model, x, y, lengths)``, the same loss computed by a forward without a cache; every
+    parameter is restored after each evaluation."""
+    loss, _ = model.loss_and_grads(x, y, lengths=lengths, training=False)
+    params = model.params()
+    inputs = {k.replace(".", "__"): v.copy() for k, v in params.items()}
+    grads = {"__g__": (1.0,), **{k.replace(".", "__"): v.copy() for k, v in model.grads().items()}}
+
+    def f(**kw):
+        saved = {k: v.copy() for k, v in params.items()}
+        for k, v in kw.items():
+            params[k.replace("__", ".")][...] = v
+        val = loss_of(model, x, y, lengths)
+        for k, v in saved.items():
+            params[k][...] = v
+        return np.array(val)
+
+    assert np.isclose(float(f()), loss), (name, float(f()), loss)
+    check_grad(f, inputs, grads, rng=rng, name=name)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checks import assert_close, check_grad
+from checks import assert_close, check_grad, check_model_grad
 
 import seqkern
 from seqkern import nn
@@ -180,24 +180,11 @@ def _text_model(dtype=F64, bidirectional=True, peephole=False, seed=0):
 
 
 def _model_check(model, x, y, lengths, rng, name):
-    loss, _ = model.loss_and_grads(x, y, lengths=lengths, training=False)
-    params = model.params()
-    inputs = {k.replace(".", "__"): v.copy() for k, v in params.items()}
-    grads = {"__g__": (1.0,), **{k.replace(".", "__"): v.copy() for k, v in model.grads().items()}}
+    def loss_of(model, x, y, lengths):
+        out = model.forward(x, lengths=lengths, logits=model._fused())
+        return model.loss(out, y)[0]
 
-    def f(**kw):
-        saved = {k: v.copy() for k, v in params.items()}
-        for k, v in kw.items():
-            params[k.replace("__", ".")][...] = v
-        fused = model._fused()
-        out = model.forward(x, lengths=lengths, logits=fused)
-        val, _ = model.loss(out, y)
-        for k, v in saved.items():
-            params[k][...] = v
-        return np.array(val)
-
-    assert np.isclose(float(f()), loss)
-    check_grad(f, inputs, grads, rng=rng, name=name)
+    check_model_grad(model, x, y, lengths, loss_of, rng=rng, name=name)
 
 
 @pytest.mark.parametrize("bidirectional,peephole", [(True, False), (False, True)])

@@ -152,15 +152,7 @@ def read_tsv(path: str) -> tuple[list[str], list[str]]:
     and Python's text mode would split there). The file is UTF-8; an invalid byte raises
     ValueError naming the file, the line and the byte's column.
     """
-    with open(path, "rb") as fh:
-        raw = fh.read().split(b"\n")
-    lines = []
-    for i, b in enumerate(raw):
-        try:
-            lines.append(b.removesuffix(b"\r").decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise ValueError(f"read_tsv: {path} line {i + 1} is not valid UTF-8 (byte {e.start + 1} of the line: "
-                             f"{e.object[e.start:e.start + 1]!r}): {e.reason}") from None
+    lines = _utf8_lines(path, "read_tsv")
     rows = []
     for i, ln in enumerate(lines):
         if not ln.strip():
