@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from predict_support import LABELS, make_model, read_scores, texts, write_corpus
 
+import seqkern
 from seqkern import nn
 from seqkern.score import main, partition_bounds
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[1] / "python")
+# Where the seqkern these tests import lives (the source tree in development, site-packages in CI).
+PYTHON_DIR = str(Path(seqkern.__file__).resolve().parents[1])
 
 
 @pytest.fixture(scope="module")

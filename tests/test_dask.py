@@ -19,10 +19,12 @@ distributed = pytest.importorskip("distributed")
 
 from predict_support import make_model, texts, write_corpus  # noqa: E402
 
+import seqkern  # noqa: E402
 from seqkern import nn  # noqa: E402
 from seqkern.score import main  # noqa: E402
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[1] / "python")
+# Where the seqkern these tests import lives (the source tree in development, site-packages in CI).
+PYTHON_DIR = str(Path(seqkern.__file__).resolve().parents[1])
 
 
 @pytest.fixture(scope="module")
@@ -136,17 +138,18 @@ def test_a_worker_killed_mid_run_does_not_change_the_output(client, model_file, 
     parts = tmp_path / "s.tsv.parts"
     cmd = [sys.executable, "-m", "seqkern", "predict", "--model", model_file, "--input", str(path),
            "--output", str(out), "--partition-size", "4000", "--scheduler", client.scheduler.address, "--no-progress"]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if parts.exists() and len(list(parts.glob("part-*.tsv"))) >= 2:
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the run ended before a worker could be killed"
-    pids = client.run(os.getpid)
-    victim = sorted(pids)[0]
-    os.kill(pids[victim], signal.SIGKILL)
-    stdout, stderr = proc.communicate(timeout=120)
+    with subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if parts.exists() and len(list(parts.glob("part-*.tsv"))) >= 2:
+                break
+            time.sleep(0.005)
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before a worker could be killed: {proc.communicate()[1]}")
+        pids = client.run(os.getpid)
+        victim = sorted(pids)[0]
+        os.kill(pids[victim], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert out.read_bytes() == ref
     client.wait_for_workers(2, timeout=60)
