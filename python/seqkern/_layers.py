@@ -253,15 +253,22 @@ def _directions(fn: str, cell: _Cell, layers):
     return out
 
 
-def _state(fn: str, name: str, a, shape, dtype):
+def _operand(fn: str, name: str, a, shape, dtype, like: str, layout: str = ""):
+    """``a`` (None stays None) as an array of ``dtype`` (TypeError naming ``like`` otherwise) and
+    ``shape`` (ValueError; ``layout`` spells it in symbols)."""
     if a is None:
         return None
     a = np.asarray(a)
     if a.dtype != dtype:
-        raise TypeError(f"{fn}: {name} must be {dtype}, like the weights, got {a.dtype}")
+        raise TypeError(f"{fn}: {name} must be {dtype}, like {like}, got {a.dtype}")
     if a.shape != shape:
-        raise ValueError(f"{fn}: {name} must have shape (layers*dirs, B, H) = {shape}, got {a.shape}")
-    return np.ascontiguousarray(a)
+        raise ValueError(f"{fn}: {name} must have shape {layout}{shape}, got {a.shape}")
+    return a
+
+
+def _state(fn: str, name: str, a, shape, dtype):
+    a = _operand(fn, name, a, shape, dtype, "the weights", "(layers*dirs, B, H) = ")
+    return None if a is None else np.ascontiguousarray(a)
 
 
 def _masks(fn: str, dropout, seed, dropout_masks, L: int, shape, dtype):
@@ -360,19 +367,9 @@ def _backward(fn, cell: _Cell, cache, dy, dh_n, dc_n):
     T, B, L, dirs, H = cache._shape
     dtype = cache._caches[0][0].weights.dtype
 
-    def upstream(name, a, shape):
-        if a is None:
-            return None
-        a = np.asarray(a)
-        if a.dtype != dtype:
-            raise TypeError(f"{fn}: {name} must be {dtype}, like the forward, got {a.dtype}")
-        if a.shape != shape:
-            raise ValueError(f"{fn}: {name} must have shape {shape}, got {a.shape}")
-        return a
-
-    grad = upstream("dy", dy, (T, B, dirs * H))
-    dh_n = upstream("dh_n", dh_n, (L * dirs, B, H))
-    dc_n = upstream("dc_n", dc_n, (L * dirs, B, H)) if cell.states == 2 else None
+    grad = _operand(fn, "dy", dy, (T, B, dirs * H), dtype, "the forward")
+    dh_n = _operand(fn, "dh_n", dh_n, (L * dirs, B, H), dtype, "the forward")
+    dc_n = _operand(fn, "dc_n", dc_n, (L * dirs, B, H), dtype, "the forward") if cell.states == 2 else None
     rev = cache._rev
 
     def job(k, j, g):

@@ -149,20 +149,11 @@ def _fsync_dir(folder: str) -> None:
 
 
 def _atomic_write(path: str, write) -> None:
-    """Call ``write(fh)`` on a temporary file next to ``path``, fsync it and rename it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
+    """``atomic_write`` (nn/_files.py), then an fsync of the folder so the rename itself is durable."""
+    from .nn._files import atomic_write
+
+    atomic_write(path, write)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _sha256(path: str) -> str:

@@ -72,13 +72,13 @@ def check_writable(path) -> str:
     return target
 
 
-def write_npz(path, arrays: dict) -> str:
-    """``numpy.savez`` of ``arrays`` to ``model_file(path)``, atomically; returns the file name."""
-    target = model_file(path)
+def atomic_write(target: str, write) -> None:
+    """Call ``write(fh)`` on a new temporary file next to ``target``, fsync it and rename it over
+    ``target``; on any failure the temporary file is removed and ``target`` is left as it was."""
     fd, tmp = _new_temp(target)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -86,6 +86,12 @@ def write_npz(path, arrays: dict) -> str:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_npz(path, arrays: dict) -> str:
+    """``numpy.savez`` of ``arrays`` to ``model_file(path)``, atomically; returns the file name."""
+    target = model_file(path)
+    atomic_write(target, lambda fh: np.savez(fh, **arrays))
     return target
 
 
