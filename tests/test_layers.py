@@ -405,7 +405,7 @@ def test_whole_model_converters(rng):
     x = rng.standard_normal((5, 2, 4))
     y, _ = m2(torch.from_numpy(x))
     out = seqkern.lstm_layers_forward(x, layers)
-    np.testing.assert_allclose(out.y, y.detach().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out.y, y.detach().numpy(), rtol=1e-10, atol=1e-12)  # float64 on both sides
     with pytest.raises(KeyError, match="no 'weight_ih_l0'"):
         convert.from_torch_lstm_layers({})
     with pytest.raises(TypeError, match="LSTMWeights"):
