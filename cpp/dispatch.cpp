@@ -4,6 +4,7 @@
 // the OS saves the wider registers on context switch) support it. The highest available level
 // is chosen at first use, capped by SEQKERN_ISA; set_isa() changes it later.
 #include "seqkern/dispatch.h"
+#include "seqkern/features.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -141,6 +142,44 @@ std::vector<Isa> compiled_isas() {
 #endif
   return v;
 }
+
+namespace {
+
+CpuSubFeatures detect_sub_features() {
+  CpuSubFeatures f;
+#ifdef SEQKERN_DISPATCH_X86
+  // Each needs the level it extends (AVX-512 with its OS-saved state, or AVX2).
+  const CpuFeatures base = detect();
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+  const unsigned max_sub = a;
+  f.avx512_vnni = base.avx512 && (c & (1u << 11));
+  if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+    f.avx512_bf16 = base.avx512 && (a & (1u << 5));
+    f.avx_vnni = base.avx2 && (a & (1u << 4));
+  }
+#endif
+  return f;
+}
+
+std::atomic<bool>& vnni_setting() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("SEQKERN_VNNI");
+    return !(env && std::string(env) == "0");
+  }()};
+  return on;
+}
+
+}  // namespace
+
+const CpuSubFeatures& cpu_sub_features() {
+  static const CpuSubFeatures f = detect_sub_features();
+  return f;
+}
+
+bool int8_vnni() { return cpu_sub_features().avx512_vnni && vnni_setting().load(std::memory_order_relaxed); }
+
+bool set_int8_vnni(bool on) { return vnni_setting().exchange(on); }
 
 std::vector<Isa> available_isas() {
   static const CpuFeatures f = detect();

@@ -10,6 +10,7 @@ namespace bind {
 void bind_runtime(pybind11::module_& m);
 void bind_softmax(pybind11::module_& m);
 void bind_matmul(pybind11::module_& m);
+void bind_lowp(pybind11::module_& m);
 void bind_lstm(pybind11::module_& m);
 void bind_gru(pybind11::module_& m);
 void bind_rnn(pybind11::module_& m);

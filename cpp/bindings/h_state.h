@@ -13,21 +13,30 @@
 #include <string>
 
 #include "bindings/check.h"
+#include "bindings/lowp.h"
 
 namespace seqkern {
 namespace bind {
 
-// The arrays a family's weights object keeps (w_ih, w_hh, bias, wih_p, whh_p), checked against
-// each other on every call: they are read-only, but a caller could hand in others.
+// The arrays a family's weights object keeps (w_ih, w_hh, bias, wih_p, whh_p, and a LowpForm or
+// None for a low-precision float32 layer), checked against each other on every call: they are
+// read-only, but a caller could hand in others.
 template <class Fam>
 struct HStateArgs {
   py::array w_ih, w_hh, bias, wih_p, whh_p;
+  const LowpForm* lowp = nullptr;
   int64_t D = 0, H = 0;
+
+  bool int8() const { return lowp && lowp->fmt == LowpForm::int8; }
 
   HStateArgs(const Check& c, const py::tuple& weights, const char* kind, bool with_wih) {
     constexpr int64_t G = Fam::kGates;
     const std::string g = G == 1 ? "H" : std::to_string(G) + "*H";
-    if (weights.size() != 5) c.type_error(std::string("weights must be a ") + kind);
+    if (weights.size() != 5 && weights.size() != 6) c.type_error(std::string("weights must be a ") + kind);
+    if (weights.size() == 6 && !weights[5].is_none()) {
+      if (!py::isinstance<LowpForm>(weights[5])) c.type_error(std::string("weights must be a ") + kind);
+      lowp = lowp_form_of(weights[5]);
+    }
     const char* names[] = {"weights w_ih", "weights w_hh", "weights bias", "weights wih_p", "weights whh_p"};
     py::array* arrs[] = {&w_ih, &w_hh, &bias, &wih_p, &whh_p};
     for (int i = 0; i < 5; ++i) {
@@ -48,11 +57,19 @@ struct HStateArgs {
     c.shape("weights bias", bias, {G * H}, ("(" + g + ",)").c_str());
     c.shape("weights whh_p", whh_p, {G * H * H}, ("(" + g + "*H,)").c_str());
     if (with_wih) c.shape("weights wih_p", wih_p, {G * H * D}, ("(" + g + "*D,)").c_str());
+    if (lowp) {
+      if (c.is_f64(w_ih)) c.type_error(std::string("weights must be a ") + kind);
+      lowp->check_sizes(c, G, D, H);
+    }
   }
 
   template <typename T>
   RnnParams<T> base() const {
-    return RnnParams<T>{ptr<T>(w_ih), ptr<T>(w_hh), ptr<T>(bias), ptr<T>(wih_p), ptr<T>(whh_p)};
+    RnnParams<T> p{ptr<T>(w_ih), ptr<T>(w_hh), ptr<T>(bias), ptr<T>(wih_p), ptr<T>(whh_p)};
+    if constexpr (std::is_same<T, float>::value) {
+      if (lowp) lowp->apply(p);
+    }
+    return p;
   }
 };
 
@@ -88,6 +105,12 @@ py::tuple h_state_forward(const char* fn, const char* kind, const py::object& x_
         .check();
     const py::object h0 = optional_operand<T>(c, "h0", h0_obj, {B, H}, "(B, H)");
     const py::object lengths = c.lengths("lengths", lengths_obj, B, T_, "(B,)", "T");
+    if (w.int8()) {
+      // The int8 form is for inference: its steps have no gradient of their own.
+      if (need_cache) c.value_error("int8 weights keep no cache (inference only): pass need_cache=False");
+      finite_for_int8(c, "x", x);
+      finite_for_int8(c, "h0", h0);
+    }
     py::array_t<T> y = empty<T>({T_, B, H}), h_n = empty<T>({B, H});
     py::object gates = py::none(), hs = py::none();
     T *gp = nullptr, *hp = nullptr;
@@ -135,6 +158,10 @@ py::array h_state_step(const char* fn, const char* kind, const py::tuple& weight
       if (!out.writeable()) c.value_error("out_h must be writeable");
     }
     // The kernel reads all of h and x while writing out_h block by block.
+    if (w.int8()) {
+      finite_for_int8(c, "x", x);
+      finite_for_int8(c, "h", h);
+    }
     const bool clash = overlaps(out, x) || overlaps(out, h);
     py::array dst = clash ? py::array(empty<T>({B, H})) : out;
     const T* prev[1] = {ptr<T>(h)};
@@ -155,6 +182,7 @@ py::tuple h_state_backward(const char* fn, const char* kind, const py::object& x
   const std::string g = G == 1 ? "H" : std::to_string(G) + "*H";
   const Check c{fn};
   const HStateArgs<Fam> w(c, weights, kind, false);
+  if (w.int8()) c.value_error("weights: int8 weights have no backward (inference only)");
   py::array x = c.array("cache x", x_obj), gates = c.array("cache gates", gates_obj), hs = c.array("cache h", hs_obj);
   c.ndim("cache x", x, 3, "(T, B, D)");
   return by_dtype(c, w.w_ih, [&](auto tag) -> py::tuple {

@@ -3,6 +3,7 @@
 #include <new>
 
 #include "bindings/families.h"
+#include "bindings/lowp.h"
 #include "bindings/lstm_weights.h"
 
 namespace seqkern {
@@ -77,6 +78,12 @@ py::tuple forward(const char* fn, const py::object& x_obj, const py::object& w_o
     const py::object h0 = optional_operand<T>(c, "h0", h0_obj, {B, H}, "(B, H)");
     const py::object c0 = optional_operand<T>(c, "c0", c0_obj, {B, H}, "(B, H)");
     const py::object lengths = c.lengths("lengths", lengths_obj, B, T_, "(B,)", "T");
+    if (w.int8()) {
+      // The int8 form is for inference: its steps have no gradient of their own.
+      if (need_cache) c.value_error("int8 weights keep no cache (inference only): pass need_cache=False");
+      finite_for_int8(c, "x", x);
+      finite_for_int8(c, "h0", h0);
+    }
     py::array_t<T> y = empty<T>({T_, B, H}), h_n = empty<T>({B, H}), c_n = empty<T>({B, H});
     // The cache's arrays (py::object: no empty placeholder arrays on the inference path).
     py::object saved[3] = {py::none(), py::none(), py::none()};
@@ -136,6 +143,7 @@ py::tuple backward_from(const char* fn, const std::string& what, const py::objec
                         const py::object& dc_obj) {
   const Check c{fn};
   const LstmWeightsCore& w = lstm_weights(fn, w_obj);
+  if (w.int8()) c.value_error("weights: int8 weights have no backward (inference only)");
   const py::array x = c.array((what + "x").c_str(), x_obj);
   c.ndim((what + "x").c_str(), x, 3, "(T, B, D)");
   const int64_t T_ = x.shape(0), B = x.shape(1), D = w.D, H = w.H;

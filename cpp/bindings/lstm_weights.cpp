@@ -1,5 +1,6 @@
 // lstm_weights.cpp: LSTMWeights (lstm_weights.h) and its streaming step.
 #include "bindings/lstm_weights.h"
+#include "bindings/lowp.h"
 #include "bindings/recurrent.h"
 
 #include <cstring>
@@ -60,6 +61,10 @@ py::tuple step_impl(const LstmWeightsCore& w, const py::object& x_obj, const py:
                      overlaps(out_c, h) || (overlaps(out_c, cc) && out_c.data() != cc.data());
   py::array hw = clash ? py::array(empty<T>({B, H})) : out_h;
   py::array cw = clash ? py::array(empty<T>({B, H})) : out_c;
+  if (w.int8()) {
+    finite_for_int8(c, "x", x);
+    finite_for_int8(c, "h", h);
+  }
   std::vector<py::object> keep;
   const LstmParams<T> p = w.params<T>(true, keep);
   const T* prev[2] = {ptr<T>(h), ptr<T>(cc)};
@@ -102,7 +107,7 @@ void LstmWeightsCore::operator delete(void* p) { ::operator delete(p); }
 
 LstmWeightsCore::LstmWeightsCore(const py::object& w_ih_obj, const py::object& w_hh_obj,
                                  const py::object& bias_obj, const py::object& peephole_obj, bool copy)
-    : bias(py::none()), peephole(py::none()), whh_p(py::none()), wih_p(py::none()) {
+    : bias(py::none()), peephole(py::none()), whh_p(py::none()), wih_p(py::none()), lowp(py::none()) {
   const Check c{"LSTMWeights"};
   py::array wi = c.array("w_ih", w_ih_obj), wh = c.array("w_hh", w_hh_obj);
   c.floating("w_ih", wi);
@@ -148,7 +153,15 @@ LstmParams<T> LstmWeightsCore::params(bool with_wih, std::vector<py::object>& ke
   if (with_wih && wih_p.is_none()) wih_p = packed<T>(*this, true);  // under the GIL: one thread packs
   p.whh_p = opt_ptr<T>(whh_p);
   p.wih_p = opt_ptr<T>(wih_p);
+  if constexpr (std::is_same<T, float>::value) {
+    if (const LowpForm* f = lowp_form_of(lowp)) f->apply(p);
+  }
   return p;
+}
+
+bool LstmWeightsCore::int8() const {
+  const LowpForm* f = lowp_form_of(lowp);
+  return f && f->fmt == LowpForm::int8;
 }
 
 template LstmParams<float> LstmWeightsCore::params<float>(bool, std::vector<py::object>&) const;
@@ -181,6 +194,26 @@ void bind_lstm_weights(py::module_& m) {
       .def_property_readonly("hidden_size", [=](const py::object& s) { return get(s).H; })
       .def_property_readonly("copied", [=](const py::object& s) { return !get(s).live; })
       .def_property_readonly("dtype", [=](const py::object& s) { return py::dtype(get(s).dtype()); })
+      .def_property_readonly("_lowp", [=](const py::object& s) { return get(s).lowp; })
+      // Both float panels, packed now (what a bf16 form is made from).
+      .def("_panels",
+           [=](const py::object& s) {
+             const LstmWeightsCore& w = get(s);
+             if (w.f64 || w.live) throw py::type_error("LSTMWeights: low-precision forms need copied float32 weights");
+             std::vector<py::object> keep;
+             w.params<float>(true, keep);
+             return py::make_tuple(w.wih_p, w.whh_p);
+           })
+      .def("_attach_lowp",
+           [=](const py::object& s, const py::object& form) {
+             LstmWeightsCore& w = s.cast<LstmWeightsCore&>();
+             w.require("LSTMWeights");
+             const Check c{"LSTMWeights"};
+             if (w.f64 || w.live) c.type_error("low-precision forms need copied float32 weights");
+             if (!w.lowp.is_none()) c.value_error("the weights already have a low-precision form");
+             lowp_form_of(form)->check_sizes(c, 4, w.D, w.H);
+             w.lowp = form;
+           })
       .def(
           "step",
           [=](const py::object& s, const py::object& x, const py::object& h, const py::object& c,

@@ -26,6 +26,7 @@ struct LstmWeightsCore {
   py::array w_ih, w_hh;
   py::object bias, peephole;             // arrays, or None
   mutable py::object whh_p, wih_p;       // packed panels (copy=True); wih_p at the first step
+  py::object lowp;                       // a LowpForm (float32, copy=True only), or None
   int64_t D = 0, H = 0;
   bool f64 = false, live = false, ready = false;
 
@@ -35,6 +36,8 @@ struct LstmWeightsCore {
   // Throws TypeError when the object was never initialised.
   void require(const char* fn) const;
   const char* dtype() const { return f64 ? "float64" : "float32"; }
+  // The int8 form, if attached (it changes the arithmetic; bf16 does not).
+  bool int8() const;
 
   // The kernels' view of the weights; packed panels made for this call (copy=False, or wih_p on
   // the first step) are kept alive in `keep`.

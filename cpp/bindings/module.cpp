@@ -9,6 +9,7 @@ PYBIND11_MODULE(_core, m) {
   bind_runtime(m);
   bind_softmax(m);
   bind_matmul(m);
+  bind_lowp(m);
   bind_lstm(m);
   bind_gru(m);
   bind_rnn(m);

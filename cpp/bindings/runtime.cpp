@@ -4,6 +4,7 @@
 #include "bindings/check.h"
 #include "bindings/families.h"
 #include "seqkern/cache.h"
+#include "seqkern/features.h"
 
 namespace seqkern {
 namespace bind {
@@ -38,6 +39,16 @@ void bind_runtime(py::module_& m) {
     d["source"] = c.source;
     return d;
   });
+  m.def("cpu_features", [] {
+    const CpuSubFeatures& f = cpu_sub_features();
+    py::dict d;
+    d["avx512_vnni"] = f.avx512_vnni;
+    d["avx512_bf16"] = f.avx512_bf16;
+    d["avx_vnni"] = f.avx_vnni;
+    return d;
+  });
+  m.def("int8_vnni", &seqkern::int8_vnni);
+  m.def("_set_int8_vnni", &seqkern::set_int8_vnni, py::arg("on"));
   m.def("_set_cache_sizes", &seqkern::set_cache_sizes, py::arg("l1d"), py::arg("l2"), py::arg("l3"));
 }
 

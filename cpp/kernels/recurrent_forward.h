@@ -59,6 +59,16 @@ struct Lanes {
   }
 };
 
+// One vector of a weight panel row: in T, or bfloat16 widened to float.
+template <typename T, bool kFull>
+simd::Vec<T> load_weights(const Lanes<T, kFull>& io, const T* p) {
+  return io.load(p);
+}
+template <bool kFull>
+simd::Vec<float> load_weights(const Lanes<float, kFull>& io, const uint16_t* p) {
+  return kFull ? simd::Vec<float>::load_bf16(p) : simd::Vec<float>::load_bf16_n(p, io.n);
+}
+
 template <typename T>
 void copy_or_zero(T* dst, const T* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src ? src[i] : T(0);
@@ -150,15 +160,15 @@ void cell_tile(const CellStep<Cell, T>& a, int64_t m0, int64_t j, int64_t kb, in
   }
   // The products with x (kX) or h over a gate-interleaved panel, only for the gate columns that
   // read that input (the others' weights are a zero block, never multiplied).
-  auto accumulate = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, int64_t k0,
+  auto accumulate = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const auto* wp, int64_t k0,
                         int64_t k1) {
     auto reads = [](int q) { return decltype(kX)::value ? q < Cell::kInputColumns : Cell::reads_h(q); };
-    const T* panel = wp + j * G * U * K;
+    const auto* panel = wp + j * G * U * K;
     for (int64_t k = k0; k < k1; ++k) {
-      const T* wr = panel + k * G * w;
+      const auto* wr = panel + k * G * w;
       V wv[G][NV];
       for (int q = 0; q < G; ++q)
-        for (int v = 0; v < NV; ++v) wv[q][v] = reads(q) ? io(v).load(wr + q * w + v * W) : V::zero();
+        for (int v = 0; v < NV; ++v) wv[q][v] = reads(q) ? load_weights(io(v), wr + q * w + v * W) : V::zero();
       for (int r = 0; r < R; ++r) {
         const V b = V::set1(in[(m0 + r) * sm + k * sk]);
         for (int q = 0; q < G; ++q)
@@ -167,8 +177,16 @@ void cell_tile(const CellStep<Cell, T>& a, int64_t m0, int64_t j, int64_t kb, in
       }
     }
   };
-  if (a.x && first) accumulate(std::true_type{}, a.x, a.D, 1, a.D, a.wih_p, 0, a.D);
-  accumulate(std::false_type{}, a.h_rows, a.h_sm, a.h_sk, H, a.whh_p, kb, ke);
+  // The same over a panel in T, or in bfloat16 where the weights have it (float layers only).
+  auto product = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, const uint16_t* wb,
+                     int64_t k0, int64_t k1) {
+    if constexpr (std::is_same<T, float>::value) {
+      if (wb) return accumulate(kX, in, sm, sk, K, wb, k0, k1);
+    }
+    accumulate(kX, in, sm, sk, K, wp, k0, k1);
+  };
+  if (a.x && first) product(std::true_type{}, a.x, a.D, 1, a.D, a.wih_p, a.p.wih_b, 0, a.D);
+  if (ke > kb) product(std::false_type{}, a.h_rows, a.h_sm, a.h_sk, H, a.whh_p, a.p.whh_b, kb, ke);
   if (!last) {
     for (int r = 0; r < R; ++r)
       for (int q = 0; q < G; ++q)
@@ -324,6 +342,14 @@ void rnn_pack(const RnnShape& sh, const T* w_ih, const T* w_hh, T* wih_p, T* whh
   }
 }
 
+// The entries with int8 weights (lowp_int8.h).
+template <typename Cell>
+void rnn_forward_i8(const RnnShape& sh, const float* x, const typename Cell::Params& p, const float* const* init,
+                    const int64_t* lengths, float* y, float* const* last);
+template <typename Cell>
+void rnn_step_i8(const RnnShape& sh, const float* x, const typename Cell::Params& p, const float* const* prev,
+                 float* const* out);
+
 // The forward entry of ops/recurrent.h over x (T, B, D).
 template <typename Cell, typename T>
 void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p, const T* const* init,
@@ -332,6 +358,9 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
   const int64_t T_ = sh.T, B = sh.B, D = sh.D, H = sh.H;
   const int64_t NG = G * H, BH = B * H;
   if (BH == 0) return;
+  if constexpr (std::is_same<T, float>::value) {
+    if (p.i8) return rnn_forward_i8<Cell>(sh, x, p, init, lengths, y, last);
+  }
   simd::DenormalGuard guard;
   constexpr int64_t U = kUnits<T>;
   const int64_t nb = num_blocks(H, U);
@@ -523,6 +552,9 @@ template <typename Cell, typename T>
 void rnn_step(const RnnShape& sh, const T* x, const typename Cell::Params& p, const T* const* prev, T* const* out) {
   const int64_t B = sh.B, D = sh.D, H = sh.H;
   if (B * H == 0) return;
+  if constexpr (std::is_same<T, float>::value) {
+    if (p.i8) return rnn_step_i8<Cell>(sh, x, p, prev, out);
+  }
   CellStep<Cell, T> a(H, D, p);
   a.x = x;
   a.h_rows = prev[0];
@@ -561,3 +593,5 @@ void register_forward(Ops& ops) {
 }  // namespace rnn
 }  // namespace SEQKERN_ISA_NS
 }  // namespace seqkern
+
+#include "kernels/lowp_int8.h"

@@ -54,6 +54,15 @@ struct Vec<float> {
   static Vec set1(float a) { return {_mm512_set1_ps(a)}; }
   static Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
   static Vec load_n(const float* p, int n) { return {_mm512_maskz_loadu_ps(tail(n), p)}; }
+  // 16 bfloat16 numbers (their bit patterns) widened to float, exactly.
+  static Vec load_bf16(const uint16_t* p) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  }
+  static Vec load_bf16_n(const uint16_t* p, int n) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(tail(n), p));
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_n(float* p, int n) const { _mm512_mask_storeu_ps(p, tail(n), v); }
   static Mask tail(int n) { return n >= W ? Mask(0xFFFF) : Mask((1u << n) - 1u); }
@@ -155,6 +164,15 @@ struct Vec<float> {
   static Vec load(const float* p) { return {_mm256_loadu_ps(p)}; }
   static Vec load_n(const float* p, int n) {
     return n >= W ? load(p) : Vec{_mm256_maskload_ps(p, detail::tail_epi32(n))};
+  }
+  static Vec load_bf16(const uint16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+  }
+  static Vec load_bf16_n(const uint16_t* p, int n) {
+    uint16_t t[W] = {};
+    for (int i = 0; i < n && i < W; ++i) t[i] = p[i];
+    return load_bf16(t);
   }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   // Partial stores in 4-, 2- and 1-lane pieces: AMD Zen runs vmaskmovps stores as a long
@@ -302,6 +320,13 @@ struct Vec {
   static Vec set1(T a) { return {a}; }
   static Vec load(const T* p) { return {*p}; }
   static Vec load_n(const T* p, int n) { return {n > 0 ? *p : T(0)}; }
+  static Vec load_bf16(const uint16_t* p) {
+    const uint32_t b = static_cast<uint32_t>(*p) << 16;
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    return {T(f)};
+  }
+  static Vec load_bf16_n(const uint16_t* p, int n) { return n > 0 ? load_bf16(p) : zero(); }
   void store(T* p) const { *p = v; }
   void store_n(T* p, int n) const { if (n > 0) *p = v; }
   static Mask first(int n) { return n > 0; }

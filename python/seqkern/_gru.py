@@ -7,12 +7,13 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._util import StateCache, contiguous, frozen_copy, weights_or_arrays
+from ._util import (LowPrecisionAttributes, StateCache, attach_form, cache_default, column_int8, contiguous, frozen_copy,
+                    low_precision_weights, weight_format, weights_or_arrays)
 
 __all__ = ["GRUWeights", "GRUCache", "GRUOutput", "GRUGrads", "gru_forward", "gru_backward"]
 
 
-class GRUWeights:
+class GRUWeights(LowPrecisionAttributes):
     """One GRU layer's weights, validated and packed once for the kernels.
 
     Parameters
@@ -34,15 +35,27 @@ class GRUWeights:
     :meth:`step` runs one time step. Wrong dtypes raise ``TypeError``, wrong shapes ``ValueError``.
     """
 
-    __slots__ = ("_arrays", "_w_ih", "_w_hh", "_b_ih", "_b_hh")
+    __slots__ = ("_arrays", "_w_ih", "_w_hh", "_b_ih", "_b_hh", "_int8")
 
-    def __init__(self, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset: bool = True) -> None:
+    def __init__(self, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset: bool = True, dtype=None) -> None:
         if not linear_before_reset:
             raise NotImplementedError(
                 "GRUWeights: linear_before_reset=False (reset before the recurrent product) is not implemented "
                 "by the kernels; seqkern.reference.gru_forward computes it"
             )
-        self._arrays = _core.gru_weights(w_ih, w_hh, b_ih, b_hh)
+        fmt = weight_format("GRUWeights", dtype)
+        self._int8 = None
+        if fmt is None:
+            self._arrays = _core.gru_weights(w_ih, w_hh, b_ih, b_hh)
+        else:
+            _core.gru_weights(w_ih, w_hh, b_ih, b_hh)  # the checks
+            (w_ih, w_hh), forms = low_precision_weights(fmt, w_ih, w_hh)
+            b_ih, b_hh = (None if b is None else np.asarray(b, np.float32) for b in (b_ih, b_hh))
+            arrays = _core.gru_weights(w_ih, w_hh, b_ih, b_hh)
+            cols = column_int8(forms, [0, 1, 2, None], [0, 1, None, 2]) if fmt == "int8" else None
+            self._arrays = attach_form("GRUWeights", fmt, 4, arrays, cols)
+            if fmt == "int8":
+                self._int8 = tuple(frozen_copy(a, a.dtype) for pair in forms for a in pair)
         # What the attributes show: read-only views of the column forms (no second copy).
         cols, rec = self._arrays[0], self._arrays[1]
         H = rec.shape[1]
@@ -138,7 +151,7 @@ def gru_forward(
     *,
     lengths: np.ndarray | None = None,
     linear_before_reset: bool = True,
-    need_cache: bool = True,
+    need_cache: bool | None = None,
 ) -> GRUOutput:
     """GRU over a whole time-major sequence (PyTorch's ``nn.GRU`` math).
 
@@ -162,8 +175,9 @@ def gru_forward(
         Valid steps per row, each in [0, T]; all T when None.
     linear_before_reset : bool
         Only True is implemented by the kernels (see :class:`GRUWeights`).
-    need_cache : bool
-        Keep what backward needs (default); False returns ``cache=None``.
+    need_cache : bool, optional
+        Keep what backward needs (the default, except for int8 weights, which keep none); False
+        returns ``cache=None``.
 
     Returns
     -------
@@ -172,7 +186,8 @@ def gru_forward(
     """
     weights = _weights("gru_forward", w_ih, w_hh, b_ih, b_hh, linear_before_reset)
     x = contiguous(x, "gru_forward", "x")
-    y, h_n, gates, hs, lens = _core.gru_forward(x, weights._arrays, h0, lengths, bool(need_cache))
+    need_cache = cache_default("gru_forward", need_cache, weights)
+    y, h_n, gates, hs, lens = _core.gru_forward(x, weights._arrays, h0, lengths, need_cache)
     cache = GRUCache._make(x, weights, lens, gates, hs) if need_cache else None
     return GRUOutput(y, h_n, cache)
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _core
 from . import convert  # noqa: F401  (makes seqkern.convert available after `import seqkern`)
-from ._util import contiguous, weights_or_arrays
+from ._util import cache_default, contiguous, frozen_copy, low_precision_weights, weight_format, weights_or_arrays
 
 __all__ = ["LSTMWeights", "LSTMCache", "LSTMOutput", "LSTMGrads", "lstm_forward", "lstm_backward"]
 
@@ -26,6 +26,15 @@ class LSTMWeights(_core.LstmWeightsCore):
         One bias (PyTorch's ``bias_ih + bias_hh``); None means zero.
     peephole : ndarray (3, H), same dtype, optional
         Diagonal peephole weights, rows i, f, o; None means a plain LSTM.
+    dtype : None, "bf16" or "int8"
+        None (default): the arrays' own float dtype. ``"bf16"``: the weights rounded to bfloat16
+        numbers (nearest, ties to even); the arithmetic stays float32's, so every function gives
+        exactly what it gives for float32 weights of those values, while the small-batch steps
+        stream half the bytes. ``"int8"``: one int8 scale per gate row, and every step's x and h
+        rows quantized to int8 too (``seqkern.reference.lowp`` has the arithmetic): a quarter of
+        the bytes and integer dot products, for inference only (``lstm_forward`` keeps no cache,
+        ``lstm_backward`` refuses them, inputs must be finite). Both make float32 weights and need
+        ``copy=True``; the attributes then show the format's values as float32.
     copy : bool
         ``True`` (default): the object keeps read-only copies, packed once; it is immutable, and
         later changes to the caller's arrays do not reach it. ``False``: it keeps views of the
@@ -43,16 +52,46 @@ class LSTMWeights(_core.LstmWeightsCore):
     input_size : int (D)
     hidden_size : int (H)
     copied : bool (the ``copy`` it was built with)
-    dtype : numpy.dtype
+    dtype : numpy.dtype (of the arrays)
+    format : "float32", "float64", "bf16" or "int8"
+    int8 : ``(q_ih, s_ih, q_hh, s_hh)`` of the int8 format (int8 (4*H, K), float32 (4*H,)), else None
     """
 
-    def __init__(self, w_ih, w_hh, bias=None, peephole=None, *, copy: bool = True) -> None:
-        super().__init__(w_ih, w_hh, bias, peephole, bool(copy))
+    def __init__(self, w_ih, w_hh, bias=None, peephole=None, *, copy: bool = True, dtype=None) -> None:
+        fmt = weight_format("LSTMWeights", dtype)
+        self._int8 = None
+        if fmt is None:
+            super().__init__(w_ih, w_hh, bias, peephole, bool(copy))
+            return
+        if not copy:
+            raise ValueError(f"LSTMWeights: dtype={dtype!r} needs copy=True (the weights are converted once)")
+        _core.LstmWeightsCore(w_ih, w_hh, bias, peephole, False)  # the shape and dtype checks, no copies
+        (wi, wh), forms = low_precision_weights(fmt, w_ih, w_hh)
+        f32 = [None if a is None else np.asarray(a, np.float32) for a in (bias, peephole)]
+        super().__init__(wi, wh, f32[0], f32[1], True)
+        H, D = self.hidden_size, self.input_size
+        if fmt == "bf16":
+            wih_p, whh_p = self._panels()
+            form = _core.lowp_form("bf16", 4, D, H, wih_p=wih_p, whh_p=whh_p)
+        else:
+            (q_ih, s_ih), (q_hh, s_hh) = forms
+            form = _core.lowp_form("int8", 4, D, H, q_ih=q_ih, s_ih=s_ih, q_hh=q_hh, s_hh=s_hh)
+            self._int8 = tuple(frozen_copy(a, a.dtype) for a in (q_ih, s_ih, q_hh, s_hh))
+        self._attach_lowp(form)
+
+    @property
+    def format(self) -> str:
+        form = self._lowp
+        return str(self.dtype) if form is None else form.format
+
+    @property
+    def int8(self):
+        return self._int8
 
     def __repr__(self) -> str:
         return (
             f"LSTMWeights(input_size={self.input_size}, hidden_size={self.hidden_size}, "
-            f"dtype={self.dtype}, bias={self.bias is not None}, peephole={self.peephole is not None}, "
+            f"format={self.format}, bias={self.bias is not None}, peephole={self.peephole is not None}, "
             f"copied={self.copied})"
         )
 
@@ -98,7 +137,7 @@ def lstm_forward(
     *,
     peephole: np.ndarray | None = None,
     lengths: np.ndarray | None = None,
-    need_cache: bool = True,
+    need_cache: bool | None = None,
 ) -> LSTMOutput:
     """LSTM over a whole time-major sequence.
 
@@ -128,9 +167,9 @@ def lstm_forward(
         Diagonal peephole weights, rows i, f, o.
     lengths : integer ndarray (B,), optional
         Valid steps per row, each in [0, T]; all T when None.
-    need_cache : bool
-        Keep what backward needs (default); False saves memory and time for inference and
-        returns ``cache=None``.
+    need_cache : bool, optional
+        Keep what backward needs (the default, except for int8 weights, which keep none); False
+        saves memory and time for inference and returns ``cache=None``.
 
     All float arrays must share one dtype (else ``TypeError``); shape mismatches raise
     ``ValueError`` naming the argument.
@@ -144,7 +183,8 @@ def lstm_forward(
     """
     weights = _weights("lstm_forward", w_ih, w_hh, bias, peephole)
     x = contiguous(x, "lstm_forward", "x")
-    return LSTMOutput(*_core.lstm_forward(x, weights, h0, c0, lengths, bool(need_cache)))
+    need_cache = cache_default("lstm_forward", need_cache, weights)
+    return LSTMOutput(*_core.lstm_forward(x, weights, h0, c0, lengths, need_cache))
 
 
 def lstm_backward(

@@ -7,7 +7,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._util import StateCache, contiguous, read_only_view, weights_or_arrays
+from ._util import (LowPrecisionAttributes, StateCache, attach_form, cache_default, contiguous, frozen_copy, low_precision_weights,
+                    read_only_view, weight_format, weights_or_arrays)
 
 __all__ = ["RNNWeights", "RNNCache", "RNNOutput", "RNNGrads", "rnn_forward", "rnn_backward"]
 
@@ -20,7 +21,7 @@ def _nonlinearity(fn: str, value) -> str:
     return value
 
 
-class RNNWeights:
+class RNNWeights(LowPrecisionAttributes):
     """One plain RNN layer's weights, validated and packed once for the kernels.
 
     Parameters
@@ -36,12 +37,25 @@ class RNNWeights:
     Wrong dtypes raise ``TypeError``, wrong shapes ``ValueError``.
     """
 
-    __slots__ = ("_arrays", "_has_bias", "_relu", "nonlinearity")
+    __slots__ = ("_arrays", "_has_bias", "_relu", "nonlinearity", "_int8")
 
-    def __init__(self, w_ih, w_hh, bias=None, *, nonlinearity: str = "tanh") -> None:
+    def __init__(self, w_ih, w_hh, bias=None, *, nonlinearity: str = "tanh", dtype=None) -> None:
         object.__setattr__(self, "nonlinearity", _nonlinearity("RNNWeights", nonlinearity))
         object.__setattr__(self, "_relu", nonlinearity == "relu")
-        object.__setattr__(self, "_arrays", _core.rnn_weights(w_ih, w_hh, bias))
+        fmt = weight_format("RNNWeights", dtype)
+        int8 = None
+        if fmt is None:
+            arrays = _core.rnn_weights(w_ih, w_hh, bias)
+        else:
+            _core.rnn_weights(w_ih, w_hh, bias)  # the checks
+            (w_ih, w_hh), forms = low_precision_weights(fmt, w_ih, w_hh)
+            bias = None if bias is None else np.asarray(bias, np.float32)
+            arrays = attach_form("RNNWeights", fmt, 1, _core.rnn_weights(w_ih, w_hh, bias),
+                                 forms if fmt == "int8" else None)
+            if fmt == "int8":
+                int8 = tuple(frozen_copy(a, a.dtype) for pair in forms for a in pair)
+        object.__setattr__(self, "_arrays", arrays)
+        object.__setattr__(self, "_int8", int8)
         object.__setattr__(self, "_has_bias", bias is not None)
 
     def __setattr__(self, name, value) -> None:
@@ -125,7 +139,7 @@ def rnn_forward(
     *,
     lengths: np.ndarray | None = None,
     nonlinearity: str | None = None,
-    need_cache: bool = True,
+    need_cache: bool | None = None,
 ) -> RNNOutput:
     """Plain (Elman) RNN over a whole time-major sequence (PyTorch's ``nn.RNN`` math).
 
@@ -149,8 +163,9 @@ def rnn_forward(
         Valid steps per row, each in [0, T]; all T when None.
     nonlinearity : "tanh", "relu" or None
         None: "tanh" with arrays, the weights' own with an ``RNNWeights``.
-    need_cache : bool
-        Keep what backward needs (default); False returns ``cache=None``.
+    need_cache : bool, optional
+        Keep what backward needs (the default, except for int8 weights, which keep none); False
+        returns ``cache=None``.
 
     Returns
     -------
@@ -159,7 +174,8 @@ def rnn_forward(
     """
     weights = _weights("rnn_forward", w_ih, w_hh, bias, nonlinearity)
     x = contiguous(x, "rnn_forward", "x")
-    y, h_n, gates, hs, lens = _core.rnn_forward(x, weights._arrays, h0, lengths, bool(need_cache), weights._relu)
+    need_cache = cache_default("rnn_forward", need_cache, weights)
+    y, h_n, gates, hs, lens = _core.rnn_forward(x, weights._arrays, h0, lengths, need_cache, weights._relu)
     cache = RNNCache._make(x, weights, lens, gates, hs) if need_cache else None
     return RNNOutput(y, h_n, cache)
 

@@ -108,3 +108,102 @@ class StateCache:
     def __repr__(self) -> str:
         T, B, _ = self._x.shape
         return f"{type(self).__name__}(T={T}, B={B}, H={self._h.shape[2]}, dtype={self._x.dtype}, nbytes={self.nbytes})"
+
+
+# The weight formats the recurrent weights objects take besides their arrays' own dtype.
+_LOW_PRECISION = {"bf16": "bf16", "bfloat16": "bf16", "int8": "int8"}
+
+
+def weight_format(fn: str, dtype) -> str | None:
+    """'bf16', 'int8' or None (the arrays' own float dtype) for a weights object's ``dtype`` argument."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype.lower() in _LOW_PRECISION:
+        return _LOW_PRECISION[dtype.lower()]
+    try:
+        if np.dtype(dtype) in (np.float32, np.float64):
+            return None
+    except TypeError:
+        pass
+    raise ValueError(f"{fn}: dtype must be None, 'bf16' or 'int8', got {dtype!r}")
+
+
+def low_precision_weights(fmt: str, *weights):
+    """The float32 weights of format ``fmt`` (bf16 numbers, or scale * q) and, for int8, the
+    quantized form ``(q, scale)`` of each (None for bf16)."""
+    from .reference import lowp
+
+    out, forms = [], []
+    for w in weights:
+        w = np.asarray(w, dtype=np.float32)
+        if fmt == "bf16":
+            out.append(lowp.round_bfloat16(w))
+            forms.append(None)
+        else:
+            q, s = lowp.quantize_int8(w)
+            out.append(lowp.dequantize_int8(q, s))
+            forms.append((q, s))
+    return out, forms
+
+
+def column_int8(forms, rows_ih: list, rows_hh: list):
+    """The int8 forms ``(q, scale)`` of w_ih and w_hh in a family's gate columns: ``rows_*`` lists,
+    per column block, the PyTorch row block it takes (None: a zero block)."""
+    def columns(form, rows):
+        q, s = form
+        H = q.shape[0] // max(1, len([r for r in rows if r is not None]))
+        qs, ss = [], []
+        for r in rows:
+            if r is None:
+                qs.append(np.zeros((H, q.shape[1]), np.int8))
+                ss.append(np.zeros(H, np.float32))
+            else:
+                qs.append(q[r * H:(r + 1) * H])
+                ss.append(s[r * H:(r + 1) * H])
+        return np.concatenate(qs), np.concatenate(ss)
+    return columns(forms[0], rows_ih), columns(forms[1], rows_hh)
+
+
+def attach_form(fn: str, fmt: str, gates: int, arrays: tuple, col_forms):
+    """``arrays`` (w_ih, w_hh, bias, wih_p, whh_p of a float32 layer) with its LowpForm appended."""
+    w_ih, w_hh = arrays[0], arrays[1]
+    D, H = w_ih.shape[1], w_hh.shape[1]
+    if fmt == "bf16":
+        form = _core_module().lowp_form("bf16", gates, D, H, wih_p=arrays[3], whh_p=arrays[4])
+    else:
+        (q_ih, s_ih), (q_hh, s_hh) = col_forms
+        form = _core_module().lowp_form("int8", gates, D, H, q_ih=q_ih, s_ih=s_ih, q_hh=q_hh, s_hh=s_hh)
+    return tuple(arrays[:5]) + (form,)
+
+
+def _core_module():
+    from . import _core
+
+    return _core
+
+
+def cache_default(fn: str, need_cache, weights) -> bool:
+    """need_cache as given, or (None) True unless the weights are int8 (which keep none)."""
+    int8 = getattr(weights, "format", None) == "int8"
+    if need_cache is None:
+        return not int8
+    if need_cache and int8:
+        raise ValueError(f"{fn}: int8 weights keep no cache (inference only): pass need_cache=False")
+    return bool(need_cache)
+
+
+class LowPrecisionAttributes:
+    """``format`` and ``int8`` of a weights object that keeps its arrays in ``_arrays`` (a LowpForm
+    sixth when it has a low-precision format) and its int8 form in ``_int8``."""
+
+    __slots__ = ()
+
+    @property
+    def format(self) -> str:
+        """"float32", "float64", "bf16" or "int8" (see LSTMWeights' ``dtype``)."""
+        return str(self.dtype) if len(self._arrays) < 6 else self._arrays[5].format
+
+    @property
+    def int8(self):
+        """``(q_ih, s_ih, q_hh, s_hh)`` of the int8 format (PyTorch's row order), else None."""
+        return self._int8

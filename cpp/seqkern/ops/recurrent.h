@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "seqkern/ops/lowp.h"
 #include "seqkern/shapes.h"
 
 namespace seqkern {
@@ -24,6 +25,14 @@ struct RnnParams {
   // GEMM over [x | h] (which multiplies them): the bindings set it when x or h0 holds an
   // infinity, so that 0 * inf never makes a NaN the cell's math does not have.
   bool tiles_only = false;
+  // Low-precision weights (float layers only, ops/lowp.h). wih_b, whh_b: the panels wih_p, whh_p
+  // in bfloat16, streamed by the fused tiles in their place; the weights' values are exactly
+  // those of w_ih and w_hh (bf16 numbers), so the results are the float kernels' bit for bit.
+  // i8: the int8 form, which changes the arithmetic (ops/lowp.h): forward and step then run the
+  // int8 kernels, and no cache is kept.
+  const uint16_t* wih_b = nullptr;
+  const uint16_t* whh_b = nullptr;
+  const Int8Weights* i8 = nullptr;
 };
 
 template <typename T, typename Params>

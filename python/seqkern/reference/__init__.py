@@ -8,6 +8,8 @@ these functions, and these functions with finite differences.
 One module a family: ``softmax``, ``lstm``, ``gru``, ``rnn``, ``layers`` (stacked and
 bidirectional layers of the three cells), ``attention`` (scaled dot-product and
 additive) and ``pool`` (attention pooling); every name is importable from ``seqkern.reference``.
+``lowp`` holds the low-precision weight formats (bf16, int8) and the int8 forwards of the three
+cells (``seqkern.reference.lowp``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .layers import (
     rnn_layers_backward,
     rnn_layers_forward,
 )
+from . import lowp as lowp
 from .pool import attention_pool_backward, attention_pool_forward
 from .softmax import softmax, softmax_backward, softmax_forward
 

@@ -47,6 +47,18 @@ def _lstm_unpack_weights(w_ih, w_hh, bias, peephole):
     return w_ih, w_hh, bias, peephole
 
 
+def _lstm_cell(a, c, p, H):
+    # The gates and the new states from the pre-activations a (B, 4H) and c_{t-1}.
+    # Without peepholes there is no p * c term at all (not 0 * c, which is NaN for c = inf).
+    i = _sigmoid(a[:, 0:H] + (0 if p is None else p[0] * c))
+    f = _sigmoid(a[:, H : 2 * H] + (0 if p is None else p[1] * c))
+    g = np.tanh(a[:, 2 * H : 3 * H])
+    c_new = f * c + i * g
+    o = _sigmoid(a[:, 3 * H :] + (0 if p is None else p[2] * c_new))
+    h_new = o * np.tanh(c_new)
+    return i, f, g, o, c_new, h_new
+
+
 def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=None, lengths=None):
     """LSTM over a time-major sequence; returns ``(y, h_n, c_n, cache)`` (see the math above).
 
@@ -74,13 +86,7 @@ def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=No
     for t in range(T):
         active = (t < lens)[:, None]
         a = x[t] @ w_ih.T + h @ w_hh.T + b
-        # Without peepholes there is no p * c term at all (not 0 * c, which is NaN for c = inf).
-        i = _sigmoid(a[:, 0:H] + (0 if p is None else p[0] * c))
-        f = _sigmoid(a[:, H : 2 * H] + (0 if p is None else p[1] * c))
-        g = np.tanh(a[:, 2 * H : 3 * H])
-        c_new = f * c + i * g
-        o = _sigmoid(a[:, 3 * H :] + (0 if p is None else p[2] * c_new))
-        h_new = o * np.tanh(c_new)
+        i, f, g, o, c_new, h_new = _lstm_cell(a, c, p, H)
         gates[t] = np.concatenate([i, f, g, o], axis=1)
         y[t] = np.where(active, h_new, 0)
         h = np.where(active, h_new, h)

@@ -1,0 +1,65 @@
+// ops/lowp.h: the low-precision weight formats of the recurrent cells (float32 layers only).
+//
+// bf16: every weight is a bfloat16 number (seqkern.lowp.to_bfloat16 rounds to nearest even), kept
+// as float32 in w_ih and w_hh for the GEMM paths and as 16-bit panels (RnnParams::wih_b, whh_b)
+// for the fused tiles, which widen them in registers. The arithmetic is the float32 kernels'.
+//
+// int8: each product of a step, x_t·w_ihᵀ and h_{t-1}·w_hhᵀ, in integers (seqkern.reference.lowp
+// is the spec):
+//   weights    w[n, k] = s[n]·q[n, k], q in [-127, 127], one scale per gate column n
+//   activations, per row m of x_t and of h_{t-1}, quantized at every step:
+//              a[m] = max_k |v[m, k]| / 127 (float32), u[m, k] = rint(v[m, k] / a[m]) in [-127, 127]
+//              (all 0 when a[m] = 0)
+//   product    P[m, n] = (a[m]·s[n])·float(Σ_k u[m, k]·q[n, k]) (float32 products, the sum exact in
+//              32-bit integers), then pre-activation = bias + (P_x + P_h), and the cell as in float.
+// The kernels compute Σ_k (u + 128)·q - 128·Σ_k q (unsigned by signed bytes: VNNI's vpdpbusd, or
+// 16-bit products elsewhere); every level gets the same integers, so the same bits. K (D, and H)
+// is at most kInt8MaxK, so that no 32-bit sum can overflow.
+#pragma once
+
+#include <cstdint>
+
+namespace seqkern {
+
+// Unit blocks of 16 units, as the float panels' (kernels/recurrent.h: 64 bytes of float).
+constexpr int64_t kInt8Units = 16;
+constexpr int64_t kInt8MaxK = 65536;
+
+// One product's int8 weights for G gate columns per unit, H units and K inputs. panel: unit block
+// j (units j*16 .. j*16+15, the last block padded with zero weights) at j·K4·G·64 bytes, K4 =
+// ceil(K/4) groups of 4 inputs, then per group and gate 16 units x 4 inputs:
+//   panel[((j·K4 + g)·G + q)·64 + r·4 + i] = q[q·H + j·16 + r, 4g + i]   (0 past K or H)
+// scale and colsum (Σ_k q) per gate column in the natural order q·H + u.
+struct Int8Panels {
+  const int8_t* panel = nullptr;
+  const float* scale = nullptr;
+  const int32_t* colsum = nullptr;
+};
+
+struct Int8Weights {
+  Int8Panels ih, hh;
+};
+
+inline int64_t int8_groups(int64_t K) { return (K + 3) / 4; }
+inline int64_t int8_panel_bytes(int64_t G, int64_t H, int64_t K) {
+  return (H + kInt8Units - 1) / kInt8Units * int8_groups(K) * G * 64;
+}
+
+// Packs q (G·H, K), row n = gate column n, into `panel` (int8_panel_bytes) and its column sums.
+inline void pack_int8(int64_t G, int64_t H, int64_t K, const int8_t* q, int8_t* panel, int32_t* colsum) {
+  const int64_t K4 = int8_groups(K), nb = (H + kInt8Units - 1) / kInt8Units;
+  for (int64_t i = 0; i < int8_panel_bytes(G, H, K); ++i) panel[i] = 0;
+  for (int64_t n = 0; n < G * H; ++n) {
+    int32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += q[n * K + k];
+    colsum[n] = sum;
+  }
+  for (int64_t j = 0; j < nb; ++j)
+    for (int64_t g = 0; g < K4; ++g)
+      for (int64_t gate = 0; gate < G; ++gate)
+        for (int64_t r = 0; r < kInt8Units && j * kInt8Units + r < H; ++r)
+          for (int64_t i = 0; i < 4 && 4 * g + i < K; ++i)
+            panel[((j * K4 + g) * G + gate) * 64 + r * 4 + i] = q[(gate * H + j * kInt8Units + r) * K + 4 * g + i];
+}
+
+}  // namespace seqkern
