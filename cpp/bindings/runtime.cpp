@@ -47,7 +47,8 @@ void bind_runtime(py::module_& m) {
     d["avx_vnni"] = f.avx_vnni;
     return d;
   });
-  m.def("int8_vnni", &seqkern::int8_vnni);
+  // Whether the int8 kernels of the current level use AVX512-VNNI (only the AVX-512 level can).
+  m.def("int8_vnni", [] { return seqkern::int8_vnni() && current_isa() == Isa::avx512; });
   m.def("_set_int8_vnni", &seqkern::set_int8_vnni, py::arg("on"));
   m.def("_set_cache_sizes", &seqkern::set_cache_sizes, py::arg("l1d"), py::arg("l2"), py::arg("l3"));
 }

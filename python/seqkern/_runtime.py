@@ -70,7 +70,10 @@ def use_isa(name: str) -> Iterator[str]:
 
 
 def isa_info() -> dict:
-    """``{"current", "available", "compiled", "env", "openmp", "threads", "machine", "cache"}``."""
+    """``{"current", "available", "compiled", "env", "openmp", "threads", "machine", "cache",
+    "features", "int8_vnni"}``: ``features`` the CPU's sub-features some kernels use where present
+    (``avx512_vnni``: the int8 weights' dot products; ``avx512_bf16`` and ``avx_vnni``, reported),
+    ``int8_vnni`` whether the int8 kernels use AVX512-VNNI now (``SEQKERN_VNNI=0`` turns it off)."""
     return {
         "current": get_isa(),
         "available": available_isas(),
@@ -80,6 +83,8 @@ def isa_info() -> dict:
         "threads": get_num_threads(),
         "machine": platform.machine(),
         "cache": cache_sizes(),
+        "features": dict(_core.cpu_features()),
+        "int8_vnni": bool(_core.int8_vnni()),
     }
 
 

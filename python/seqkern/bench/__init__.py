@@ -34,7 +34,7 @@ from .peers import PEER_MODULES, PEERS, Context, import_peers, onnx_model, openv
 from .report import (cache_line, cpu_model, fmt_ratio, fmt_time, format_table, machine_info, make_row,
                      plot_ratios, ratio_keys)
 from .setups import (nn_train_tokens, setup_additive, setup_attention_forward, setup_attention_train,
-                     setup_lstm_forward, setup_lstm_step, setup_lstm_train, setup_nn_train, setup_pool,
+                     setup_lstm_forward, setup_lstm_lowp, setup_lstm_step, setup_lstm_train, setup_nn_train, setup_pool,
                      setup_softmax, setup_softmax_backward)
 from .suite import (ATTENTION_TRAIN, FULL_SHAPES, LSTM_TRAIN, QUICK, SMOKE_SHAPES, Entry, additive_flops,
                     attention_flops, build_entries, lstm_flops, op_matches, pool_flops)
@@ -48,7 +48,7 @@ __all__ = [
     "PEERS", "PEER_MODULES", "Context", "import_peers", "onnx_model", "ort_session", "openvino_runner",
     # setups
     "setup_softmax", "setup_softmax_backward", "setup_lstm_forward", "setup_lstm_train",
-    "setup_lstm_step", "setup_attention_forward", "setup_attention_train", "setup_additive",
+    "setup_lstm_step", "setup_lstm_lowp", "setup_attention_forward", "setup_attention_train", "setup_additive",
     "setup_pool", "setup_nn_train", "nn_train_tokens",
     # suite
     "Entry", "lstm_flops", "attention_flops", "additive_flops", "pool_flops", "LSTM_TRAIN",

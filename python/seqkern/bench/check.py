@@ -17,6 +17,9 @@ import numpy as np
 # over a few thousand terms (an LSTM of 512 steps, attention over 512 keys) differ by ~1e-5 of it;
 # a wrong gate order, a missing bias or a transposed weight differs by 1e-1 and more.
 TOLERANCE = 2e-3
+# For the low-precision rows, whose peers compute in float32 or in another int8 scheme: the formats
+# move an LSTM's outputs by about 1e-2 of their range (bf16 less); a wrong gate order still fails.
+LOW_PRECISION_TOLERANCE = 6e-2
 
 
 def primary(result: Any) -> np.ndarray | None:
@@ -36,7 +39,7 @@ def primary(result: Any) -> np.ndarray | None:
     return None
 
 
-def disagreement(reference: np.ndarray, other: np.ndarray) -> str | None:
+def disagreement(reference: np.ndarray, other: np.ndarray, tolerance: float = TOLERANCE) -> str | None:
     """None when ``other`` matches ``reference`` (same number of elements; ONNX's extra axes of
     length 1 are dropped), else a short description of the difference."""
     if other.size != reference.size:
@@ -48,6 +51,6 @@ def disagreement(reference: np.ndarray, other: np.ndarray) -> str | None:
         return "non-finite values in other places"
     scale = float(np.max(np.abs(reference[finite]), initial=0.0))
     diff = float(np.max(np.abs(reference[finite] - other[finite]), initial=0.0))
-    if diff > TOLERANCE * max(scale, np.finfo(np.float32).tiny):
+    if diff > tolerance * max(scale, np.finfo(np.float32).tiny):
         return f"max difference {diff:.3g} against a largest value of {scale:.3g}"
     return None

@@ -94,7 +94,7 @@ def check_peers(impls: dict[str, Callable], entry: Entry, res: Results) -> None:
         if expected is None or got is None:
             res.unchecked.append(f"{entry.op} {entry.shape}: {name}")
             continue
-        why = check.disagreement(expected, got)
+        why = check.disagreement(expected, got, entry.tolerance)
         if why:
             res.errors.append(f"{entry.op} {entry.shape}: {name} disagrees with seqkern ({why}); not timed")
             log(f"  {name} disagrees with seqkern: {why}")

@@ -149,6 +149,56 @@ def setup_lstm_step(d: dict, ctx: Context) -> dict[str, Callable]:
     return impls
 
 
+def setup_lstm_lowp(d: dict, ctx: Context) -> dict[str, Callable]:
+    """Inference with bf16 or int8 weights (``d["fmt"]``), the forward over a sequence (dims with T)
+    or one step: ``f32`` is seqkern with the float32 weights (the ``xf32`` ratio is what the format
+    gains), ``numpy`` the format's reference (int8; for bf16 the float32 reference on the rounded
+    weights), ``torch_int8`` PyTorch's dynamically quantized LSTM (int8 rows), ``torch`` float32."""
+    fmt, step_row = d["fmt"], "T" not in d
+    x, w_ih, w_hh, bias = _lstm_data(d, ctx.rng, steps=1 if step_row else None)
+    weights = seqkern.LSTMWeights(w_ih, w_hh, bias, dtype=fmt)
+    f32 = seqkern.LSTMWeights(w_ih, w_hh, bias)
+    impls: dict[str, Callable] = {}
+    if step_row:
+        x_t = x[0]
+        h = (0.5 * ctx.rng.standard_normal((d["B"], d["H"]))).astype(np.float32)
+        c = (0.5 * ctx.rng.standard_normal((d["B"], d["H"]))).astype(np.float32)
+        out_h, out_c = np.empty_like(h), np.empty_like(c)
+        impls["seqkern"] = lambda: weights.step(x_t, h, c, out_h=out_h, out_c=out_c)
+        impls["f32"] = lambda: f32.step(x_t, h, c, out_h=out_h.copy(), out_c=out_c.copy())
+        state = {"h0": h, "c0": c}
+        run_x = x
+    else:
+        f = seqkern.lstm_forward
+        impls["seqkern"] = lambda: f(x, weights, need_cache=False)
+        impls["f32"] = lambda: f(x, f32, need_cache=False)
+        state, run_x = {}, x
+    if fmt == "int8":
+        impls["numpy"] = lambda: reference.lowp.lstm_forward_int8(run_x, weights, **state)[1 if step_row else 0]
+    else:
+        impls["numpy"] = lambda: reference.lstm_forward(run_x, weights, **state)[1 if step_row else 0]
+    if ctx.torch:
+        torch = ctx.torch
+        module = torch_lstm(torch, w_ih, w_hh, bias, cell=step_row)
+        xt = torch.from_numpy(run_x[0] if step_row else run_x)
+        st = (torch.from_numpy(h), torch.from_numpy(c)) if step_row else None
+        runs = {"torch": module}
+        if fmt == "int8":
+            import warnings
+
+            with warnings.catch_warnings():  # torch.ao.quantization is deprecated, still the peer
+                warnings.simplefilter("ignore")
+                runs["torch_int8"] = torch.ao.quantization.quantize_dynamic(module, {type(module)}, dtype=torch.qint8)
+        for name, m in runs.items():
+            def run(m=m):
+                with torch.no_grad():
+                    out = m(xt, st)
+                return out[0]
+
+            impls[name] = run
+    return impls
+
+
 def _gru_data(d: dict, rng: np.random.Generator, steps: int | None = None):
     T, B, D, H = (steps or d["T"]), d["B"], d["D"], d["H"]
     s = 1.0 / math.sqrt(H)  # PyTorch's initialisation range

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from . import check
 from .peers import Context
 from .setups import (
     nn_train_tokens,
@@ -24,6 +25,7 @@ from .setups import (
     setup_bilstm_train,
     setup_rnn_train,
     setup_lstm_forward,
+    setup_lstm_lowp,
     setup_lstm_step,
     setup_lstm_train,
     setup_nn_train,
@@ -43,6 +45,7 @@ class Entry:
     tokens: float = 0.0  # per call, for model-training rows (reported as tokens/s)
     quick: bool = False  # part of --quick
     scaling: bool = False  # also timed at 1 thread (GEMM-bound shapes)
+    tolerance: float = check.TOLERANCE  # --check's bound on a peer's difference from seqkern
 
     @property
     def shape(self) -> str:
@@ -118,6 +121,9 @@ FULL_SHAPES = {
     "additive": [(32, 64, 64, 256, 128)],
     "pool": [(128, 32, 256, 128)],
     "nn_train": [(32, 20, 15000, 100, 100)],
+    # low-precision weights: the step, one sequence, a batch of 64 and one row of the same layer
+    "lstm_lowp_step": [(1, 128, 256)],
+    "lstm_lowp": [(256, 1, 64, 128), (64, 64, 256, 512), (64, 1, 256, 512)],
 }
 QUICK = {  # the --quick subset: (op family, shape) pairs from FULL_SHAPES
     ("softmax", ((4096, 1024), -1)), ("softmax", ((32, 1024, 256), 1)),
@@ -141,6 +147,8 @@ SMOKE_SHAPES = {  # tiny shapes that run every code path in well under a second
     "additive": [(2, 3, 5, 4, 6)],
     "pool": [(4, 2, 5, 3)],
     "nn_train": [(4, 2, 50, 6, 5)],
+    "lstm_lowp_step": [(1, 4, 8)],
+    "lstm_lowp": [(3, 1, 4, 8), (3, 16, 4, 8)],
 }
 
 
@@ -212,6 +220,16 @@ def build_entries(quick: bool = False, smoke: bool = False) -> list[Entry]:
         dims = dict(batch=batch, steps=steps, vocab=vocab, E=E, H=H)
         add("nn_train", (batch, steps, vocab, E, H), Entry("nn_train_sst2_model", dims, setup_nn_train,
                                                            tokens=nn_train_tokens(dims)))
+    for fmt in ("bf16", "int8"):
+        for B, D, H in table["lstm_lowp_step"]:
+            dims = dict(B=B, D=D, H=H, fmt=fmt)
+            add("lstm_lowp", (B, D, H), Entry(f"lstm_step_{fmt}", dims, setup_lstm_lowp, flops=lstm_flops(1, B, D, H),
+                                              tolerance=check.LOW_PRECISION_TOLERANCE))
+        for T, B, D, H in table["lstm_lowp"]:
+            dims = dict(T=T, B=B, D=D, H=H, fmt=fmt)
+            add("lstm_lowp", (T, B, D, H), Entry(f"lstm_forward_{fmt}", dims, setup_lstm_lowp,
+                                                 flops=lstm_flops(T, B, D, H), scaling=B >= 16,
+                                                 tolerance=check.LOW_PRECISION_TOLERANCE))
     return out
 
 
