@@ -89,19 +89,19 @@ void int8_product(const Check& c, const char* qn, const char* sn, const py::obje
   c.shape(qn, q, {G * H, K}, "(G*H, K)");
   c.shape(sn, s, {G * H}, "(G*H,)");
   q = c_order(q);
-  const float* sp = ptr<float>(c_order(s));
-  py::array_t<float> sc = frozen<float>(G * H);
+  const py::array s_c = c_order(s);
+  const float* sp = ptr<float>(s_c);
   for (int64_t n = 0; n < G * H; ++n) {
     if (!std::isfinite(sp[n]) || sp[n] < 0) c.value_error(std::string(sn) + " must be finite and >= 0");
-    sc.mutable_data()[n] = sp[n];
   }
   const int8_t* qp = static_cast<const int8_t*>(q.data());
   for (int64_t i = 0; i < G * H * K; ++i) {
     if (qp[i] == -128) c.value_error(std::string(qn) + " must lie in [-127, 127]");
   }
   py::array_t<int8_t> pn = frozen<int8_t>(int8_panel_bytes(G, H, K));
-  py::array_t<int32_t> cs = frozen<int32_t>(G * H);
-  pack_int8(G, H, K, qp, pn.mutable_data(), cs.mutable_data());
+  py::array_t<float> sc = frozen<float>(int8_columns(G, H));
+  py::array_t<int32_t> cs = frozen<int32_t>(int8_columns(G, H));
+  pack_int8(G, H, K, qp, sp, pn.mutable_data(), sc.mutable_data(), cs.mutable_data());
   for (py::array* a : {static_cast<py::array*>(&pn), static_cast<py::array*>(&cs), static_cast<py::array*>(&sc)}) {
     freeze(*a);
   }

@@ -60,17 +60,13 @@ inline float quantize_row(const float* v, int64_t K, uint8_t* u) {
   return a;
 }
 
-// The dot products of one tile: acc[r][q·16 + l] = Σ_g Σ_i u_r[4g + i]·w[g][q][l][i] over the
-// groups [0, K4) of one unit block's panel, for the gates q with on[q] (the others are left 0).
-template <int R, int G>
-struct I8Tile {
-  int32_t acc[R][G * 16];
-};
+// The dot products of one tile, added to out[r][q·16 + l]: Σ_g Σ_i u_r[4g + i]·w[g][q][l][i] over
+// the groups [0, K4) of (a k chunk of) one unit block's panel, for the gates q with on[q].
 
 #if defined(__AVX512F__)
 template <int R, int G>
 __attribute__((target("avx512vnni"))) void dot_i8_vnni(const uint8_t* const* u, const int8_t* panel, int64_t K4,
-                                                      const bool* on, I8Tile<R, G>& t) {
+                                                      const bool* on, int32_t (*out)[G * 16]) {
   // Few rows leave few independent vpdpbusd chains (one per row and gate, each waiting on the
   // last): up to two rows, even and odd groups go to two sets of accumulators, added at the end
   // (integers: the sum is the same).
@@ -78,7 +74,7 @@ __attribute__((target("avx512vnni"))) void dot_i8_vnni(const uint8_t* const* u, 
   __m512i acc[C][R][G];
   for (int e = 0; e < C; ++e)
     for (int r = 0; r < R; ++r)
-      for (int q = 0; q < G; ++q) acc[e][r][q] = _mm512_setzero_si512();
+      for (int q = 0; q < G; ++q) acc[e][r][q] = e == 0 ? _mm512_loadu_si512(out[r] + q * 16) : _mm512_setzero_si512();
   // (No lambda here: it would not inherit the function's target.)
   for (int64_t g0 = 0; g0 < K4; g0 += C) {
     for (int e = 0; e < C && g0 + e < K4; ++e) {
@@ -99,16 +95,16 @@ __attribute__((target("avx512vnni"))) void dot_i8_vnni(const uint8_t* const* u, 
     for (int q = 0; q < G; ++q) {
       __m512i v = acc[0][r][q];
       for (int e = 1; e < C; ++e) v = _mm512_add_epi32(v, acc[e][r][q]);
-      _mm512_storeu_si512(t.acc[r] + q * 16, v);
+      _mm512_storeu_si512(out[r] + q * 16, v);
     }
 }
 #endif
 
 template <int R, int G>
-void dot_i8(const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool* on, I8Tile<R, G>& t) {
+void dot_i8(const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool* on, int32_t (*out)[G * 16]) {
 #if defined(__AVX512F__)
   if (int8_vnni()) {
-    dot_i8_vnni<R, G>(u, panel, K4, on, t);
+    dot_i8_vnni<R, G>(u, panel, K4, on, out);
     return;
   }
   // Without VNNI: the weights' bytes sign-extended to 16 bits (even and odd bytes apart), the
@@ -116,7 +112,7 @@ void dot_i8(const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool
   const __m512i lo = _mm512_set1_epi32(0x00FF00FF);
   __m512i acc[R][G];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < G; ++q) acc[r][q] = _mm512_setzero_si512();
+    for (int q = 0; q < G; ++q) acc[r][q] = _mm512_loadu_si512(out[r] + q * 16);
   for (int64_t g = 0; g < K4; ++g) {
     const int8_t* wg = panel + g * G * 64;
     __m512i be[R], bo[R];
@@ -138,13 +134,14 @@ void dot_i8(const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < G; ++q) _mm512_storeu_si512(t.acc[r] + q * 16, acc[r][q]);
+    for (int q = 0; q < G; ++q) _mm512_storeu_si512(out[r] + q * 16, acc[r][q]);
 #elif defined(__AVX2__)
   // As the AVX-512 path without VNNI, in two halves of 8 lanes per gate.
   const __m256i lo = _mm256_set1_epi32(0x00FF00FF);
   __m256i acc[R][G][2];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < G; ++q) acc[r][q][0] = acc[r][q][1] = _mm256_setzero_si256();
+    for (int q = 0; q < G; ++q)
+      for (int h = 0; h < 2; ++h) acc[r][q][h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out[r] + q * 16 + h * 8));
   for (int64_t g = 0; g < K4; ++g) {
     const int8_t* wg = panel + g * G * 64;
     __m256i be[R], bo[R];
@@ -169,17 +166,15 @@ void dot_i8(const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool
   }
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q)
-      for (int h = 0; h < 2; ++h) _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.acc[r] + q * 16 + h * 8), acc[r][q][h]);
+      for (int h = 0; h < 2; ++h) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[r] + q * 16 + h * 8), acc[r][q][h]);
 #else
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < G * 16; ++q) t.acc[r][q] = 0;
   for (int64_t g = 0; g < K4; ++g) {
     const int8_t* wg = panel + g * G * 64;
     for (int q = 0; q < G; ++q) {
       if (!on[q]) continue;
       for (int r = 0; r < R; ++r) {
         const uint8_t* ur = u[r] + 4 * g;
-        int32_t* a = t.acc[r] + q * 16;
+        int32_t* a = out[r] + q * 16;
         for (int l = 0; l < 16; ++l) {
           const int8_t* w = wg + q * 64 + l * 4;
           a[l] += ur[0] * w[0] + ur[1] * w[1] + ur[2] * w[2] + ur[3] * w[3];
@@ -206,69 +201,104 @@ struct I8Step {
   int64_t ldp = 0;
 };
 
-// Rows [m0, m0+R) of unit block j: both products' pre-activations into s.pre.
-template <typename Cell, int R>
-void i8_tile(const I8Step& s, int64_t m0, int64_t j) {
-  constexpr int G = Cell::kGates;
-  const int64_t H = s.H, u0 = j * kInt8Units;
-  const int w = static_cast<int>(H - u0 < kInt8Units ? H - u0 : kInt8Units);
+// Groups of 4 inputs per k chunk when a block has several row tiles: 64 groups of 4 gates x 64
+// bytes = 16 KiB of the panel stay in L1 while every tile passes over them; each tile's sums
+// wait in a per-thread buffer between chunks (integers: chunking never changes them).
+constexpr int64_t kI8ChunkGroups = 64;
+
+// The int32 sums of up to kI8Rows rows and one block's G gates.
+template <int G>
+struct I8Sums {
+  int32_t acc[kI8Rows][G * 16];
+};
+
+template <int G, int R>
+void dot_rows(int rows, const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool* on,
+              int32_t (*out)[G * 16]) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      dot_i8<R, G>(u, panel, K4, on, out);
+    } else {
+      dot_rows<G, R - 1>(rows, u, panel, K4, on, out);
+    }
+  }
+}
+
+// All B rows of unit blocks [j0, j1): both products into s.pre (rows in equal tiles, the panel in
+// k chunks when there are several), then the cell update from `pre`. `sums` holds ceil(B /
+// kI8Rows) tiles.
+template <typename Cell>
+void i8_blocks(const I8Step& s, const CellStep<Cell, float>& a, int64_t B, int64_t j0, int64_t j1,
+               I8Sums<Cell::kGates>* sums_buf) {
+  using V = simd::Vec<float>;
+  constexpr int G = Cell::kGates, W = V::W, NV = 16 / W;
+  const int64_t H = s.H, tiles = (B + kI8Rows - 1) / kI8Rows;
   bool on_x[G], on_h[G];
   for (int q = 0; q < G; ++q) {
     on_x[q] = q < Cell::kInputColumns;
     on_h[q] = Cell::reads_h(q);
   }
-  I8Tile<R, G> t;
-  const uint8_t* rows[R];
-  // (a[m]·s[n])·float(sum - 128·colsum[n]) for the gate columns that read the input.
-  auto product = [&](const Int8Panels& wp, const float* a, const bool* on, bool add) {
-    for (int r = 0; r < R; ++r) {
-      float* pr = s.pre + (m0 + r) * s.ldp + G * u0;
-      for (int q = 0; q < G; ++q) {
-        const int64_t n0 = q * H + u0;
-        float* dst = pr + q * w;
-        if (!on[q]) {
-          if (!add) for (int l = 0; l < w; ++l) dst[l] = 0.0f;
-          continue;
-        }
-        const int32_t* acc = t.acc[r] + q * 16;
-        for (int l = 0; l < w; ++l) {
-          const float scale = a[m0 + r] * wp.scale[n0 + l];
-          const float p = scale * static_cast<float>(acc[l] - 128 * wp.colsum[n0 + l]);
-          dst[l] = add ? dst[l] + p : p;
+  alignas(64) float sum[G * 16];
+  I8Sums<G> local;
+  I8Sums<G>* sums = B <= kI8Rows ? &local : sums_buf;
+  auto tile_rows = [&](int64_t tile, int64_t* m0) {
+    *m0 = B * tile / tiles;
+    return static_cast<int>(B * (tile + 1) / tiles - *m0);
+  };
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t u0 = j * kInt8Units;
+    const int w = static_cast<int>(H - u0 < kInt8Units ? H - u0 : kInt8Units);
+    const BlockLanes<float> lanes(w);
+    // One product over every tile: the sums by k chunks, then P = (a[m]·s[n])·float(Σ (u + 128)·q
+    // - 128·colsum[n]) for the gate columns that read the input, into `pre` (add: onto the first).
+    auto product = [&](const Int8Panels& wp, const uint8_t* u, int64_t ldu, const float* a_row, int64_t K,
+                       const bool* on, bool add) {
+      const int64_t K4 = int8_groups(K), chunk = tiles > 1 ? kI8ChunkGroups : K4;
+      const int8_t* panel = wp.panel + j * K4 * G * 64;
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        int64_t m0;
+        const int rows = tile_rows(tile, &m0);
+        for (int r = 0; r < rows; ++r)
+          for (int32_t& v : sums[tile].acc[r]) v = 0;
+      }
+      for (int64_t g0 = 0; g0 < K4; g0 += chunk) {
+        const int64_t n = K4 - g0 < chunk ? K4 - g0 : chunk;
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+          int64_t m0;
+          const int rows = tile_rows(tile, &m0);
+          const uint8_t* rp[kI8Rows];
+          for (int r = 0; r < rows; ++r) rp[r] = u + (m0 + r) * ldu + 4 * g0;
+          dot_rows<G, kI8Rows>(rows, rp, panel + g0 * G * 64, n, on, sums[tile].acc);
         }
       }
-    }
-  };
-  const int64_t Kx = int8_groups(s.D), Kh = int8_groups(H);
-  for (int r = 0; r < R; ++r) rows[r] = s.ux + (m0 + r) * s.ldx;
-  dot_i8<R, G>(rows, s.w->ih.panel + j * Kx * G * 64, Kx, on_x, t);
-  product(s.w->ih, s.ax, on_x, false);
-  for (int r = 0; r < R; ++r) rows[r] = s.uh + (m0 + r) * s.ldh;
-  dot_i8<R, G>(rows, s.w->hh.panel + j * Kh * G * 64, Kh, on_h, t);
-  product(s.w->hh, s.ah, on_h, true);
-}
-
-template <typename Cell, int R>
-void i8_rows(const I8Step& s, int64_t m0, int rows, int64_t j) {
-  if constexpr (R > 0) {
-    if (rows == R) {
-      i8_tile<Cell, R>(s, m0, j);
-    } else {
-      i8_rows<Cell, R - 1>(s, m0, rows, j);
-    }
-  }
-}
-
-// All B rows of unit blocks [j0, j1): the products, then the cell update from `pre`.
-template <typename Cell>
-void i8_blocks(const I8Step& s, const CellStep<Cell, float>& a, int64_t B, int64_t j0, int64_t j1) {
-  const int64_t tiles = (B + kI8Rows - 1) / kI8Rows;
-  for (int64_t j = j0; j < j1; ++j) {
-    for (int64_t tile = 0; tile < tiles; ++tile) {
-      const int64_t m0 = B * tile / tiles;
-      i8_rows<Cell, kI8Rows>(s, m0, static_cast<int>(B * (tile + 1) / tiles - m0), j);
-    }
-    const bool full = (j + 1) * kInt8Units <= s.H;
+      const float* scale = wp.scale + j * G * 16;
+      const int32_t* colsum = wp.colsum + j * G * 16;
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        int64_t m0;
+        const int rows = tile_rows(tile, &m0);
+        for (int r = 0; r < rows; ++r) {
+          const int32_t* acc = sums[tile].acc[r];
+          for (int i = 0; i < G * 16; ++i) sum[i] = static_cast<float>(acc[i] - 128 * colsum[i]);
+          const V am = V::set1(a_row[m0 + r]);
+          float* pr = s.pre + (m0 + r) * s.ldp + G * u0;
+          for (int q = 0; q < G; ++q) {
+            for (int v = 0; v < NV; ++v) {
+              const int cnt = lanes.cnt[v];
+              float* dst = pr + q * w + v * W;
+              if (!on[q]) {
+                if (!add) V::zero().store_n(dst, cnt);
+                continue;
+              }
+              const V p = (am * V::load(scale + q * 16 + v * W)) * V::load(sum + q * 16 + v * W);
+              (add ? V::load_n(dst, cnt) + p : p).store_n(dst, cnt);
+            }
+          }
+        }
+      }
+    };
+    product(s.w->ih, s.ux, s.ldx, s.ax, s.D, on_x, false);
+    product(s.w->hh, s.uh, s.ldh, s.ah, H, on_h, true);
+    const bool full = w == kInt8Units;
     for (int64_t m = 0; m < B; ++m) {
       if (full) {
         cell_tile<Cell, float, 1, true>(a, m, j, 0, 0, true, true);
@@ -308,6 +338,7 @@ void rnn_forward_i8(const RnnShape& sh, const float* x, const typename Cell::Par
     const int tid = simd::team_rank(), team = simd::team_size();
     simd::Buffer<uint8_t> uh(B * ldh);
     simd::Buffer<float> ah(B);
+    simd::Buffer<I8Sums<G>> sums((B + kI8Rows - 1) / kI8Rows);
     CellStep<Cell, float> a(H, D, p);
     a.lengths = lengths;
     a.pre = pre.data();
@@ -333,7 +364,7 @@ void rnn_forward_i8(const RnnShape& sh, const float* x, const typename Cell::Par
           for (int64_t m = 0; m < B; ++m) ah[m] = quantize_row(a.prev[0] + m * H, H, uh.data() + m * ldh);
           have_h = true;
         }
-        i8_blocks(s, a, B, jb, je);
+        i8_blocks(s, a, B, jb, je, sums.data());
       }));
     }
   }
@@ -365,15 +396,19 @@ void rnn_step_i8(const RnnShape& sh, const float* x, const typename Cell::Params
   const I8Step s{p.i8, D, H, ux.data(), ax.data(), ldx, uh.data(), ah.data(), ldh, pre.data(), ldp};
   int nt = simd::threads_for(B * G * H * (D + H), 4 * kStepCallGrain);
   if (nt > nb) nt = static_cast<int>(nb);
+  const int64_t tiles = (B + kI8Rows - 1) / kI8Rows;
   if (nt <= 1) {
-    i8_blocks(s, a, B, 0, nb);
+    simd::Buffer<I8Sums<G>> sums(tiles);
+    i8_blocks(s, a, B, 0, nb, sums.data());
     return;
   }
   RoundClaims claims(nb, nt);
 #pragma omp parallel num_threads(nt)
   {
     simd::DenormalGuard thread_guard;
-    claims.run(0, simd::team_rank(), simd::team_size(), [&](int64_t jb, int64_t je) { i8_blocks(s, a, B, jb, je); });
+    simd::Buffer<I8Sums<G>> sums(tiles);
+    claims.run(0, simd::team_rank(), simd::team_size(),
+               [&](int64_t jb, int64_t je) { i8_blocks(s, a, B, jb, je, sums.data()); });
   }
 }
 

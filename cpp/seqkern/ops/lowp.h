@@ -29,7 +29,7 @@ constexpr int64_t kInt8MaxK = 65536;
 // j (units j*16 .. j*16+15, the last block padded with zero weights) at j·K4·G·64 bytes, K4 =
 // ceil(K/4) groups of 4 inputs, then per group and gate 16 units x 4 inputs:
 //   panel[((j·K4 + g)·G + q)·64 + r·4 + i] = q[q·H + j·16 + r, 4g + i]   (0 past K or H)
-// scale and colsum (Σ_k q) per gate column in the natural order q·H + u.
+// scale and colsum (Σ_k q) per gate column, by block too: [(j·G + q)·16 + r] (0 past H).
 struct Int8Panels {
   const int8_t* panel = nullptr;
   const float* scale = nullptr;
@@ -44,16 +44,27 @@ inline int64_t int8_groups(int64_t K) { return (K + 3) / 4; }
 inline int64_t int8_panel_bytes(int64_t G, int64_t H, int64_t K) {
   return (H + kInt8Units - 1) / kInt8Units * int8_groups(K) * G * 64;
 }
+// Entries of the per-column arrays (scale, colsum) in their block layout.
+inline int64_t int8_columns(int64_t G, int64_t H) { return (H + kInt8Units - 1) / kInt8Units * G * kInt8Units; }
 
-// Packs q (G·H, K), row n = gate column n, into `panel` (int8_panel_bytes) and its column sums.
-inline void pack_int8(int64_t G, int64_t H, int64_t K, const int8_t* q, int8_t* panel, int32_t* colsum) {
+// Packs q (G·H, K), row n = gate column n, and its scales (G·H, natural order) into `panel`
+// (int8_panel_bytes), `scale_p` and `colsum` (int8_columns each, block layout).
+inline void pack_int8(int64_t G, int64_t H, int64_t K, const int8_t* q, const float* scale, int8_t* panel,
+                      float* scale_p, int32_t* colsum) {
   const int64_t K4 = int8_groups(K), nb = (H + kInt8Units - 1) / kInt8Units;
   for (int64_t i = 0; i < int8_panel_bytes(G, H, K); ++i) panel[i] = 0;
-  for (int64_t n = 0; n < G * H; ++n) {
-    int32_t sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += q[n * K + k];
-    colsum[n] = sum;
+  for (int64_t i = 0; i < int8_columns(G, H); ++i) {
+    scale_p[i] = 0.0f;
+    colsum[i] = 0;
   }
+  for (int64_t gate = 0; gate < G; ++gate)
+    for (int64_t u = 0; u < H; ++u) {
+      const int64_t n = gate * H + u, at = ((u / kInt8Units) * G + gate) * kInt8Units + u % kInt8Units;
+      int32_t sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += q[n * K + k];
+      colsum[at] = sum;
+      scale_p[at] = scale[n];
+    }
   for (int64_t j = 0; j < nb; ++j)
     for (int64_t g = 0; g < K4; ++g)
       for (int64_t gate = 0; gate < G; ++gate)
