@@ -173,10 +173,10 @@ def setup_lstm_lowp(d: dict, ctx: Context) -> dict[str, Callable]:
         impls["seqkern"] = lambda: f(x, weights, need_cache=False)
         impls["f32"] = lambda: f(x, f32, need_cache=False)
         state, run_x = {}, x
-    if fmt == "int8":
-        impls["numpy"] = lambda: reference.lowp.lstm_forward_int8(run_x, weights, **state)[1 if step_row else 0]
-    else:
-        impls["numpy"] = lambda: reference.lstm_forward(run_x, weights, **state)[1 if step_row else 0]
+    # The reference (NumPy's integer products have no BLAS: only up to a few hundred MFLOP).
+    if run_x.shape[0] * run_x.shape[1] * 8 * d["H"] * (d["D"] + d["H"]) <= 3e8:
+        ref = reference.lowp.lstm_forward_int8 if fmt == "int8" else reference.lstm_forward
+        impls["numpy"] = lambda: ref(run_x, weights, **state)[1 if step_row else 0]
     if ctx.torch:
         torch = ctx.torch
         module = torch_lstm(torch, w_ih, w_hh, bias, cell=step_row)
