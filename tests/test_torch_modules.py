@@ -1,5 +1,6 @@
 """seqkern.torch modules against torch.nn on the same weights: outputs and gradients (packed
-sequences, bidirectional, stacked), state dicts both ways, torch.compile, and DistributedDataParallel."""
+sequences, bidirectional, stacked), state dicts both ways, torch.compile, and DistributedDataParallel;
+scaled_dot_product_attention with float masks (a differentiable bias) and grouped heads."""
 
 import math
 import os
@@ -376,3 +377,83 @@ def test_torch_compile_with_packed_sequences_matches_eager(gen, kind):
     gg = torch.autograd.grad(got.square().sum(), list(model.parameters()))
     for a, b in zip(gw, gg):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+# --- scaled dot-product attention with a float mask (a bias) and grouped heads ------------------------------------
+
+def _qkv(gen, dtype, B=2, NH=4, NKV=4, Lq=5, Lk=7, Dh=8, Dv=6):
+    return (torch.randn(B, NH, Lq, Dh, generator=gen, dtype=dtype, requires_grad=True),
+            torch.randn(B, NKV, Lk, Dh, generator=gen, dtype=dtype, requires_grad=True),
+            torch.randn(B, NKV, Lk, Dv, generator=gen, dtype=dtype, requires_grad=True))
+
+
+def _compare(gen, dtype, args, kw, extra=(), torch_kw=None):
+    # torch_kw: PyTorch's arguments when they differ (it refuses attn_mask with is_causal).
+    outs = [torch.nn.functional.scaled_dot_product_attention(*args, **(kw if torch_kw is None else torch_kw)),
+            st.scaled_dot_product_attention(*args, **kw)]
+    torch.testing.assert_close(outs[1], outs[0], **TOL[dtype])
+    g = torch.randn(outs[0].shape, generator=gen, dtype=dtype)
+    wrt = (*args, *extra)
+    grads = [torch.autograd.grad((o * g).sum(), wrt) for o in outs]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(5, 7), (4, 5, 7), (2, 1, 5, 7), (2, 4, 5, 7)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_float_mask_is_a_differentiable_bias(gen, dtype, shape, causal):
+    q, k, v = _qkv(gen, dtype, Lk=5 if causal else 7)
+    shape = (*shape[:-1], k.shape[-2])
+    bias = torch.randn(shape, generator=gen, dtype=dtype)
+    bias[..., 0, 1] = -math.inf  # a masked key inside the bias
+    bias.requires_grad_()
+    torch_kw = None
+    if causal:
+        # The same for PyTorch as an explicit mask: the causal part -inf on top of the bias.
+        tril = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+        torch_kw = {"attn_mask": bias.masked_fill(~tril, -math.inf)}
+    _compare(gen, dtype, (q, k, v), {"attn_mask": bias, "is_causal": causal}, extra=(bias,), torch_kw=torch_kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("nkv", [1, 2])
+def test_grouped_query_attention(gen, dtype, nkv):
+    q, k, v = _qkv(gen, dtype, NKV=nkv)
+    _compare(gen, dtype, (q, k, v), {"enable_gqa": True})
+    keep = torch.rand(5, 7, generator=gen) < 0.7
+    keep[:, 0] = True
+    _compare(gen, dtype, (q, k, v), {"enable_gqa": True, "attn_mask": keep, "scale": 0.4})
+    bias = torch.randn(4, 5, 7, generator=gen, dtype=dtype, requires_grad=True)
+    _compare(gen, dtype, (q, k, v), {"enable_gqa": True, "attn_mask": bias}, extra=(bias,))
+
+
+def test_grouped_heads_need_enable_gqa(gen):
+    q, k, v = _qkv(gen, torch.float64, NKV=2)
+    with pytest.raises(ValueError, match="enable_gqa"):
+        st.scaled_dot_product_attention(q, k, v)
+    q3, k3, v3 = _qkv(gen, torch.float64, NKV=3)
+    with pytest.raises(ValueError, match="fewer heads that divide"):
+        st.scaled_dot_product_attention(q3, k3, v3, enable_gqa=True)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        st.scaled_dot_product_attention(q, k, v, attn_mask=torch.zeros(3, 5, 7, dtype=torch.float64), enable_gqa=True)
+    with pytest.raises(TypeError, match="bias must be torch.float64, like q"):
+        st.scaled_dot_product_attention(q, k, v, attn_mask=torch.zeros(5, 7), enable_gqa=True)
+
+
+def _bias_args(gen):
+    q, k, v = (t.detach().requires_grad_() for t in _qkv(gen, torch.float64, B=1, NH=2, NKV=1, Lq=3, Lk=4, Dh=3, Dv=2))
+    bias = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    return q, k, v, None, bias, False, 0.6
+
+
+def test_bias_op_passes_opcheck_and_gradcheck(gen):
+    args = _bias_args(gen)
+    torch.library.opcheck(torch.ops.seqkern.attention_bias.default, args)
+    assert torch.autograd.gradcheck(lambda *a: torch.ops.seqkern.attention_bias(*a)[0], args, eps=1e-6, atol=1e-7, rtol=1e-5)
+    q, k, v, _, bias, causal, scale = args
+    with torch.no_grad():
+        out, lse = torch.ops.seqkern.attention_bias(*args)
+    torch.library.opcheck(torch.ops.seqkern.attention_bias_backward.default,
+                          (q.detach(), k.detach(), v.detach(), out, lse, torch.randn_like(out), None, bias.detach(),
+                           causal, scale))

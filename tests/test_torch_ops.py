@@ -299,11 +299,8 @@ class TestErrors:
         q, k, v, _ = attention_args(gen)
         with pytest.raises(NotImplementedError, match="dropout_p"):
             st.scaled_dot_product_attention(q, k, v, dropout_p=0.1)
-        with pytest.raises(NotImplementedError, match="enable_gqa"):
-            st.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-        bias = torch.full((3, 5), 0.5, dtype=q.dtype)
-        with pytest.raises(NotImplementedError, match="only 0 and -inf"):
-            st.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        with pytest.raises(TypeError, match="bool or floating point"):
+            st.scaled_dot_product_attention(q, k, v, attn_mask=torch.zeros(q.shape[-2], k.shape[-2], dtype=torch.int32))
         with pytest.raises(ValueError, match="does not broadcast"):
             st.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(4, 5, dtype=torch.bool))
         with pytest.raises(TypeError, match="k must be torch.float64, like q"):

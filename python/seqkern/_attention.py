@@ -240,7 +240,17 @@ class KVCache:
                 f"capacity={self.capacity}, dtype={self._dtype})")
 
 
-def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
+def key_grads(dk: np.ndarray, dv: np.ndarray, k_shape: tuple) -> tuple:
+    """The kernel's per-query-head dk, dv in k's shape: with grouped heads each key head's gradient
+    sums its query heads' (in order)."""
+    if dk.shape == tuple(k_shape):
+        return dk, dv
+    lead, heads = k_shape[:-3], k_shape[-3]
+    return (dk.reshape(*lead, heads, -1, *dk.shape[-2:]).sum(axis=-3),
+            dv.reshape(*lead, heads, -1, *dv.shape[-2:]).sum(axis=-3))
+
+
+def sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
     """g summed over the dims along which an array of ``shape`` was broadcast to g's shape."""
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
@@ -374,11 +384,8 @@ def attention_backward(cache: AttentionCache, dout: np.ndarray, *, dbias: bool =
         c.q, c.k, c.v, c.out, c.lse, contiguous(dout, fn, "dout"), c.mask, c.causal, c.bottom_right,
         c.kv_lengths, c.scale, c.bias, c.softcap, *c.window, bool(dbias)
     )
-    if dk.shape != c.k.shape:  # grouped heads: each key head's gradient sums its query heads, in order
-        lead, heads = c.k.shape[:-3], c.k.shape[-3]
-        dk = dk.reshape(*lead, heads, -1, *dk.shape[-2:]).sum(axis=-3)
-        dv = dv.reshape(*lead, heads, -1, *dv.shape[-2:]).sum(axis=-3)
-    grads = (dq, dk, dv) if full is None else (dq, dk, dv, _sum_to(full, c.bias.shape))
+    dk, dv = key_grads(dk, dv, c.k.shape)
+    grads = (dq, dk, dv) if full is None else (dq, dk, dv, sum_to(full, c.bias.shape))
     if c.io_dtype is not None:
         grads = tuple(_narrow(g, c.io_dtype) for g in grads)
     return AttentionGrads(*grads) if full is None else AttentionBiasGrads(*grads)

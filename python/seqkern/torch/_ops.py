@@ -21,10 +21,12 @@ recurrent ops run them only when the kernel's binding refuses an argument (see `
 
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from seqkern import _core
+from seqkern._attention import key_grads, sum_to
 
 from ._weights import as_numpy, gru_weights, lstm_weights, rnn_weights
 
@@ -400,21 +402,29 @@ INFERENCE_IMPLS = {"lstm": _lstm_inference, "gru": _gru_inference, "rnn": _rnn_i
 
 # --- scaled dot-product attention ----------------------------------------------------------------------------------
 
-def _check_attention(fn, q, k, v, mask):
+def _check_attention(fn, q, k, v, mask, bias=None):
     _float(fn, "q", q)
     if q.dim() < 2:
         raise ValueError(f"{fn}: q must be (..., Lq, Dh), got shape {tuple(q.shape)}")
     _float(fn, "k", k, q, "q")
     _float(fn, "v", v, q, "q")
+    # k's and v's leading dims are q's, except that the heads (the last leading dim, with two or
+    # more) may divide q's: grouped-query attention.
     lead = tuple(q.shape[:-2])
-    if k.dim() != q.dim() or tuple(k.shape[:-2]) != lead or k.shape[-1] != q.shape[-1]:
-        raise ValueError(f"{fn}: k must have shape (..., Lk, Dh) = {(*lead, 'Lk', q.shape[-1])}, got {tuple(k.shape)}")
-    if v.dim() != q.dim() or tuple(v.shape[:-2]) != lead or v.shape[-2] != k.shape[-2]:
-        raise ValueError(f"{fn}: v must have shape (..., Lk, Dv) = {(*lead, k.shape[-2], 'Dv')}, got {tuple(v.shape)}")
+    kv_lead = tuple(k.shape[:-2])
+    grouped = (len(lead) >= 2 and len(kv_lead) == len(lead) and kv_lead[:-1] == lead[:-1] and kv_lead[-1] > 0
+               and lead[-1] % kv_lead[-1] == 0)
+    if k.dim() != q.dim() or (kv_lead != lead and not grouped) or k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"{fn}: k must have shape (..., Lk, Dh) = {(*lead, 'Lk', q.shape[-1])} (or fewer heads that "
+                         f"divide q's), got {tuple(k.shape)}")
+    if v.dim() != q.dim() or tuple(v.shape[:-2]) != kv_lead or v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"{fn}: v must have shape (..., Lk, Dv) = {(*kv_lead, k.shape[-2], 'Dv')}, got {tuple(v.shape)}")
     if mask is not None:
         _cpu(fn, "mask", mask)
         if mask.dtype != torch.bool:
             raise TypeError(f"{fn}: mask must be bool (True = attend), got {mask.dtype}")
+    if bias is not None:
+        _float(fn, "bias", bias, q, "q")
 
 
 def _mask_array(mask):
@@ -449,9 +459,9 @@ def _(q, k, v, mask, causal, scale):
 def attention_backward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor,
                        mask: Optional[Tensor], causal: bool, scale: float) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients ``(dq, dk, dv)`` of :func:`attention`."""
-    grads = _core.attention_backward(*_arrays(q, k, v, out, lse, dout), _mask_array(mask), bool(causal), False, None,
-                                     float(scale), None, 0.0, -1, -1, False)
-    return _tensors(*grads[:3])
+    dq, dk, dv, _ = _core.attention_backward(*_arrays(q, k, v, out, lse, dout), _mask_array(mask), bool(causal), False,
+                                             None, float(scale), None, 0.0, -1, -1, False)
+    return _tensors(dq, *key_grads(dk, dv, tuple(k.shape)))
 
 
 @attention_backward.register_fake
@@ -475,6 +485,60 @@ def _attention_grad(ctx, dout, _dlse):
 
 
 attention.register_autograd(_attention_grad, setup_context=_attention_setup)
+
+
+@torch.library.custom_op("seqkern::attention_bias", mutates_args=())
+def attention_bias(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], bias: Tensor, causal: bool,
+                   scale: float) -> tuple[Tensor, Tensor]:
+    """:func:`attention` with an additive bias: ``softmax(scale * q kᵀ + bias, masked) v``, ``(out, lse)``.
+
+    bias: q's dtype, broadcastable to (..., Lq, Lk) (read in place along broadcast dims; -inf
+    masks a key). Differentiable in q, k, v and bias (dbias in bias's own shape).
+    """
+    _check_attention("seqkern::attention_bias", q, k, v, mask, bias)
+    out, lse = _core.attention_forward(*_arrays(q, k, v), _mask_array(mask), bool(causal), False, None, float(scale),
+                                       bias.detach().numpy(), 0.0, -1, -1)
+    return _tensors(out, lse)
+
+
+@attention_bias.register_fake
+def _(q, k, v, mask, bias, causal, scale):
+    _check_attention("seqkern::attention_bias", q, k, v, mask, bias)
+    return q.new_empty((*q.shape[:-1], v.shape[-1])), q.new_empty(tuple(q.shape[:-1]))
+
+
+@torch.library.custom_op("seqkern::attention_bias_backward", mutates_args=())
+def attention_bias_backward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor,
+                            mask: Optional[Tensor], bias: Tensor, causal: bool,
+                            scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients ``(dq, dk, dv, dbias)`` of :func:`attention_bias`."""
+    dq, dk, dv, full = _core.attention_backward(*_arrays(q, k, v, out, lse, dout), _mask_array(mask), bool(causal),
+                                                False, None, float(scale), bias.detach().numpy(), 0.0, -1, -1, True)
+    return _tensors(dq, *key_grads(dk, dv, tuple(k.shape)), np.ascontiguousarray(sum_to(full, tuple(bias.shape))))
+
+
+@attention_bias_backward.register_fake
+def _(q, k, v, out, lse, dout, mask, bias, causal, scale):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), bias.new_empty(bias.shape)
+
+
+def _attention_bias_setup(ctx, inputs, output):
+    q, k, v, mask, bias, causal, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse, mask, bias)
+    ctx.mark_non_differentiable(lse)
+    ctx.set_materialize_grads(False)
+    ctx.causal, ctx.scale = causal, scale
+
+
+def _attention_bias_grad(ctx, dout, _dlse):
+    q, k, v, out, lse, mask, bias = ctx.saved_tensors
+    dq, dk, dv, db = attention_bias_backward(q, k, v, out, lse, _zeros_like_if_none(dout, out), mask, bias,
+                                             ctx.causal, ctx.scale)
+    return dq, dk, dv, None, db, None, None
+
+
+attention_bias.register_autograd(_attention_bias_grad, setup_context=_attention_bias_setup)
 
 
 # --- additive attention --------------------------------------------------------------------------------------------

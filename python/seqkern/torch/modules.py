@@ -290,26 +290,15 @@ class RNN(_RecurrentBase):
         return y, h_n
 
 
-def _keep_mask(attn_mask: Tensor | None, lead: tuple, Lq: int, Lk: int) -> Tensor | None:
-    """The bool keep-mask (True = attend) of SDPA's ``attn_mask``, broadcast (not copied) to (..., Lq, Lk)."""
-    fn = "scaled_dot_product_attention"
-    if attn_mask is None:
-        return None
-    if attn_mask.dtype != torch.bool:
-        if not attn_mask.is_floating_point():
-            raise TypeError(f"{fn}: attn_mask must be bool or floating point, got {attn_mask.dtype}")
-        # The kernels mask, they do not add: an additive mask must be 0 (attend) or -inf (not).
-        if not bool(((attn_mask == 0) | torch.isneginf(attn_mask)).all()):
-            raise NotImplementedError(
-                f"{fn}: a floating-point attn_mask must hold only 0 and -inf (an additive bias with other "
-                "values is not implemented by the kernels)"
-            )
-        attn_mask = attn_mask == 0
+def _broadcastable(attn_mask: Tensor, lead: tuple, Lq: int, Lk: int) -> None:
     try:
-        return attn_mask.expand(*lead, Lq, Lk)
+        torch.broadcast_shapes(tuple(attn_mask.shape), (*lead, Lq, Lk))
+        ok = attn_mask.dim() <= len(lead) + 2
     except RuntimeError:
-        raise ValueError(f"{fn}: attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to "
-                         f"{(*lead, Lq, Lk)}") from None
+        ok = False
+    if not ok:
+        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {tuple(attn_mask.shape)} does not "
+                         f"broadcast to {(*lead, Lq, Lk)}")
 
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
@@ -317,26 +306,36 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
                                  enable_gqa: bool = False) -> Tensor:
     """``torch.nn.functional.scaled_dot_product_attention`` on the fused seqkern kernel.
 
-    query (..., L, E), key (..., S, E), value (..., S, Ev), the same leading dims; CPU float32/64.
-    ``attn_mask``: bool (True = attend) or floating point holding only 0 and -inf, broadcastable
-    to (..., L, S). ``is_causal``: query i sees keys j <= i (top-left, as PyTorch); it may be
-    combined with ``attn_mask``. ``scale`` defaults to 1/√E. Unlike PyTorch, a query that sees no
-    key gets zeros (and zero gradients), not NaN.
+    query (..., L, E), key (..., S, E), value (..., S, Ev), the same leading dims (with
+    ``enable_gqa``, key and value may have fewer heads, dim -3, dividing query's: query head h
+    reads key head h // (Hq / Hkv), never repeated in memory); CPU float32/64. ``attn_mask``: bool
+    (True = attend) or floating point, added to the scaled scores (-inf masks a key; differentiable,
+    its gradient in its own shape), broadcastable to (..., L, S) and read in place.
+    ``is_causal``: query i sees keys j <= i (top-left, as PyTorch); it may be combined with
+    ``attn_mask``. ``scale`` defaults to 1/√E. Unlike PyTorch, a query that sees no key gets zeros
+    (and zero gradients), not NaN.
 
-    Not supported: ``dropout_p`` > 0 and ``enable_gqa`` (``NotImplementedError``).
+    Not supported: ``dropout_p`` > 0 (``NotImplementedError``).
     """
     fn = "scaled_dot_product_attention"
     if dropout_p:
         raise NotImplementedError(f"{fn}: dropout_p must be 0 (attention dropout is not implemented), got {dropout_p}")
-    if enable_gqa:
-        raise NotImplementedError(f"{fn}: enable_gqa=True is not implemented; repeat key and value per head")
     if query.dim() < 2:
         raise ValueError(f"{fn}: query must be (..., L, E), got shape {tuple(query.shape)}")
+    if not enable_gqa and key.dim() == query.dim() and key.dim() >= 3 and key.shape[-3] != query.shape[-3]:
+        raise ValueError(f"{fn}: key has {key.shape[-3]} heads and query {query.shape[-3]}; pass enable_gqa=True "
+                         "for grouped-query attention")
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] > 0 else 1.0
-    mask = _keep_mask(attn_mask, tuple(query.shape[:-2]), query.shape[-2], key.shape[-2])
-    out, _ = _seqkern.attention(query, key, value, mask, bool(is_causal), float(scale))
-    return out
+    lead, Lq, Lk = tuple(query.shape[:-2]), query.shape[-2], key.shape[-2]
+    if attn_mask is None:
+        return _seqkern.attention(query, key, value, None, bool(is_causal), float(scale))[0]
+    _broadcastable(attn_mask, lead, Lq, Lk)
+    if attn_mask.dtype == torch.bool:
+        return _seqkern.attention(query, key, value, attn_mask.expand(*lead, Lq, Lk), bool(is_causal), float(scale))[0]
+    if not attn_mask.is_floating_point():
+        raise TypeError(f"{fn}: attn_mask must be bool or floating point, got {attn_mask.dtype}")
+    return _seqkern.attention_bias(query, key, value, None, attn_mask, bool(is_causal), float(scale))[0]
 
 
 def additive_attention(query: Tensor, key: Tensor, value: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor,
