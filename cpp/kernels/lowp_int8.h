@@ -4,8 +4,8 @@
 //
 // Per step: each row's x_t and h_{t-1} become bytes u + 128 (quantize_row); one register tile of
 // R rows and one unit block sums bytes times weights over the block's panel (4 inputs per 32-bit
-// lane: vpdpbusd where the CPU has AVX512-VNNI, exact 16-bit products and pairwise sums otherwise,
-// plain integers at the portable level), turns the sums of both products into the float
+// lane: vpdpbusd where the CPU has AVX512-VNNI, vpmaddubsw of |x| by the signed weights and
+// vpmaddwd otherwise, plain integers at the portable level), turns the sums of both products into the float
 // pre-activations of those rows and units, and runs the cell update on them (cell_tile of
 // recurrent_forward.h with `pre`). Threads claim each step's unit blocks (RoundClaims); the
 // integers do not depend on who computes them, so results are bitwise the same for any thread
@@ -70,7 +70,7 @@ __attribute__((target("avx512vnni"))) void dot_i8_vnni(const uint8_t* const* u, 
   // Few rows leave few independent vpdpbusd chains (one per row and gate, each waiting on the
   // last): up to two rows, even and odd groups go to two sets of accumulators, added at the end
   // (integers: the sum is the same).
-  constexpr int C = R <= 2 ? 2 : 1;
+  constexpr int C = R == 1 ? 4 : R == 2 ? 2 : 1;
   __m512i acc[C][R][G];
   for (int e = 0; e < C; ++e)
     for (int r = 0; r < R; ++r)
@@ -80,14 +80,16 @@ __attribute__((target("avx512vnni"))) void dot_i8_vnni(const uint8_t* const* u, 
     for (int e = 0; e < C && g0 + e < K4; ++e) {
       const int64_t g = g0 + e;
       const int8_t* wg = panel + g * G * 64;
+      __m512i b[R];
+      for (int r = 0; r < R; ++r) {
+        int32_t v;
+        std::memcpy(&v, u[r] + 4 * g, 4);
+        b[r] = _mm512_set1_epi32(v);
+      }
       for (int q = 0; q < G; ++q) {
         if (!on[q]) continue;
         const __m512i w = _mm512_loadu_si512(wg + q * 64);
-        for (int r = 0; r < R; ++r) {
-          int32_t b;
-          std::memcpy(&b, u[r] + 4 * g, 4);
-          acc[e][r][q] = _mm512_dpbusd_epi32(acc[e][r][q], _mm512_set1_epi32(b), w);
-        }
+        for (int r = 0; r < R; ++r) acc[e][r][q] = _mm512_dpbusd_epi32(acc[e][r][q], b[r], w);
       }
     }
   }
@@ -100,66 +102,78 @@ __attribute__((target("avx512vnni"))) void dot_i8_vnni(const uint8_t* const* u, 
 }
 #endif
 
-template <int R, int G>
-void dot_i8(const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool* on, int32_t (*out)[G * 16]) {
+// Whether this level's dot products are vpdpbusd's, Σ (x + 128)·q (so the epilogue subtracts
+// 128·Σ q), or, everywhere else, Σ x·q itself.
+inline bool unsigned_sums() {
 #if defined(__AVX512F__)
-  if (int8_vnni()) {
+  return int8_vnni();
+#else
+  return false;
+#endif
+}
+
+// The same sums without VNNI, Σ x·q with x = u - 128 (the byte u with its top bit flipped):
+// vpmaddubsw of |x| (at most 127) by q with x's sign, whose pairs stay within 16 bits
+// (2·127·127 < 2^15), then vpmaddwd by ones into 32 bits. Exact.
+template <int R, int G>
+void dot_i8(bool vnni, const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool* on,
+            int32_t (*out)[G * 16]) {
+#if defined(__AVX512F__)
+  if (vnni) {
     dot_i8_vnni<R, G>(u, panel, K4, on, out);
     return;
   }
-  // Without VNNI: the weights' bytes sign-extended to 16 bits (even and odd bytes apart), the
-  // activations' zero-extended, and vpmaddwd's exact pairwise sums into 32 bits.
-  const __m512i lo = _mm512_set1_epi32(0x00FF00FF);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80)), ones = _mm512_set1_epi16(1);
+  const __m512i zero = _mm512_setzero_si512();
   __m512i acc[R][G];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q) acc[r][q] = _mm512_loadu_si512(out[r] + q * 16);
   for (int64_t g = 0; g < K4; ++g) {
     const int8_t* wg = panel + g * G * 64;
-    __m512i be[R], bo[R];
+    __m512i ax[R];
+    __mmask64 neg[R];
     for (int r = 0; r < R; ++r) {
       int32_t b;
       std::memcpy(&b, u[r] + 4 * g, 4);
-      const __m512i v = _mm512_set1_epi32(b);
-      be[r] = _mm512_and_si512(v, lo);
-      bo[r] = _mm512_srli_epi16(v, 8);
+      const __m512i x = _mm512_xor_si512(_mm512_set1_epi32(b), flip);
+      ax[r] = _mm512_abs_epi8(x);
+      neg[r] = _mm512_movepi8_mask(x);
     }
     for (int q = 0; q < G; ++q) {
       if (!on[q]) continue;
       const __m512i w = _mm512_loadu_si512(wg + q * 64);
-      const __m512i we = _mm512_srai_epi16(_mm512_slli_epi16(w, 8), 8), wo = _mm512_srai_epi16(w, 8);
       for (int r = 0; r < R; ++r) {
-        const __m512i s = _mm512_add_epi32(_mm512_madd_epi16(be[r], we), _mm512_madd_epi16(bo[r], wo));
-        acc[r][q] = _mm512_add_epi32(acc[r][q], s);
+        const __m512i sw = _mm512_mask_sub_epi8(w, neg[r], zero, w);
+        acc[r][q] = _mm512_add_epi32(acc[r][q], _mm512_madd_epi16(_mm512_maddubs_epi16(ax[r], sw), ones));
       }
     }
   }
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q) _mm512_storeu_si512(out[r] + q * 16, acc[r][q]);
 #elif defined(__AVX2__)
-  // As the AVX-512 path without VNNI, in two halves of 8 lanes per gate.
-  const __m256i lo = _mm256_set1_epi32(0x00FF00FF);
+  (void)vnni;
+  // In two halves of 8 lanes per gate.
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80)), ones = _mm256_set1_epi16(1);
   __m256i acc[R][G][2];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q)
       for (int h = 0; h < 2; ++h) acc[r][q][h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out[r] + q * 16 + h * 8));
   for (int64_t g = 0; g < K4; ++g) {
     const int8_t* wg = panel + g * G * 64;
-    __m256i be[R], bo[R];
+    __m256i x[R], ax[R];
     for (int r = 0; r < R; ++r) {
       int32_t b;
       std::memcpy(&b, u[r] + 4 * g, 4);
-      const __m256i v = _mm256_set1_epi32(b);
-      be[r] = _mm256_and_si256(v, lo);
-      bo[r] = _mm256_srli_epi16(v, 8);
+      x[r] = _mm256_xor_si256(_mm256_set1_epi32(b), flip);
+      ax[r] = _mm256_abs_epi8(x[r]);
     }
     for (int q = 0; q < G; ++q) {
       if (!on[q]) continue;
       for (int h = 0; h < 2; ++h) {
         const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + q * 64 + h * 32));
-        const __m256i we = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8), wo = _mm256_srai_epi16(w, 8);
         for (int r = 0; r < R; ++r) {
-          const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(be[r], we), _mm256_madd_epi16(bo[r], wo));
-          acc[r][q][h] = _mm256_add_epi32(acc[r][q][h], s);
+          const __m256i p = _mm256_maddubs_epi16(ax[r], _mm256_sign_epi8(w, x[r]));
+          acc[r][q][h] = _mm256_add_epi32(acc[r][q][h], _mm256_madd_epi16(p, ones));
         }
       }
     }
@@ -168,6 +182,7 @@ void dot_i8(const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool
     for (int q = 0; q < G; ++q)
       for (int h = 0; h < 2; ++h) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[r] + q * 16 + h * 8), acc[r][q][h]);
 #else
+  (void)vnni;
   for (int64_t g = 0; g < K4; ++g) {
     const int8_t* wg = panel + g * G * 64;
     for (int q = 0; q < G; ++q) {
@@ -177,7 +192,7 @@ void dot_i8(const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool
         int32_t* a = out[r] + q * 16;
         for (int l = 0; l < 16; ++l) {
           const int8_t* w = wg + q * 64 + l * 4;
-          a[l] += ur[0] * w[0] + ur[1] * w[1] + ur[2] * w[2] + ur[3] * w[3];
+          for (int i = 0; i < 4; ++i) a[l] += (ur[i] - 128) * w[i];
         }
       }
     }
@@ -213,13 +228,13 @@ struct I8Sums {
 };
 
 template <int G, int R>
-void dot_rows(int rows, const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool* on,
+void dot_rows(int rows, bool vnni, const uint8_t* const* u, const int8_t* panel, int64_t K4, const bool* on,
               int32_t (*out)[G * 16]) {
   if constexpr (R > 0) {
     if (rows == R) {
-      dot_i8<R, G>(u, panel, K4, on, out);
+      dot_i8<R, G>(vnni, u, panel, K4, on, out);
     } else {
-      dot_rows<G, R - 1>(rows, u, panel, K4, on, out);
+      dot_rows<G, R - 1>(rows, vnni, u, panel, K4, on, out);
     }
   }
 }
@@ -239,6 +254,8 @@ void i8_blocks(const I8Step& s, const CellStep<Cell, float>& a, int64_t B, int64
     on_h[q] = Cell::reads_h(q);
   }
   alignas(64) float sum[G * 16];
+  const bool vnni = unsigned_sums();
+  const int32_t offset = vnni ? 128 : 0;
   I8Sums<G> local;
   I8Sums<G>* sums = B <= kI8Rows ? &local : sums_buf;
   auto tile_rows = [&](int64_t tile, int64_t* m0) {
@@ -268,7 +285,7 @@ void i8_blocks(const I8Step& s, const CellStep<Cell, float>& a, int64_t B, int64
           const int rows = tile_rows(tile, &m0);
           const uint8_t* rp[kI8Rows];
           for (int r = 0; r < rows; ++r) rp[r] = u + (m0 + r) * ldu + 4 * g0;
-          dot_rows<G, kI8Rows>(rows, rp, panel + g0 * G * 64, n, on, sums[tile].acc);
+          dot_rows<G, kI8Rows>(rows, vnni, rp, panel + g0 * G * 64, n, on, sums[tile].acc);
         }
       }
       const float* scale = wp.scale + j * G * 16;
@@ -278,7 +295,7 @@ void i8_blocks(const I8Step& s, const CellStep<Cell, float>& a, int64_t B, int64
         const int rows = tile_rows(tile, &m0);
         for (int r = 0; r < rows; ++r) {
           const int32_t* acc = sums[tile].acc[r];
-          for (int i = 0; i < G * 16; ++i) sum[i] = static_cast<float>(acc[i] - 128 * colsum[i]);
+          for (int i = 0; i < G * 16; ++i) sum[i] = static_cast<float>(acc[i] - offset * colsum[i]);
           const V am = V::set1(a_row[m0 + r]);
           float* pr = s.pre + (m0 + r) * s.ldp + G * u0;
           for (int q = 0; q < G; ++q) {

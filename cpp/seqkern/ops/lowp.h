@@ -12,9 +12,10 @@
 //              (all 0 when a[m] = 0)
 //   product    P[m, n] = (a[m]·s[n])·float(Σ_k u[m, k]·q[n, k]) (float32 products, the sum exact in
 //              32-bit integers), then pre-activation = bias + (P_x + P_h), and the cell as in float.
-// The kernels compute Σ_k (u + 128)·q - 128·Σ_k q (unsigned by signed bytes: VNNI's vpdpbusd, or
-// 16-bit products elsewhere); every level gets the same integers, so the same bits. K (D, and H)
-// is at most kInt8MaxK, so that no 32-bit sum can overflow.
+// The kernels compute Σ_k (u + 128)·q - 128·Σ_k q with VNNI's vpdpbusd (unsigned by signed bytes),
+// Σ_k |u|·(sign(u)·q) with vpmaddubsw elsewhere (pairs within 16 bits), or plain integers; every
+// level gets the same integers, so the same bits. K (D, and H) is at most kInt8MaxK, so that no
+// 32-bit sum can overflow.
 #pragma once
 
 #include <cstdint>
