@@ -245,7 +245,8 @@ def test_int8_empty_sizes_and_float64_weights():
 
 # --- bf16 -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("T,B,D,H", SHAPES)
+# (2, 7, 5, 130): two row tiles over three k chunks of h's panel, the second starting at an odd k.
+@pytest.mark.parametrize("T,B,D,H", SHAPES + [(2, 7, 5, 130)])
 def test_lstm_bf16_is_float32_on_rounded_weights(T, B, D, H):
     w_ih, w_hh, bias, pp = _lstm_arrays(D, H)
     b16 = sk.LSTMWeights(w_ih, w_hh, bias, pp, dtype="bf16")

@@ -59,21 +59,20 @@ py::array_t<T> frozen(int64_t n) {
   return capsule_owned<T>({n});
 }
 
-// The bf16 panels from float panels whose values are bf16 numbers (their low 16 bits zero).
-py::array narrow_panel(const Check& c, const char* name, const py::object& obj, int64_t n) {
+// The bf16 panel (ops/lowp.h) from a float panel whose values are bf16 numbers (low 16 bits zero).
+py::array narrow_panel(const Check& c, const char* name, const py::object& obj, int64_t G, int64_t H, int64_t K) {
   py::array a = c.array(name, obj);
   c.dtype_like<float>(name, a, "float32 weights");
-  c.shape(name, a, {n}, "(G*H*K,)");
+  c.shape(name, a, {G * H * K}, "(G*H*K,)");
   c.contiguous(name, a);
-  py::array_t<uint16_t> out = frozen<uint16_t>(n);
   const float* src = ptr<float>(a);
-  uint16_t* dst = out.mutable_data();
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < G * H * K; ++i) {
     uint32_t b;
     std::memcpy(&b, src + i, 4);
     if (b & 0xFFFFu) c.value_error(std::string(name) + " holds a value that is not a bfloat16 number");
-    dst[i] = static_cast<uint16_t>(b >> 16);
   }
+  py::array_t<uint16_t> out = frozen<uint16_t>(bf16_panel_size(G, H, K));
+  pack_bf16_pairs(G, H, K, src, out.mutable_data());
   freeze(out);
   return std::move(out);
 }
@@ -121,8 +120,8 @@ std::shared_ptr<LowpForm> lowp_form(const std::string& fmt, int64_t G, int64_t D
   f->H = H;
   if (fmt == "bf16") {
     f->fmt = LowpForm::bf16;
-    f->wih_b = narrow_panel(c, "wih_p", wih_p, G * H * D);
-    f->whh_b = narrow_panel(c, "whh_p", whh_p, G * H * H);
+    f->wih_b = narrow_panel(c, "wih_p", wih_p, G, H, D);
+    f->whh_b = narrow_panel(c, "whh_p", whh_p, G, H, H);
   } else if (fmt == "int8") {
     f->fmt = LowpForm::int8;
     if (D > kInt8MaxK || H > kInt8MaxK) {

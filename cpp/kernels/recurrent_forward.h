@@ -59,14 +59,15 @@ struct Lanes {
   }
 };
 
-// One vector of a weight panel row: in T, or bfloat16 widened to float.
-template <typename T, bool kFull>
-simd::Vec<T> load_weights(const Lanes<T, kFull>& io, const T* p) {
-  return io.load(p);
-}
-template <bool kFull>
-simd::Vec<float> load_weights(const Lanes<float, kFull>& io, const uint16_t* p) {
-  return kFull ? simd::Vec<float>::load_bf16(p) : simd::Vec<float>::load_bf16_n(p, io.n);
+// One vector of pairs of a bf16 panel, widened (the tag makes the call depend on the caller's
+// template arguments, so that kernels in double never instantiate it).
+template <bool kFull, typename Tag, typename Vf>
+void load_pairs(Tag, const uint16_t* p, int n, Vf& even, Vf& odd) {
+  if (kFull) {
+    Vf::load_bf16_pairs(p, even, odd);
+  } else {
+    Vf::load_bf16_pairs_n(p, n, even, odd);
+  }
 }
 
 template <typename T>
@@ -160,15 +161,18 @@ void cell_tile(const CellStep<Cell, T>& a, int64_t m0, int64_t j, int64_t kb, in
   }
   // The products with x (kX) or h over a gate-interleaved panel, only for the gate columns that
   // read that input (the others' weights are a zero block, never multiplied).
-  auto accumulate = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const auto* wp, int64_t k0,
+  auto reads_of = [](auto kX) {
+    return [](int q) { return decltype(kX)::value ? q < Cell::kInputColumns : Cell::reads_h(q); };
+  };
+  auto accumulate = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, int64_t k0,
                         int64_t k1) {
-    auto reads = [](int q) { return decltype(kX)::value ? q < Cell::kInputColumns : Cell::reads_h(q); };
-    const auto* panel = wp + j * G * U * K;
+    const auto reads = reads_of(kX);
+    const T* panel = wp + j * G * U * K;
     for (int64_t k = k0; k < k1; ++k) {
-      const auto* wr = panel + k * G * w;
+      const T* wr = panel + k * G * w;
       V wv[G][NV];
       for (int q = 0; q < G; ++q)
-        for (int v = 0; v < NV; ++v) wv[q][v] = reads(q) ? load_weights(io(v), wr + q * w + v * W) : V::zero();
+        for (int v = 0; v < NV; ++v) wv[q][v] = reads(q) ? io(v).load(wr + q * w + v * W) : V::zero();
       for (int r = 0; r < R; ++r) {
         const V b = V::set1(in[(m0 + r) * sm + k * sk]);
         for (int q = 0; q < G; ++q)
@@ -177,11 +181,47 @@ void cell_tile(const CellStep<Cell, T>& a, int64_t m0, int64_t j, int64_t kb, in
       }
     }
   };
-  // The same over a panel in T, or in bfloat16 where the weights have it (float layers only).
+  // The same over a bfloat16 panel (ops/lowp.h: rows k and k+1 of a pair interleaved, so one
+  // load gives both, widened by a shift and a mask), k increasing as above: the same bits.
+  auto accumulate_pairs = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const uint16_t* wb,
+                              int64_t k0, int64_t k1) {
+    const auto reads = reads_of(kX);
+    const uint16_t* panel = wb + j * G * U * (K + (K & 1));
+    // The pair of rows (k, k+1), k even; `lo` and `hi` say which of the two to use.
+    auto pair = [&](int64_t k, bool lo, bool hi) {
+      const uint16_t* wr = panel + k * G * w;
+      V we[G][NV], wo[G][NV];
+      for (int q = 0; q < G; ++q)
+        for (int v = 0; v < NV; ++v) {
+          we[q][v] = wo[q][v] = V::zero();
+          if (!reads(q)) continue;
+          load_pairs<kFull>(kX, wr + 2 * (q * w + v * W), lanes.cnt[v], we[q][v], wo[q][v]);
+        }
+      for (int r = 0; r < R; ++r) {
+        if (lo) {
+          const V b = V::set1(in[(m0 + r) * sm + k * sk]);
+          for (int q = 0; q < G; ++q)
+            for (int v = 0; v < NV; ++v)
+              if (reads(q)) acc[r][q][v] = simd::fmadd(b, we[q][v], acc[r][q][v]);
+        }
+        if (hi) {
+          const V b = V::set1(in[(m0 + r) * sm + (k + 1) * sk]);
+          for (int q = 0; q < G; ++q)
+            for (int v = 0; v < NV; ++v)
+              if (reads(q)) acc[r][q][v] = simd::fmadd(b, wo[q][v], acc[r][q][v]);
+        }
+      }
+    };
+    int64_t k = k0;
+    if (k < k1 && (k & 1)) pair(k++ - 1, false, true);
+    for (; k + 1 < k1; k += 2) pair(k, true, true);
+    if (k < k1) pair(k, true, false);
+  };
+  // Over the panel in T, or in bfloat16 where the weights have it (float layers only).
   auto product = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, const uint16_t* wb,
                      int64_t k0, int64_t k1) {
     if constexpr (std::is_same<T, float>::value) {
-      if (wb) return accumulate(kX, in, sm, sk, K, wb, k0, k1);
+      if (wb) return accumulate_pairs(kX, in, sm, sk, K, wb, k0, k1);
     }
     accumulate(kX, in, sm, sk, K, wp, k0, k1);
   };

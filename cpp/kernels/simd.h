@@ -54,14 +54,15 @@ struct Vec<float> {
   static Vec set1(float a) { return {_mm512_set1_ps(a)}; }
   static Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
   static Vec load_n(const float* p, int n) { return {_mm512_maskz_loadu_ps(tail(n), p)}; }
-  // 16 bfloat16 numbers (their bit patterns) widened to float, exactly.
-  static Vec load_bf16(const uint16_t* p) {
-    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  // 16 pairs of bfloat16 numbers (bit patterns, the first of each pair in the low half of a 32-bit
+  // word) widened to float, exactly: the first numbers in `even`, the second in `odd`.
+  static void load_bf16_pairs(const uint16_t* p, Vec& even, Vec& odd) { widen_pairs(_mm512_loadu_si512(p), even, odd); }
+  static void load_bf16_pairs_n(const uint16_t* p, int n, Vec& even, Vec& odd) {
+    widen_pairs(_mm512_maskz_loadu_epi32(tail(n), p), even, odd);
   }
-  static Vec load_bf16_n(const uint16_t* p, int n) {
-    const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(tail(n), p));
-    return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  static void widen_pairs(__m512i w, Vec& even, Vec& odd) {
+    even.v = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+    odd.v = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_n(float* p, int n) const { _mm512_mask_storeu_ps(p, tail(n), v); }
@@ -165,14 +166,17 @@ struct Vec<float> {
   static Vec load_n(const float* p, int n) {
     return n >= W ? load(p) : Vec{_mm256_maskload_ps(p, detail::tail_epi32(n))};
   }
-  static Vec load_bf16(const uint16_t* p) {
-    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+  static void load_bf16_pairs(const uint16_t* p, Vec& even, Vec& odd) {
+    widen_pairs(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), even, odd);
   }
-  static Vec load_bf16_n(const uint16_t* p, int n) {
-    uint16_t t[W] = {};
-    for (int i = 0; i < n && i < W; ++i) t[i] = p[i];
-    return load_bf16(t);
+  static void load_bf16_pairs_n(const uint16_t* p, int n, Vec& even, Vec& odd) {
+    uint16_t t[2 * W] = {};
+    for (int i = 0; i < 2 * n && i < 2 * W; ++i) t[i] = p[i];
+    load_bf16_pairs(t, even, odd);
+  }
+  static void widen_pairs(__m256i w, Vec& even, Vec& odd) {
+    even.v = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+    odd.v = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   // Partial stores in 4-, 2- and 1-lane pieces: AMD Zen runs vmaskmovps stores as a long
@@ -320,13 +324,23 @@ struct Vec {
   static Vec set1(T a) { return {a}; }
   static Vec load(const T* p) { return {*p}; }
   static Vec load_n(const T* p, int n) { return {n > 0 ? *p : T(0)}; }
-  static Vec load_bf16(const uint16_t* p) {
-    const uint32_t b = static_cast<uint32_t>(*p) << 16;
+  static void load_bf16_pairs(const uint16_t* p, Vec& even, Vec& odd) {
+    even = {T(widen(p[0]))};
+    odd = {T(widen(p[1]))};
+  }
+  static void load_bf16_pairs_n(const uint16_t* p, int n, Vec& even, Vec& odd) {
+    if (n > 0) {
+      load_bf16_pairs(p, even, odd);
+    } else {
+      even = odd = zero();
+    }
+  }
+  static float widen(uint16_t h) {
+    const uint32_t b = static_cast<uint32_t>(h) << 16;
     float f;
     std::memcpy(&f, &b, sizeof f);
-    return {T(f)};
+    return f;
   }
-  static Vec load_bf16_n(const uint16_t* p, int n) { return n > 0 ? load_bf16(p) : zero(); }
   void store(T* p) const { *p = v; }
   void store_n(T* p, int n) const { if (n > 0) *p = v; }
   static Mask first(int n) { return n > 0; }

@@ -1,8 +1,11 @@
 // ops/lowp.h: the low-precision weight formats of the recurrent cells (float32 layers only).
 //
-// bf16: every weight is a bfloat16 number (seqkern.lowp.to_bfloat16 rounds to nearest even), kept
-// as float32 in w_ih and w_hh for the GEMM paths and as 16-bit panels (RnnParams::wih_b, whh_b)
-// for the fused tiles, which widen them in registers. The arithmetic is the float32 kernels'.
+// bf16: every weight is a bfloat16 number (seqkern.reference.lowp.round_bfloat16 rounds to nearest
+// even), kept as float32 in w_ih and w_hh for the GEMM paths and as 16-bit panels (RnnParams::wih_b,
+// whh_b) for the fused tiles, which widen them in registers. The arithmetic is the float32
+// kernels'. A 16-bit panel is the float panel (kernels/recurrent.h) with rows k and k+1 (k even)
+// interleaved element by element: block j at j·G·16·Kp (Kp = K rounded up to even), the pair at
+// k·G·w, element e of the row at 2e (row k) and 2e + 1 (row k+1; 0 past K) (pack_bf16_pairs).
 //
 // int8: each product of a step, x_t·w_ihᵀ and h_{t-1}·w_hhᵀ, in integers (seqkern.reference.lowp
 // is the spec):
@@ -19,8 +22,28 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace seqkern {
+
+// The bf16 panel of a float panel (G gates, H units, K rows) whose values are bfloat16 numbers.
+inline void pack_bf16_pairs(int64_t G, int64_t H, int64_t K, const float* fpanel, uint16_t* out) {
+  const int64_t U = 16, Kp = K + (K & 1);
+  for (int64_t j = 0; j * U < H; ++j) {
+    const int64_t w = H - j * U < U ? H - j * U : U;
+    const float* src = fpanel + j * G * U * K;
+    uint16_t* dst = out + j * G * U * Kp;
+    for (int64_t k = 0; k < Kp; ++k)
+      for (int64_t e = 0; e < G * w; ++e) {
+        uint32_t b = 0;
+        if (k < K) std::memcpy(&b, src + k * G * w + e, 4);
+        dst[(k & ~int64_t(1)) * G * w + 2 * e + (k & 1)] = static_cast<uint16_t>(b >> 16);
+      }
+  }
+}
+inline int64_t bf16_panel_size(int64_t G, int64_t H, int64_t K) {
+  return (H + 15) / 16 * G * 16 * (K + (K & 1));
+}
 
 // Unit blocks of 16 units, as the float panels' (kernels/recurrent.h: 64 bytes of float).
 constexpr int64_t kInt8Units = 16;
