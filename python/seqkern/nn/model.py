@@ -771,6 +771,23 @@ class Sequential:
         model.extra = cfg.get("extra", {})
         return model
 
+    def quantize(self, weight_format):
+        """Run the recurrent layers' inference with low-precision weights: ``"int8"`` (per-row
+        scales, and every step's inputs and states quantized too: integer products) or ``"bf16"``
+        (weights rounded to bfloat16, float32 arithmetic), or None to go back to float32; the other
+        layers stay float32 (``seqkern.LSTMWeights``' ``dtype`` says what each format computes).
+        The parameters themselves do not change, so ``quantize(None)`` gives back the float32
+        model's results exactly. ``save`` keeps the format and ``load_model`` restores it. A
+        quantized model predicts and evaluates but does not train (``fit`` raises); float32 models
+        only. Returns the model."""
+        recurrent = [getattr(layer, "layer", layer) for layer in self.layers]
+        recurrent = [layer for layer in recurrent if hasattr(layer, "quantize")]
+        if weight_format not in (None, "float32") and not recurrent:
+            raise ValueError(f"quantize: the model has no recurrent layer to quantize (weight_format={weight_format!r})")
+        for layer in recurrent:
+            layer.quantize(weight_format)
+        return self
+
     def summary(self, print_fn=print) -> str:
         """Print a table of the layers (index and type), their output shapes (batch-major, None
         for the batch and unknown lengths, as Keras shows them) and parameter counts, with the
@@ -780,6 +797,9 @@ class Sequential:
             kind = type(layer).__name__
             if hasattr(layer, "layer"):
                 kind += f"({type(layer.layer).__name__})"
+            fmt = getattr(getattr(layer, "layer", layer), "weight_format", None)
+            if fmt:
+                kind += f" [{fmt}]"
             n = sum(v.size for v in layer.params().values())
             rows.append((f"{i} {kind}", "?" if shape is None else str(shape), f"{n:,d}"))
         head = ("Layer (type)", "Output Shape", "Param #")

@@ -49,8 +49,11 @@ class _Recurrent(Layer):
     gates = 0
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, dropout=0.0,
-                 return_sequences=False, return_state=False, stateful=False, dtype=np.float32, seed=None):
+                 return_sequences=False, return_state=False, stateful=False, dtype=np.float32, seed=None,
+                 weight_format=None):
         super().__init__(dtype)
+        self.weight_format = None
+        self._lowp = None  # the low-precision weights objects, built at the first inference
         self.return_state, self.stateful = bool(return_state), bool(stateful)
         self.states = None
         self.initial_state_grads = None
@@ -68,6 +71,28 @@ class _Recurrent(Layer):
                 self._add(f"w_ih_l{k}{s}", glorot_uniform(self._gen, d_in, G * H, (G * H, d_in), self.dtype))
                 self._add(f"w_hh_l{k}{s}", orthogonal(self._gen, H, G * H, self.dtype).T)
                 self._add_biases(f"_l{k}{s}")
+        self.quantize(weight_format)
+
+    def quantize(self, weight_format):
+        """Run inference with low-precision weights: ``"int8"`` or ``"bf16"`` (see
+        ``seqkern.LSTMWeights``' ``dtype``), or None (or ``"float32"``) for the layer's own. The
+        weights are converted from the parameters at the next inference, which the parameters keep
+        unchanged; ``set_params`` (and loading) converts them again, in-place changes to the arrays
+        of ``params()`` are not seen. A quantized layer does not train (``forward(training=True)``
+        and ``backward`` raise); a float32 layer only. Returns the layer."""
+        name = type(self).__name__
+        fmt = None if weight_format in (None, "float32") else weight_format
+        if fmt is not None and (not isinstance(fmt, str) or fmt not in ("bf16", "int8")):
+            raise ValueError(f"{name}: weight_format must be None, 'float32', 'bf16' or 'int8', got {weight_format!r}")
+        if fmt is not None and self.dtype != np.float32:
+            raise ValueError(f"{name}: weight_format={fmt!r} needs a float32 layer, this one is {self.dtype}")
+        self.weight_format = fmt
+        self._lowp = None
+        return self
+
+    def set_params(self, values: dict) -> None:
+        super().set_params(values)
+        self._lowp = None
 
     @property
     def output_size(self) -> int:
@@ -80,7 +105,8 @@ class _Recurrent(Layer):
         return {"class": type(self).__name__, "input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bidirectional": self.bidirectional, **self._cell_config(),
                 "dropout": self.dropout, "return_sequences": self.return_sequences, "return_state": self.return_state,
-                "stateful": self.stateful, "dtype": self.dtype.name}
+                "stateful": self.stateful, "dtype": self.dtype.name,
+                **({"weight_format": self.weight_format} if self.weight_format else {})}
 
     @classmethod
     def param_shapes(cls, config):
@@ -98,11 +124,16 @@ class _Recurrent(Layer):
         return (input_shape[0], self.output_size)
 
     def _layers(self) -> list:
-        """The weights objects of every layer and direction, as ``seqkern.*_layers_forward`` takes them."""
+        """The weights objects of every layer and direction, as ``seqkern.*_layers_forward`` takes them
+        (in the low-precision format when the layer is quantized, converted once)."""
+        if self.weight_format is not None and self._lowp is not None:
+            return self._lowp
         out = []
         for k in range(self.num_layers):
-            ws = tuple(self._weights(f"_l{k}{s}") for s in self.dirs)
+            ws = tuple(self._weights(f"_l{k}{s}", self.weight_format) for s in self.dirs)
             out.append(ws if len(ws) == 2 else ws[0])
+        if self.weight_format is not None:
+            self._lowp = out
         return out
 
     @property
@@ -157,6 +188,11 @@ class _Recurrent(Layer):
         (layers*dirs, B, H) in PyTorch's order. ``initial_state``: [h0, c0] (LSTM) or [h0], each
         (layers*dirs, B, H), or (B, H) for one layer and direction; zeros when None. A
         ``stateful`` layer starts each call from the states the previous call ended with."""
+        if self.weight_format is not None and training:
+            raise ValueError(f"{type(self).__name__}: a layer quantized to {self.weight_format} does not train; "
+                             "quantize(None) goes back to its float32 weights")
+        if self.weight_format is not None:
+            cache = False  # inference only: there is no backward to keep anything for
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"{type(self).__name__}: x must have shape (T, B, {self.input_size}), got {x.shape}")
@@ -189,6 +225,9 @@ class _Recurrent(Layer):
         """Gradient for x from the output's gradient; with ``return_state``, ``grad`` may be the
         tuple (d output, dh_n[, dc_n]) (None entries are zeros). The gradients of a given
         ``initial_state`` are left in ``initial_state_grads`` ([dh0, dc0] or [dh0])."""
+        if self.weight_format is not None:
+            raise ValueError(f"{type(self).__name__}: a layer quantized to {self.weight_format} has no backward; "
+                             "quantize(None) goes back to its float32 weights")
         H, dirs = self.hidden_size, len(self.dirs)
         d_states = [None] * self.state_count
         if isinstance(grad, (tuple, list)):
@@ -260,11 +299,11 @@ class LSTM(_Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, peephole=False,
                  dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
-                 seed=None):
+                 seed=None, weight_format=None):
         self.peephole = bool(peephole)
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
                          return_sequences=return_sequences, return_state=return_state, stateful=stateful,
-                         dtype=dtype, seed=seed)
+                         dtype=dtype, seed=seed, weight_format=weight_format)
 
     def _cell_config(self):
         return {"peephole": self.peephole}
@@ -293,11 +332,12 @@ class LSTM(_Recurrent):
     def _backward_layers(self, cache, dy, dh_n, dc_n=None):
         return seqkern.lstm_layers_backward(cache, dy, dh_n, dc_n)
 
-    def _weights(self, sfx):
-        # Views of the parameters (packed on each call), so the optimizer's in-place steps are seen.
+    def _weights(self, sfx, fmt=None):
+        # Views of the parameters (packed on each call), so the optimizer's in-place steps are seen;
+        # or, in a low-precision format, converted copies.
         p = self._p
         return seqkern.LSTMWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"bias{sfx}"], p.get(f"peephole{sfx}"),
-                                   copy=False)
+                                   copy=fmt is not None, dtype=fmt)
 
     def _param_grads(self, sfx, g):
         grads = {f"w_ih{sfx}": g.dw_ih, f"w_hh{sfx}": g.dw_hh, f"bias{sfx}": g.dbias}
@@ -338,9 +378,9 @@ class GRU(_Recurrent):
     def _backward_layers(self, cache, dy, dh_n, dc_n=None):
         return seqkern.gru_layers_backward(cache, dy, dh_n)
 
-    def _weights(self, sfx):
+    def _weights(self, sfx, fmt=None):
         p = self._p
-        return seqkern.GRUWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"b_ih{sfx}"], p[f"b_hh{sfx}"])
+        return seqkern.GRUWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"b_ih{sfx}"], p[f"b_hh{sfx}"], dtype=fmt)
 
     def _param_grads(self, sfx, g):
         return {f"w_ih{sfx}": g.dw_ih, f"w_hh{sfx}": g.dw_hh, f"b_ih{sfx}": g.db_ih, f"b_hh{sfx}": g.db_hh}
@@ -367,13 +407,13 @@ class SimpleRNN(_Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, nonlinearity="tanh",
                  dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
-                 seed=None):
+                 seed=None, weight_format=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"SimpleRNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
                          return_sequences=return_sequences, return_state=return_state, stateful=stateful,
-                         dtype=dtype, seed=seed)
+                         dtype=dtype, seed=seed, weight_format=weight_format)
 
     def _cell_config(self):
         return {"nonlinearity": self.nonlinearity}
@@ -391,9 +431,10 @@ class SimpleRNN(_Recurrent):
     def _backward_layers(self, cache, dy, dh_n, dc_n=None):
         return seqkern.rnn_layers_backward(cache, dy, dh_n)
 
-    def _weights(self, sfx):
+    def _weights(self, sfx, fmt=None):
         p = self._p
-        return seqkern.RNNWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"bias{sfx}"], nonlinearity=self.nonlinearity)
+        return seqkern.RNNWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"bias{sfx}"], nonlinearity=self.nonlinearity,
+                                  dtype=fmt)
 
     def _param_grads(self, sfx, g):
         return {f"w_ih{sfx}": g.dw_ih, f"w_hh{sfx}": g.dw_hh, f"bias{sfx}": g.dbias}
