@@ -11,6 +11,9 @@ evaluation.
     python examples/sst2.py --train a.tsv --dev b.tsv --test c.tsv
     python examples/sst2.py --runs 5             # five seeds: each model, and their average
 
+Each trained model is also evaluated with its LSTM weights in bf16 and in int8
+(``model.quantize``), beside its float32 accuracy.
+
 The data is read where it lies; nothing is copied.
 """
 
@@ -25,6 +28,9 @@ import numpy as np
 
 from seqkern import nn
 from seqkern.text import Vocab, read_tsv, tokenize
+
+
+QUANTIZED = ("bf16", "int8")  # the formats each trained model is also evaluated in
 
 
 def default_data_dir() -> Path | None:
@@ -96,6 +102,7 @@ def main(argv=None) -> int:
 
     t_all = time.perf_counter()
     probs, accs = [], []
+    quantized = {fmt: [] for fmt in QUANTIZED}
     for run in range(args.runs):
         seed = args.seed + run
         model = build(len(vocab), args.embed, args.hidden, args.attn, args.dropout, args.emb_dropout,
@@ -122,7 +129,17 @@ def main(argv=None) -> int:
               f"({np.median(hist['tokens_per_s']):,.0f} training tokens/s); best dev epoch {best} "
               f"(dev accuracy {hist['val_accuracy'][best - 1]:.4f})")
         print(f"seed {seed}: test accuracy: {res['accuracy']:.4f} on {len(x_te)} sentences", flush=True)
-        probs.append(model.predict(x_te))
+        p_float = model.predict(x_te)
+        for fmt in QUANTIZED:  # the same model with low-precision recurrent weights
+            p_q = model.quantize(fmt).predict(x_te)
+            acc = float(np.mean(p_q.argmax(axis=1) == y_te))
+            quantized[fmt].append(acc)
+            print(f"seed {seed}: test accuracy with {fmt} LSTM weights: {acc:.4f} "
+                  f"({100 * (acc - res['accuracy']):+.2f} points; probabilities moved by at most "
+                  f"{np.abs(p_q - p_float).max():.1e}, {int(np.sum(p_q.argmax(1) != p_float.argmax(1)))} "
+                  f"predictions changed)", flush=True)
+        model.quantize(None)
+        probs.append(p_float)
         accs.append(res["accuracy"])
         if args.save and run == 0:
             model.extra = {"vocab": vocab.to_json(), "classes": ["0", "1"]}
@@ -132,6 +149,9 @@ def main(argv=None) -> int:
         print(f"{args.runs} runs in {time.perf_counter() - t_all:.1f} s: single-model test accuracy mean "
               f"{np.mean(accs):.4f} (min {np.min(accs):.4f}, max {np.max(accs):.4f}); "
               f"ensemble (mean probability) {ens:.4f}")
+        for fmt, qs in quantized.items():
+            print(f"{fmt} LSTM weights: test accuracy mean {np.mean(qs):.4f} "
+                  f"({100 * (np.mean(qs) - np.mean(accs)):+.2f} points)")
     return 0
 
 if __name__ == "__main__":
