@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,11 +37,17 @@ def _broadcastable(mshape, shape):
     return all(m in (1, s) for m, s in zip(mshape[::-1], shape[::-1]))
 
 
+# The softmax and the log-softmax take the same arguments and share the checks.
+SOFTMAXES = ["softmax", "log_softmax"]
+
+
+@pytest.mark.parametrize("name", SOFTMAXES)
 @FUZZ
-@given(softmax_args())
-def test_softmax_fuzz(args):
+@given(args=softmax_args())
+def test_softmax_fuzz(name, args):
     x, axis, mask = args
-    CASES["softmax"] += 1
+    CASES[name] += 1
+    kernel, spec = getattr(seqkern, name), getattr(ref, name)
     valid = (
         x.dtype in (np.float32, np.float64)
         and x.ndim >= 1
@@ -48,17 +55,18 @@ def test_softmax_fuzz(args):
         and (mask is None or (mask.dtype == np.bool_ and _broadcastable(mask.shape, x.shape)))
     )
     try:
-        y = seqkern.softmax(x, axis=axis, mask=mask)
+        y = kernel(x, axis=axis, mask=mask)
     except (TypeError, ValueError) as e:
         assert not valid, f"valid input rejected: {e}"
-        assert names_an_argument(e, "softmax", ["x", "axis", "mask"]), str(e)
+        assert names_an_argument(e, name, ["x", "axis", "mask"]), str(e)
         return
     assert valid, "invalid input accepted"
     assert y.shape == x.shape and y.dtype == x.dtype and y.flags.c_contiguous
-    expected = ref.softmax(x.astype(np.float64), axis=axis, mask=mask)
-    # Rows holding NaN or +inf come out NaN; rows with -inf entries stay finite.
+    expected = spec(x.astype(np.float64), axis=axis, mask=mask)
+    # Rows holding NaN or +inf come out NaN; rows with -inf entries stay finite in the softmax
+    # (the log-softmax gives -inf there, and for masked entries).
     if x.dtype == np.float32:
-        assert_close(y, expected, ref.softmax(x, axis=axis, mask=mask), name="y")
+        assert_close(y, expected, spec(x, axis=axis, mask=mask), name="y")
         return
     # float64: 1e-12, tighter than assert_close's float64 bound (1e-9 of the largest output).
     assert same_non_finite(y, expected)
@@ -66,14 +74,19 @@ def test_softmax_fuzz(args):
     np.testing.assert_allclose(y[finite], expected[finite], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", [f"{n}_backward" for n in SOFTMAXES])
 @FUZZ
-@given(st.data())
-def test_softmax_backward_fuzz(data):
-    CASES["softmax_backward"] += 1
+@given(data=st.data())
+def test_softmax_backward_fuzz(name, data):
+    CASES[name] += 1
+    kernel, spec = getattr(seqkern, name), getattr(ref, name)
     ndim = data.draw(st.integers(1, 3))
     shape = tuple(data.draw(st.lists(st.integers(0, 7), min_size=ndim, max_size=ndim)))
     dtype = data.draw(dtypes())
-    y = data.draw(layouts(values(data.draw, shape, dtype, special=False)))
+    y = values(data.draw, shape, dtype, special=False)
+    if name.startswith("log_") and y.dtype.kind == "f":
+        y = -np.abs(y)  # log-probabilities: at most 0
+    y = data.draw(layouts(y))
     dshape = shape if data.draw(st.integers(0, 4)) else tuple(d + 1 for d in shape)
     dy = data.draw(layouts(values(data.draw, dshape, data.draw(dtypes(valid_weight=8)), special=False)))
     axis = data.draw(st.integers(-ndim - 1, ndim))
@@ -81,15 +94,15 @@ def test_softmax_backward_fuzz(data):
         y.dtype in (np.float32, np.float64) and dy.dtype == y.dtype and dy.shape == y.shape and -ndim <= axis < ndim
     )
     try:
-        dx = seqkern.softmax_backward(y, dy, axis=axis)
+        dx = kernel(y, dy, axis=axis)
     except (TypeError, ValueError) as e:
         assert not valid, f"valid input rejected: {e}"
-        assert names_an_argument(e, "softmax_backward", ["y", "dy", "axis"]), str(e)
+        assert names_an_argument(e, name, ["y", "dy", "axis"]), str(e)
         return
     assert valid
-    expected = ref.softmax_backward(y.astype(np.float64), dy.astype(np.float64), axis=axis)
+    expected = spec(y.astype(np.float64), dy.astype(np.float64), axis=axis)
     if y.dtype == np.float32:
-        assert_close(dx, expected, ref.softmax_backward(y, dy, axis=axis), name="dx")
+        assert_close(dx, expected, spec(y, dy, axis=axis), name="dx")
         return
     # float64: 1e-10, tighter than assert_close's float64 bound for outputs above 0.1.
     np.testing.assert_allclose(dx, expected, rtol=1e-10, atol=1e-10 * (1 + np.abs(expected).max(initial=0)))

@@ -1,4 +1,5 @@
-// softmax.cpp: softmax_forward (with an optional bool mask) and softmax_backward.
+// softmax.cpp: softmax_forward (with an optional bool mask) and softmax_backward, and the same two
+// for the log-softmax.
 #include "bindings/check.h"
 #include "bindings/families.h"
 
@@ -33,8 +34,10 @@ SoftmaxShape softmax_shape(const Check& c, const py::array& a, int64_t axis) {
   return s;
 }
 
+// Log: the log-softmax entries, and its name in the messages.
+template <bool Log>
 py::array softmax_forward(const py::object& x_obj, int64_t axis, const py::object& mask_obj) {
-  const Check c{"softmax"};
+  const Check c{Log ? "log_softmax" : "softmax"};
   py::array x = softmax_input(c, "x", x_obj);
   const SoftmaxShape s = softmax_shape(c, x, axis);
   const std::vector<int64_t> dims = dims_of(x);
@@ -47,13 +50,15 @@ py::array softmax_forward(const py::object& x_obj, int64_t axis, const py::objec
   return by_dtype(c, x, [&](auto tag) -> py::array {
     using T = decltype(tag);
     py::array_t<T> y = empty<T>(dims);
-    call_kernel(ops<T>().softmax.forward, s, ptr<T>(x), mp, y.mutable_data());
+    const auto& f = ops<T>().softmax;
+    call_kernel(Log ? f.log_forward : f.forward, s, ptr<T>(x), mp, y.mutable_data());
     return y;
   });
 }
 
+template <bool Log>
 py::array softmax_backward(const py::object& y_obj, const py::object& dy_obj, int64_t axis) {
-  const Check c{"softmax_backward"};
+  const Check c{Log ? "log_softmax_backward" : "softmax_backward"};
   py::array y = softmax_input(c, "y", y_obj);
   py::array dy = c.array("dy", dy_obj);
   const SoftmaxShape s = softmax_shape(c, y, axis);
@@ -61,7 +66,8 @@ py::array softmax_backward(const py::object& y_obj, const py::object& dy_obj, in
     using T = decltype(tag);
     c.same_as<T>("dy", dy, dims_of(y), "y");
     py::array_t<T> dx = empty<T>(dims_of(y));
-    call_kernel(ops<T>().softmax.backward, s, ptr<T>(y), ptr<T>(dy), dx.mutable_data());
+    const auto& f = ops<T>().softmax;
+    call_kernel(Log ? f.log_backward : f.backward, s, ptr<T>(y), ptr<T>(dy), dx.mutable_data());
     return dx;
   });
 }
@@ -69,8 +75,10 @@ py::array softmax_backward(const py::object& y_obj, const py::object& dy_obj, in
 }  // namespace
 
 void bind_softmax(py::module_& m) {
-  m.def("softmax_forward", &softmax_forward, py::arg("x"), py::arg("axis"), py::arg("mask"));
-  m.def("softmax_backward", &softmax_backward, py::arg("y"), py::arg("dy"), py::arg("axis"));
+  m.def("softmax_forward", &softmax_forward<false>, py::arg("x"), py::arg("axis"), py::arg("mask"));
+  m.def("softmax_backward", &softmax_backward<false>, py::arg("y"), py::arg("dy"), py::arg("axis"));
+  m.def("log_softmax_forward", &softmax_forward<true>, py::arg("x"), py::arg("axis"), py::arg("mask"));
+  m.def("log_softmax_backward", &softmax_backward<true>, py::arg("y"), py::arg("dy"), py::arg("axis"));
 }
 
 }  // namespace bind

@@ -6,11 +6,17 @@
 //   y_j = 0 for masked j, and the whole row is 0 when no entry is kept or all kept are -inf.
 // Backward (mask already folded into y, since masked y_j = 0):
 //   dx_j = y_j (dy_j - <y, dy>)
+// The log-softmax, log(y) computed without forming y:
+//   l_j = x_j - (m + log sum_{k kept} exp(x_k - m))  (kept j), -inf for masked j and for every
+//   j of a row with nothing kept (the offset is +inf there);
+//   dx_j = dl_j - exp(l_j) sum_{k: l_k > -inf} dl_k, and 0 where l_j = -inf (masked entries and
+//   entries at -inf do not move their outputs, so their dl is not summed either).
 // Numerics: max subtraction keeps exp in range for |x| up to float max; accumulation in T.
 // NaN anywhere in the kept entries of a row makes that row NaN.
 // Cost: ~3 passes over the row, memory-bound: 8 bytes/element forward (x, y) for float32.
 // Rows are split across threads in a fixed way; each row is reduced by one thread in index
 // order, so results do not depend on the thread count.
+#include <cmath>
 #include <limits>
 
 #include "kernels/registry.h"
@@ -43,8 +49,15 @@ Vec<T> safe_inverse(Vec<T> vsum) {
   return simd::select(simd::cmp_eq(vsum, V::zero()), V::zero(), V::set1(T(1)) / vsum);
 }
 
-// One contiguous row of length n.
+// The log-softmax's offset m + log(sum): +inf when nothing is kept (every output -inf), NaN
+// when the sum is NaN (the row is NaN).
 template <typename T>
+T log_offset(T shift, T total) {
+  return total == T(0) ? std::numeric_limits<T>::infinity() : shift + std::log(total);
+}
+
+// One contiguous row of length n; Log: the log-softmax (y holds nothing between the passes).
+template <typename T, bool Log>
 void softmax_row(int64_t n, const T* x, const uint8_t* mask, T* y) {
   using V = Vec<T>;
   constexpr int W = V::W;
@@ -54,13 +67,23 @@ void softmax_row(int64_t n, const T* x, const uint8_t* mask, T* y) {
     const int cnt = static_cast<int>(n - j < W ? n - j : W);
     vmax = simd::max(vmax, kept_or(x + j, mask ? mask + j : nullptr, cnt, ninf));
   }
-  const V shift = safe_shift(V::set1(simd::hmax(vmax)));
+  const T row_max = simd::hmax(vmax);
+  const T shift_s = row_max == -std::numeric_limits<T>::infinity() ? T(0) : row_max;  // as safe_shift
+  const V shift = V::set1(shift_s);
   V vsum = V::zero();
   for (int64_t j = 0; j < n; j += W) {
     const int cnt = static_cast<int>(n - j < W ? n - j : W);
     V e = simd::exp(kept_or(x + j, mask ? mask + j : nullptr, cnt, ninf) - shift);
-    e.store_n(y + j, cnt);
+    if (!Log) e.store_n(y + j, cnt);
     vsum = vsum + e;
+  }
+  if (Log) {
+    const V off = V::set1(log_offset(shift_s, simd::hsum(vsum)));
+    for (int64_t j = 0; j < n; j += W) {
+      const int cnt = static_cast<int>(n - j < W ? n - j : W);
+      (kept_or(x + j, mask ? mask + j : nullptr, cnt, ninf) - off).store_n(y + j, cnt);
+    }
+    return;
   }
   const V inv = safe_inverse(V::set1(simd::hsum(vsum)));
   for (int64_t j = 0; j < n; j += W) {
@@ -75,7 +98,7 @@ void softmax_row(int64_t n, const T* x, const uint8_t* mask, T* y) {
 constexpr int kLanes = 256;
 
 // `cnt` <= kLanes columns of length n, element j of column l at x[j * stride + l].
-template <typename T>
+template <typename T, bool Log>
 void softmax_lanes(int64_t n, int64_t stride, int cnt, const T* x, const uint8_t* mask, T* y) {
   using V = Vec<T>;
   constexpr int W = V::W;
@@ -99,9 +122,20 @@ void softmax_lanes(int64_t n, int64_t stride, int cnt, const T* x, const uint8_t
     for (int l = 0; l < cnt; l += W) {
       const V e = simd::exp(kept_or(x + o + l, mask ? mask + o + l : nullptr, cnt - l, ninf) -
                             V::load_n(shift + l, cnt - l));
-      e.store_n(y + o + l, cnt - l);
+      if (!Log) e.store_n(y + o + l, cnt - l);
       (V::load_n(acc + l, cnt - l) + e).store_n(acc + l, cnt - l);
     }
+  }
+  if (Log) {
+    for (int l = 0; l < cnt; ++l) acc[l] = log_offset(shift[l], acc[l]);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t o = j * stride;
+      for (int l = 0; l < cnt; l += W) {
+        (kept_or(x + o + l, mask ? mask + o + l : nullptr, cnt - l, ninf) - V::load_n(acc + l, cnt - l))
+            .store_n(y + o + l, cnt - l);
+      }
+    }
+    return;
   }
   for (int l = 0; l < cnt; l += W) safe_inverse(V::load_n(acc + l, cnt - l)).store_n(acc + l, cnt - l);
   for (int64_t j = 0; j < n; ++j) {
@@ -110,39 +144,58 @@ void softmax_lanes(int64_t n, int64_t stride, int cnt, const T* x, const uint8_t
   }
 }
 
-template <typename T>
+// The backward's two terms per element: softmax dx = y (dy - dot) with dot = sum y dy;
+// log-softmax dx = dy - exp(l) dot with dot = sum of the dl whose l > -inf, and dx = 0 where
+// l = -inf.
+template <typename T, bool Log>
+struct BackwardTerms {
+  using V = Vec<T>;
+  static V dot_term(V y, V dy) {
+    if (!Log) return y * dy;
+    return simd::select(simd::cmp_eq(y, V::set1(-std::numeric_limits<T>::infinity())), V::zero(), dy);
+  }
+  static V dx(V y, V dy, V dot) {
+    if (!Log) return y * (dy - dot);
+    return simd::select(simd::cmp_eq(y, V::set1(-std::numeric_limits<T>::infinity())), V::zero(),
+                        dy - simd::exp(y) * dot);
+  }
+};
+
+template <typename T, bool Log>
 void softmax_backward_row(int64_t n, const T* y, const T* dy, T* dx) {
   using V = Vec<T>;
+  using Terms = BackwardTerms<T, Log>;
   constexpr int W = V::W;
   V acc = V::zero();
   for (int64_t j = 0; j < n; j += W) {
     int cnt = static_cast<int>(n - j < W ? n - j : W);
-    acc = simd::fmadd(V::load_n(y + j, cnt), V::load_n(dy + j, cnt), acc);
+    acc = acc + Terms::dot_term(V::load_n(y + j, cnt), V::load_n(dy + j, cnt));
   }
   const V dot = V::set1(simd::hsum(acc));
   for (int64_t j = 0; j < n; j += W) {
     int cnt = static_cast<int>(n - j < W ? n - j : W);
-    (V::load_n(y + j, cnt) * (V::load_n(dy + j, cnt) - dot)).store_n(dx + j, cnt);
+    Terms::dx(V::load_n(y + j, cnt), V::load_n(dy + j, cnt), dot).store_n(dx + j, cnt);
   }
 }
 
-template <typename T>
+template <typename T, bool Log>
 void softmax_backward_lanes(int64_t n, int64_t stride, int cnt, const T* y, const T* dy, T* dx) {
   using V = Vec<T>;
+  using Terms = BackwardTerms<T, Log>;
   constexpr int W = V::W;
   alignas(64) T dot[kLanes];
   for (int l = 0; l < cnt; l += W) V::zero().store_n(dot + l, cnt - l);
   for (int64_t j = 0; j < n; ++j) {
     const int64_t o = j * stride;
     for (int l = 0; l < cnt; l += W) {
-      simd::fmadd(V::load_n(y + o + l, cnt - l), V::load_n(dy + o + l, cnt - l), V::load_n(dot + l, cnt - l))
+      (V::load_n(dot + l, cnt - l) + Terms::dot_term(V::load_n(y + o + l, cnt - l), V::load_n(dy + o + l, cnt - l)))
           .store_n(dot + l, cnt - l);
     }
   }
   for (int64_t j = 0; j < n; ++j) {
     const int64_t o = j * stride;
     for (int l = 0; l < cnt; l += W) {
-      (V::load_n(y + o + l, cnt - l) * (V::load_n(dy + o + l, cnt - l) - V::load_n(dot + l, cnt - l)))
+      Terms::dx(V::load_n(y + o + l, cnt - l), V::load_n(dy + o + l, cnt - l), V::load_n(dot + l, cnt - l))
           .store_n(dx + o + l, cnt - l);
     }
   }
@@ -167,38 +220,57 @@ void for_each_group(const SoftmaxShape& s, Fn fn) {
   }
 }
 
-}  // namespace
-
-template <typename T>
-void softmax_forward(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) {
+template <typename T, bool Log>
+void forward(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) {
   if (s.outer == 0 || s.n == 0 || s.inner == 0) return;
   for_each_group<T>(s, [&](int64_t o, int64_t l0, int cnt) {
     const int64_t base = o * s.n * s.inner + l0;
     const uint8_t* m = mask ? mask + base : nullptr;
     if (s.inner == 1) {
-      softmax_row(s.n, x + base, m, y + base);
+      softmax_row<T, Log>(s.n, x + base, m, y + base);
     } else {
-      softmax_lanes(s.n, s.inner, cnt, x + base, m, y + base);
+      softmax_lanes<T, Log>(s.n, s.inner, cnt, x + base, m, y + base);
+    }
+  });
+}
+
+template <typename T, bool Log>
+void backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx) {
+  if (s.outer == 0 || s.n == 0 || s.inner == 0) return;
+  for_each_group<T>(s, [&](int64_t o, int64_t l0, int cnt) {
+    const int64_t base = o * s.n * s.inner + l0;
+    if (s.inner == 1) {
+      softmax_backward_row<T, Log>(s.n, y + base, dy + base, dx + base);
+    } else {
+      softmax_backward_lanes<T, Log>(s.n, s.inner, cnt, y + base, dy + base, dx + base);
     }
   });
 }
 
 template <typename T>
-void softmax_backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx) {
-  if (s.outer == 0 || s.n == 0 || s.inner == 0) return;
-  for_each_group<T>(s, [&](int64_t o, int64_t l0, int cnt) {
-    const int64_t base = o * s.n * s.inner + l0;
-    if (s.inner == 1) {
-      softmax_backward_row(s.n, y + base, dy + base, dx + base);
-    } else {
-      softmax_backward_lanes(s.n, s.inner, cnt, y + base, dy + base, dx + base);
-    }
-  });
+void softmax_forward(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) {
+  forward<T, false>(s, x, mask, y);
 }
+template <typename T>
+void softmax_backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx) {
+  backward<T, false>(s, y, dy, dx);
+}
+template <typename T>
+void log_softmax_forward(const SoftmaxShape& s, const T* x, const uint8_t* mask, T* y) {
+  forward<T, true>(s, x, mask, y);
+}
+template <typename T>
+void log_softmax_backward(const SoftmaxShape& s, const T* y, const T* dy, T* dx) {
+  backward<T, true>(s, y, dy, dx);
+}
+
+}  // namespace
 
 SEQKERN_KERNELS(softmax) {
   SEQKERN_ENTRY(softmax, forward, softmax_forward);
   SEQKERN_ENTRY(softmax, backward, softmax_backward);
+  SEQKERN_ENTRY(softmax, log_forward, log_softmax_forward);
+  SEQKERN_ENTRY(softmax, log_backward, log_softmax_backward);
 }
 
 }  // namespace SEQKERN_ISA_NS

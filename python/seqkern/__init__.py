@@ -43,7 +43,7 @@ from ._attention import (
     attention_pool_backward,
     attention_pool_forward,
 )
-from ._softmax import softmax, softmax_backward, softmax_forward
+from ._softmax import log_softmax, log_softmax_backward, softmax, softmax_backward, softmax_forward
 
 __version__ = "0.1.0"
 
@@ -72,6 +72,8 @@ __all__ = [
     "softmax",
     "softmax_forward",
     "softmax_backward",
+    "log_softmax",
+    "log_softmax_backward",
     "lstm_forward",
     "lstm_backward",
     "LSTMWeights",

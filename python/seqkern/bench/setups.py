@@ -17,32 +17,44 @@ from .peers import (Context, onnx_gru, onnx_lstm, onnx_model, onnx_rnn, openvino
                     torch_lstm, torch_pool)
 
 
-def setup_softmax(d: dict, ctx: Context) -> dict[str, Callable]:
-    x = ctx.rng.standard_normal(d["x"], dtype=np.float32)
-    axis, f = d["axis"], seqkern.softmax
-    impls: dict[str, Callable] = {"seqkern": lambda: f(x, axis)}
-    impls["numpy"] = lambda: reference.softmax(x, axis)
-    if ctx.torch:
-        torch, xt = ctx.torch, ctx.torch.from_numpy(x)
-        impls["torch"] = lambda: torch.softmax(xt, axis)
-    if ctx.ort:
-        node = ctx.onnx.helper.make_node("Softmax", ["x"], ["y"], axis=axis)
-        sess = ort_session(ctx, node, {"x": x.shape}, ["y"], {})
-        impls["ort"] = lambda: sess.run(None, {"x": x})
-    return impls
+def _softmax_setups(log: bool):
+    """The forward and backward setups of the softmax (``log``: the log-softmax)."""
+    name = "log_softmax" if log else "softmax"
+    fwd, bwd = getattr(seqkern, name), getattr(seqkern, name + "_backward")
+    ref_fwd, ref_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+
+    def forward(d: dict, ctx: Context) -> dict[str, Callable]:
+        x = ctx.rng.standard_normal(d["x"], dtype=np.float32)
+        axis = d["axis"]
+        impls: dict[str, Callable] = {"seqkern": lambda: fwd(x, axis)}
+        impls["numpy"] = lambda: ref_fwd(x, axis)
+        if ctx.torch:
+            torch_fn, xt = getattr(ctx.torch, name), ctx.torch.from_numpy(x)
+            impls["torch"] = lambda: torch_fn(xt, axis)
+        if ctx.ort:
+            node = ctx.onnx.helper.make_node("LogSoftmax" if log else "Softmax", ["x"], ["y"], axis=axis)
+            sess = ort_session(ctx, node, {"x": x.shape}, ["y"], {})
+            impls["ort"] = lambda: sess.run(None, {"x": x})
+        return impls
+
+    def backward(d: dict, ctx: Context) -> dict[str, Callable]:
+        axis = d["axis"]
+        y = ref_fwd(ctx.rng.standard_normal(d["x"], dtype=np.float32), axis)
+        dy = ctx.rng.standard_normal(d["x"], dtype=np.float32)
+        impls: dict[str, Callable] = {"seqkern": lambda: bwd(y, dy, axis)}
+        impls["numpy"] = lambda: ref_bwd(y, dy, axis)
+        if ctx.torch:
+            torch = ctx.torch
+            torch_bwd = torch._log_softmax_backward_data if log else torch._softmax_backward_data
+            yt, dyt = torch.from_numpy(y), torch.from_numpy(dy)
+            impls["torch"] = lambda: torch_bwd(dyt, yt, axis, torch.float32)
+        return impls
+
+    return forward, backward
 
 
-def setup_softmax_backward(d: dict, ctx: Context) -> dict[str, Callable]:
-    axis = d["axis"]
-    y = reference.softmax(ctx.rng.standard_normal(d["x"], dtype=np.float32), axis)
-    dy = ctx.rng.standard_normal(d["x"], dtype=np.float32)
-    f = seqkern.softmax_backward
-    impls: dict[str, Callable] = {"seqkern": lambda: f(y, dy, axis)}
-    impls["numpy"] = lambda: reference.softmax_backward(y, dy, axis)
-    if ctx.torch:
-        torch, yt, dyt = ctx.torch, ctx.torch.from_numpy(y), ctx.torch.from_numpy(dy)
-        impls["torch"] = lambda: torch._softmax_backward_data(dyt, yt, axis, torch.float32)
-    return impls
+setup_softmax, setup_softmax_backward = _softmax_setups(log=False)
+setup_log_softmax, setup_log_softmax_backward = _softmax_setups(log=True)
 
 
 def _lstm_data(d: dict, rng: np.random.Generator, steps: int | None = None):

@@ -30,6 +30,8 @@ from .setups import (
     setup_lstm_train,
     setup_nn_train,
     setup_pool,
+    setup_log_softmax,
+    setup_log_softmax_backward,
     setup_softmax,
     setup_softmax_backward,
 )
@@ -101,6 +103,8 @@ FULL_SHAPES = {
     "softmax": [((4096, 1024), -1), ((64, 8, 128, 128), -1), ((256, 32000), -1),
                 ((32, 1024, 256), 1)],
     "softmax_backward": [((4096, 1024), -1), ((32, 1024, 256), 1)],
+    "log_softmax": [((4096, 1024), -1), ((256, 32000), -1)],
+    "log_softmax_backward": [((4096, 1024), -1)],
     # (128, 32, 100, 100) is the SST-2 model's size; (128, 32, 96, 96) the nearest multiple of 16
     "lstm": [(128, 32, 128, 256), (256, 1, 64, 128), (64, 64, 256, 512), (512, 16, 128, 128),
              (128, 32, 100, 100), (128, 32, 96, 96)],
@@ -133,6 +137,8 @@ QUICK = {  # the --quick subset: (op family, shape) pairs from FULL_SHAPES
 SMOKE_SHAPES = {  # tiny shapes that run every code path in well under a second
     "softmax": [((8, 16), -1), ((3, 5, 4), 1)],
     "softmax_backward": [((8, 16), -1)],
+    "log_softmax": [((8, 16), -1), ((3, 5, 4), 1)],
+    "log_softmax_backward": [((8, 16), -1)],
     "lstm": [(3, 16, 4, 8), (3, 1, 4, 8)],
     "lstm_step": [(1, 4, 8)],
     "gru": [(3, 16, 4, 8), (3, 1, 4, 8)],
@@ -161,8 +167,9 @@ def build_entries(quick: bool = False, smoke: bool = False) -> list[Entry]:
         if not quick or smoke or (family, shape) in QUICK:
             out.append(replace(entry, quick=(family, shape) in QUICK))
 
-    for name, setup, per_elem in (("softmax", setup_softmax, 2), ("softmax_backward",
-                                                                  setup_softmax_backward, 3)):
+    for name, setup, per_elem in (("softmax", setup_softmax, 2), ("softmax_backward", setup_softmax_backward, 3),
+                                  ("log_softmax", setup_log_softmax, 2),
+                                  ("log_softmax_backward", setup_log_softmax_backward, 3)):
         for shape, axis in table[name]:
             # Read x (and dy), write y: 4 bytes per float32 element and pass.
             nbytes = per_elem * 4 * math.prod(shape)

@@ -43,12 +43,12 @@ from .layers import (
 )
 from . import lowp as lowp
 from .pool import attention_pool_backward, attention_pool_forward
-from .softmax import softmax, softmax_backward, softmax_forward
+from .softmax import log_softmax, log_softmax_backward, softmax, softmax_backward, softmax_forward
 
 # A star import takes the kernels' twins only; attention_keep and the Output and Grads tuples are
 # public too, re-exported by the `name as name` imports above.
 __all__ = [
-    "softmax", "softmax_forward", "softmax_backward",
+    "softmax", "softmax_forward", "softmax_backward", "log_softmax", "log_softmax_backward",
     "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
     "rnn_forward", "rnn_backward",
