@@ -17,7 +17,7 @@ Training takes Keras's ``validation_split``, ``sample_weight``, ``class_weight``
 (``callbacks``: ``ModelCheckpoint``, ``CSVLogger``, ``ReduceLROnPlateau``, ...), metrics beyond
 accuracy (``metrics``), per-token outputs for sequence labelling (``TimeDistributed``), and the
 functional API (``functional``: ``Input``, ``Model``, ``Dot``, ``Add``, ``Concatenate``,
-``Softmax``). ``model.summary()``, ``model.plot_history(path)`` and ``model.to_onnx(path)``
+``Softmax``), and convolution over time (``Conv1D``, ``GlobalMaxPool1D``). ``model.summary()``, ``model.plot_history(path)`` and ``model.to_onnx(path)``
 (``onnx_export``) describe, draw and export a model.
 """
 
@@ -25,8 +25,8 @@ from . import metrics
 from .callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
                         ReduceLROnPlateau)
 from .functional import Add, Concatenate, Dot, Input, Model, Softmax
-from .layers import (GRU, LSTM, AttentionPool, Dense, Dropout, Embedding, Layer, MeanPool, SimpleRNN, TimeDistributed,
-                     layer_from_config)
+from .layers import (GRU, LSTM, AttentionPool, Conv1D, Dense, Dropout, Embedding, GlobalMaxPool1D, Layer, MeanPool,
+                     SimpleRNN, TimeDistributed, layer_from_config)
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, get_loss
 from .model import Sequential, load_model
 from .optim import SGD, Adam, Optimizer, get_optimizer, global_norm
@@ -34,7 +34,7 @@ from .predict import Predictor
 
 __all__ = [
     "Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool", "TimeDistributed",
-    "layer_from_config",
+    "Conv1D", "GlobalMaxPool1D", "layer_from_config",
     "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get_loss",
     "Optimizer", "SGD", "Adam", "get_optimizer", "global_norm",
     "Sequential", "load_model", "metrics", "Input", "Model", "Dot", "Add", "Concatenate", "Softmax",

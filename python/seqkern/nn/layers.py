@@ -12,7 +12,8 @@ computes from its arguments and the parameters only, so several threads can run 
 ``Layer.param_shapes(config)`` gives the parameter shapes a config implies without allocating
 them (``load_model`` checks a file against them before building anything).
 
-The recurrent layers (:class:`LSTM`, :class:`GRU`, :class:`SimpleRNN`) are in ``recurrent`` and importable from here.
+The recurrent layers (:class:`LSTM`, :class:`GRU`, :class:`SimpleRNN`) are in ``recurrent``, the
+convolution (:class:`Conv1D`, :class:`GlobalMaxPool1D`) in ``conv``; all are importable from here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import seqkern
 
 __all__ = ["Layer", "Embedding", "Dense", "Dropout", "LSTM", "GRU", "SimpleRNN", "AttentionPool", "MeanPool",
-           "TimeDistributed", "layer_class", "layer_from_config"]
+           "TimeDistributed", "Conv1D", "GlobalMaxPool1D", "layer_class", "layer_from_config"]
 
 
 def _size(config: dict, key: str, minimum: int = 0) -> int:
@@ -196,6 +197,32 @@ class Embedding(Layer):
 _ACTIVATIONS = (None, "linear", "relu", "tanh", "sigmoid", "softmax")
 
 
+def activate(z, activation):
+    """``activation`` (one of ``_ACTIVATIONS``, None for linear; softmax over the last axis) of z."""
+    if activation is None:
+        return z
+    if activation == "relu":
+        return np.maximum(z, 0)
+    if activation == "tanh":
+        return np.tanh(z)
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    return seqkern.softmax(np.ascontiguousarray(z), axis=-1)
+
+
+def activation_backward(grad, y, activation):
+    """The gradient before ``activate``, from the gradient after it and its output ``y``."""
+    if activation is None:
+        return grad
+    if activation == "relu":
+        return grad * (y > 0)
+    if activation == "tanh":
+        return grad * (1 - y * y)
+    if activation == "sigmoid":
+        return grad * y * (1 - y)
+    return seqkern.softmax_backward(np.ascontiguousarray(y), np.ascontiguousarray(grad, dtype=y.dtype))
+
+
 class Dense(Layer):
     """y = act(x W^T + b) over the last axis; W (units, in_features) as PyTorch's nn.Linear.
 
@@ -237,34 +264,14 @@ class Dense(Layer):
         z = x @ self._p["weight"].T
         if self.use_bias:
             z += self._p["bias"]
-        a = self.activation
-        if logits or a is None:
-            if cache:
-                self._x, self._y = x, None
-            return z
-        if a == "relu":
-            y = np.maximum(z, 0)
-        elif a == "tanh":
-            y = np.tanh(z)
-        elif a == "sigmoid":
-            y = 1.0 / (1.0 + np.exp(-z))
-        else:
-            y = seqkern.softmax(np.ascontiguousarray(z), axis=-1)
+        y = z if logits else activate(z, self.activation)
         if cache:
-            self._x, self._y = x, y
+            self._x, self._y = x, (None if logits or self.activation is None else y)
         return y
 
     def backward(self, grad, logits=False):
-        a, y = self.activation, self._y
-        if not logits and a is not None:
-            if a == "relu":
-                grad = grad * (y > 0)
-            elif a == "tanh":
-                grad = grad * (1 - y * y)
-            elif a == "sigmoid":
-                grad = grad * y * (1 - y)
-            else:
-                grad = seqkern.softmax_backward(np.ascontiguousarray(y), np.ascontiguousarray(grad, dtype=y.dtype))
+        if not logits:
+            grad = activation_backward(grad, self._y, self.activation)
         x2 = self._x.reshape(-1, self.in_features)
         g2 = grad.reshape(-1, self.units)
         self._g["weight"] += g2.T @ x2
@@ -479,9 +486,10 @@ class TimeDistributed(Layer):
 # The recurrent layers live in .recurrent, which builds on the helpers above; imported here so that
 # ``layers.LSTM`` keeps working and the registry knows them.
 from .recurrent import GRU, LSTM, SimpleRNN  # noqa: E402
+from .conv import Conv1D, GlobalMaxPool1D  # noqa: E402
 
 _CLASSES = {c.__name__: c for c in (Embedding, Dense, Dropout, LSTM, GRU, SimpleRNN, AttentionPool, MeanPool,
-                                    TimeDistributed)}
+                                    TimeDistributed, Conv1D, GlobalMaxPool1D)}
 
 
 def layer_class(config: dict) -> type:
