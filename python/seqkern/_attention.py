@@ -83,7 +83,8 @@ _HALF = ("float16", "bfloat16")
 
 
 def _is_half(a) -> bool:
-    return isinstance(a, np.ndarray) and a.dtype.name in _HALF and a.dtype.itemsize == 2
+    # itemsize first: dtype.name runs Python code in NumPy, and most calls are float32.
+    return isinstance(a, np.ndarray) and a.dtype.itemsize == 2 and a.dtype.name in _HALF
 
 
 def _widen(a):

@@ -8,7 +8,8 @@ import numpy as np
 
 from . import _core
 from . import convert  # noqa: F401  (makes seqkern.convert available after `import seqkern`)
-from ._util import cache_default, contiguous, frozen_copy, low_precision_weights, weight_format, weights_or_arrays
+from ._util import (FLOAT_NAMES, cache_default, contiguous, frozen_copy, low_precision_weights, weight_format,
+                    weights_or_arrays)
 
 __all__ = ["LSTMWeights", "LSTMCache", "LSTMOutput", "LSTMGrads", "lstm_forward", "lstm_backward"]
 
@@ -82,7 +83,7 @@ class LSTMWeights(_core.LstmWeightsCore):
     @property
     def format(self) -> str:
         form = self._lowp
-        return str(self.dtype) if form is None else form.format
+        return FLOAT_NAMES[self.dtype] if form is None else form.format
 
     @property
     def int8(self):

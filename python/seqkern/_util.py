@@ -192,6 +192,11 @@ def cache_default(fn: str, need_cache, weights) -> bool:
     return bool(need_cache)
 
 
+# The float dtypes' names by dtype: str(dtype) runs Python code in NumPy, too slow for a
+# property every call reads.
+FLOAT_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
 class LowPrecisionAttributes:
     """``format`` and ``int8`` of a weights object that keeps its arrays in ``_arrays`` (a LowpForm
     sixth when it has a low-precision format) and its int8 form in ``_int8``."""
@@ -201,7 +206,7 @@ class LowPrecisionAttributes:
     @property
     def format(self) -> str:
         """"float32", "float64", "bf16" or "int8" (see LSTMWeights' ``dtype``)."""
-        return str(self.dtype) if len(self._arrays) < 6 else self._arrays[5].format
+        return FLOAT_NAMES[self.dtype] if len(self._arrays) < 6 else self._arrays[5].format
 
     @property
     def int8(self):
