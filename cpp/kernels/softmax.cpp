@@ -56,32 +56,47 @@ T log_offset(T shift, T total) {
   return total == T(0) ? std::numeric_limits<T>::infinity() : shift + std::log(total);
 }
 
+// Folds a row into kAcc accumulators, step(acc, j, cnt) taking the vector of elements
+// [j, j + cnt) into acc: every kAcc-th full vector goes to the same accumulator (one alone would
+// bound the pass by the step's latency) and the tail to the first; they are combined as
+// combine(combine(a0, a1), combine(a2, a3)). A fixed order that depends on n only.
+constexpr int kAcc = 4;
+
+template <typename T, typename Step, typename Combine>
+Vec<T> fold_row(int64_t n, Vec<T> init, Step step, Combine combine) {
+  constexpr int W = Vec<T>::W;
+  Vec<T> acc[kAcc] = {init, init, init, init};
+  int64_t j = 0;
+  for (; j + kAcc * W <= n; j += kAcc * W) {
+    for (int a = 0; a < kAcc; ++a) acc[a] = step(acc[a], j + a * W, W);
+  }
+  for (; j < n; j += W) acc[0] = step(acc[0], j, static_cast<int>(n - j < W ? n - j : W));
+  return combine(combine(acc[0], acc[1]), combine(acc[2], acc[3]));
+}
+
 // One contiguous row of length n; Log: the log-softmax (y holds nothing between the passes).
 template <typename T, bool Log>
 void softmax_row(int64_t n, const T* x, const uint8_t* mask, T* y) {
   using V = Vec<T>;
   constexpr int W = V::W;
   const V ninf = V::set1(-std::numeric_limits<T>::infinity());
-  V vmax = ninf;
-  for (int64_t j = 0; j < n; j += W) {
-    const int cnt = static_cast<int>(n - j < W ? n - j : W);
-    vmax = simd::max(vmax, kept_or(x + j, mask ? mask + j : nullptr, cnt, ninf));
-  }
+  auto kept = [&](int64_t j, int cnt) { return kept_or(x + j, mask ? mask + j : nullptr, cnt, ninf); };
+  auto vmax_of = [](V a, V b) { return simd::max(a, b); };
+  auto sum = [](V a, V b) { return a + b; };
+  const V vmax = fold_row<T>(n, ninf, [&](V acc, int64_t j, int cnt) { return vmax_of(acc, kept(j, cnt)); }, vmax_of);
   const T row_max = simd::hmax(vmax);
   const T shift_s = row_max == -std::numeric_limits<T>::infinity() ? T(0) : row_max;  // as safe_shift
   const V shift = V::set1(shift_s);
-  V vsum = V::zero();
-  for (int64_t j = 0; j < n; j += W) {
-    const int cnt = static_cast<int>(n - j < W ? n - j : W);
-    V e = simd::exp(kept_or(x + j, mask ? mask + j : nullptr, cnt, ninf) - shift);
+  const V vsum = fold_row<T>(n, V::zero(), [&](V acc, int64_t j, int cnt) {
+    const V e = simd::exp(kept(j, cnt) - shift);
     if (!Log) e.store_n(y + j, cnt);
-    vsum = vsum + e;
-  }
+    return acc + e;
+  }, sum);
   if (Log) {
     const V off = V::set1(log_offset(shift_s, simd::hsum(vsum)));
     for (int64_t j = 0; j < n; j += W) {
       const int cnt = static_cast<int>(n - j < W ? n - j : W);
-      (kept_or(x + j, mask ? mask + j : nullptr, cnt, ninf) - off).store_n(y + j, cnt);
+      (kept(j, cnt) - off).store_n(y + j, cnt);
     }
     return;
   }
@@ -144,15 +159,15 @@ void softmax_lanes(int64_t n, int64_t stride, int cnt, const T* x, const uint8_t
   }
 }
 
-// The backward's two terms per element: softmax dx = y (dy - dot) with dot = sum y dy;
+// The backward's two steps per element: softmax dx = y (dy - dot) with dot = sum y dy;
 // log-softmax dx = dy - exp(l) dot with dot = sum of the dl whose l > -inf, and dx = 0 where
 // l = -inf.
 template <typename T, bool Log>
 struct BackwardTerms {
   using V = Vec<T>;
-  static V dot_term(V y, V dy) {
-    if (!Log) return y * dy;
-    return simd::select(simd::cmp_eq(y, V::set1(-std::numeric_limits<T>::infinity())), V::zero(), dy);
+  static V accumulate(V acc, V y, V dy) {
+    if (!Log) return simd::fmadd(y, dy, acc);
+    return acc + simd::select(simd::cmp_eq(y, V::set1(-std::numeric_limits<T>::infinity())), V::zero(), dy);
   }
   static V dx(V y, V dy, V dot) {
     if (!Log) return y * (dy - dot);
@@ -166,11 +181,9 @@ void softmax_backward_row(int64_t n, const T* y, const T* dy, T* dx) {
   using V = Vec<T>;
   using Terms = BackwardTerms<T, Log>;
   constexpr int W = V::W;
-  V acc = V::zero();
-  for (int64_t j = 0; j < n; j += W) {
-    int cnt = static_cast<int>(n - j < W ? n - j : W);
-    acc = acc + Terms::dot_term(V::load_n(y + j, cnt), V::load_n(dy + j, cnt));
-  }
+  const V acc = fold_row<T>(n, V::zero(), [&](V a, int64_t j, int cnt) {
+    return Terms::accumulate(a, V::load_n(y + j, cnt), V::load_n(dy + j, cnt));
+  }, [](V a, V b) { return a + b; });
   const V dot = V::set1(simd::hsum(acc));
   for (int64_t j = 0; j < n; j += W) {
     int cnt = static_cast<int>(n - j < W ? n - j : W);
@@ -188,7 +201,7 @@ void softmax_backward_lanes(int64_t n, int64_t stride, int cnt, const T* y, cons
   for (int64_t j = 0; j < n; ++j) {
     const int64_t o = j * stride;
     for (int l = 0; l < cnt; l += W) {
-      (V::load_n(dot + l, cnt - l) + Terms::dot_term(V::load_n(y + o + l, cnt - l), V::load_n(dy + o + l, cnt - l)))
+      Terms::accumulate(V::load_n(dot + l, cnt - l), V::load_n(y + o + l, cnt - l), V::load_n(dy + o + l, cnt - l))
           .store_n(dot + l, cnt - l);
     }
   }
