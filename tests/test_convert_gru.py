@@ -186,11 +186,7 @@ def test_keras_gru_formulas(rng, reset_after, with_bias):
     assert w["linear_before_reset"] is reset_after
     assert (w["b_ih"] is None) is (not with_bias) and (w["b_hh"] is None) is (not (with_bias and reset_after))
     assert_close(ref.gru_forward(x, **w).y, expected, name="reference")
-    if reset_after:
-        assert_close(seqkern.gru_forward(x, **w).y, expected, name="kernel")
-    else:
-        with pytest.raises(NotImplementedError):
-            seqkern.gru_forward(x, **w)
+    assert_close(seqkern.gru_forward(x, **w).y, expected, name="kernel")
 
 
 def test_keras_layout_is_the_transposed_onnx_order(rng):
@@ -247,10 +243,10 @@ def test_onnxruntime_gru(rng, linear_before_reset):
     ran = lengths > 0
     assert_close(Y[:, 0], r64.y, r32.y, name="ONNX Runtime Y")
     assert_close(Y_h[0][ran], r64.h_n[ran], r32.h_n[ran], name="ONNX Runtime Y_h")
-    if linear_before_reset:
-        out = seqkern.gru_forward(x, **w, h0=h0, lengths=lengths)
-        assert_close(out.y, r64.y, r32.y, name="kernel y")
-        assert_close(out.h_n, r64.h_n, r32.h_n, name="kernel h_n")
+    out = seqkern.gru_forward(x, **w, h0=h0, lengths=lengths)
+    assert_close(out.y, r64.y, r32.y, name="kernel y")
+    assert_close(out.h_n, r64.h_n, r32.h_n, name="kernel h_n")
+    assert_close(out.y, Y[:, 0].astype(np.float64), r32.y, name="kernel y against ONNX Runtime")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,16 +41,18 @@ def test_gru_forward_backward_fuzz(data):
           for k in SHAPES if k in ("w_ih", "w_hh") or draw(st.booleans())}
     if draw(st.booleans()):
         kw["lengths"] = lengths_arg(draw, B, T)
+    lbr = draw(st.booleans())  # reset after the product (PyTorch's) or before it
     CASES["gru_forward"] += 1
     valid = _valid(x, kw)
     with seqkern.use_isa(draw(isa_levels())):
-        out = run_checked(lambda: seqkern.gru_forward(x, **kw), valid, ["GRUWeights", "gru_forward"], GRU_ARGS)
+        out = run_checked(lambda: seqkern.gru_forward(x, **kw, linear_before_reset=lbr), valid,
+                          ["GRUWeights", "gru_forward"], GRU_ARGS)
     if out is None:
         return
     f64 = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in kw.items()}
     with np.errstate(all="ignore"):  # the reference meets the same NaN/inf
-        r64 = ref.gru_forward(x.astype(np.float64), **f64)
-        r32 = ref.gru_forward(x, **kw) if dtype == np.float32 else None
+        r64 = ref.gru_forward(x.astype(np.float64), **f64, linear_before_reset=lbr)
+        r32 = ref.gru_forward(x, **kw, linear_before_reset=lbr) if dtype == np.float32 else None
     for i, name in enumerate(("y", "h_n")):
         assert out[i].dtype == dtype and out[i].flags.c_contiguous
         _compare(name, out[i], r64[i], None if r32 is None else r32[i])

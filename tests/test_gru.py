@@ -1,4 +1,6 @@
-"""gru_forward / gru_backward / GRUWeights (the kernels) against the NumPy reference, per ISA level.
+"""gru_forward / gru_backward / GRUWeights (the kernels) against the NumPy reference, per ISA level,
+for both variants: the reset after the recurrent product (PyTorch's, on the recurrent core) and
+before it (ONNX's default, on the packed GEMM).
 
 The reference itself is checked against finite differences, PyTorch and ONNX Runtime in
 test_gru_reference.py; here the kernels must match it (float32 within the suite's self-calibrating
@@ -18,6 +20,9 @@ from checks import assert_close
 from test_gru_reference import GRAD_FIELDS, gru_inputs, upstream
 from test_lstm import SHAPES  # the same paths of the recurrent core
 
+# Both variants: reset after the product (linear_before_reset=True) and before it.
+VARIANTS = pytest.mark.parametrize("lbr", [True, False], ids=["reset_after", "reset_before"])
+
 
 
 def lengths_for(rng, T, B):
@@ -28,28 +33,29 @@ def lengths_for(rng, T, B):
     return lengths
 
 
-def run_both(kw64, dtype, lengths, g64):
+def run_both(kw64, dtype, lengths, g64, lbr=True):
     kw = {k: v.astype(dtype) for k, v in kw64.items()}
     g = tuple(a.astype(dtype) for a in g64)
-    out = seqkern.gru_forward(**kw, lengths=lengths)
+    out = seqkern.gru_forward(**kw, lengths=lengths, linear_before_reset=lbr)
     grads = seqkern.gru_backward(out.cache, *g)
     expected = {}
     for name, inputs, up in (("64", kw64, g64), ("32", {k: v.astype(np.float32) for k, v in kw64.items()},
                                                        tuple(a.astype(np.float32) for a in g64))):
-        r = ref.gru_forward(**inputs, lengths=lengths)
+        r = ref.gru_forward(**inputs, lengths=lengths, linear_before_reset=lbr)
         expected[name] = (r, ref.gru_backward(r.cache, *up))
     return out, grads, expected
 
 
+@VARIANTS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%d-B%d-D%d-H%d" % s)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["all", "lengths"])
-def test_matches_reference(isa, rng, dtype, shape, with_lengths):
+def test_matches_reference(isa, rng, dtype, shape, with_lengths, lbr):
     T, B, D, H = shape
     kw64 = gru_inputs(rng, T, B, D, H)
     lengths = lengths_for(rng, T, B) if with_lengths else None
     g64 = upstream(rng, T, B, H)
-    out, grads, expected = run_both(kw64, dtype, lengths, g64)
+    out, grads, expected = run_both(kw64, dtype, lengths, g64, lbr)
     (r64, gr64), (r32, gr32) = expected["64"], expected["32"]
     for name in ("y", "h_n"):
         got, e64 = getattr(out, name), getattr(r64, name)
@@ -70,16 +76,18 @@ def test_matches_reference(isa, rng, dtype, shape, with_lengths):
         assert np.all(out.cache.gates[ended] == 0)
 
 
+@VARIANTS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,D,H", [(1, 7, 17), (3, 16, 40), (8, 5, 64)])
-def test_step_matches_reference(isa, rng, dtype, B, D, H):
+def test_step_matches_reference(isa, rng, dtype, B, D, H, lbr):
     kw64 = gru_inputs(rng, 1, B, D, H)
     kw = {k: v.astype(dtype) for k, v in kw64.items()}
-    w = seqkern.GRUWeights(kw["w_ih"], kw["w_hh"], kw["b_ih"], kw["b_hh"])
+    w = seqkern.GRUWeights(kw["w_ih"], kw["w_hh"], kw["b_ih"], kw["b_hh"], linear_before_reset=lbr)
     h = w.step(kw["x"][0], kw["h0"])
-    e64 = ref.gru_forward(**kw64).h_n
+    e64 = ref.gru_forward(**kw64, linear_before_reset=lbr).h_n
     if dtype == np.float32:
-        assert_close(h, e64, ref.gru_forward(**{k: v.astype(np.float32) for k, v in kw64.items()}).h_n)
+        kw32 = {k: v.astype(np.float32) for k, v in kw64.items()}
+        assert_close(h, e64, ref.gru_forward(**kw32, linear_before_reset=lbr).h_n)
     else:
         assert_close(h, e64)
     # In place (out_h = h) gives the same bits.
@@ -90,15 +98,16 @@ def test_step_matches_reference(isa, rng, dtype, B, D, H):
 
 # B = 9 runs each step as a GEMM with a fixed split; B = 3 and 1 claim blocks; B = 40 may split the
 # batch. Three threads on fewer cores exercise descheduled threads.
+@VARIANTS
 @pytest.mark.parametrize("shape", [(7, 9, 24, 72), (9, 3, 24, 72), (9, 1, 16, 136), (5, 40, 24, 40)])
-def test_thread_count_does_not_change_results(isa, rng, shape):
+def test_thread_count_does_not_change_results(isa, rng, shape, lbr):
     if not seqkern.isa_info()["openmp"]:
         pytest.skip("built without OpenMP")
     T, B, D, H = shape
     kw = {k: v.astype(np.float32) for k, v in gru_inputs(rng, T, B, D, H).items()}
     g = tuple(a.astype(np.float32) for a in upstream(rng, T, B, H))
     lengths = lengths_for(rng, T, B)
-    w = seqkern.GRUWeights(kw["w_ih"], kw["w_hh"], kw["b_ih"], kw["b_hh"])
+    w = seqkern.GRUWeights(kw["w_ih"], kw["w_hh"], kw["b_ih"], kw["b_hh"], linear_before_reset=lbr)
     results = []
     before = seqkern.get_num_threads()
     try:
@@ -113,11 +122,13 @@ def test_thread_count_does_not_change_results(isa, rng, shape):
             np.testing.assert_array_equal(a, b)
 
 
-def test_no_biases_and_no_upstream(rng):
+@VARIANTS
+def test_no_biases_and_no_upstream(rng, lbr):
     T, B, D, H = 4, 3, 5, 6
     kw = gru_inputs(rng, T, B, D, H)
-    out = seqkern.gru_forward(kw["x"], kw["w_ih"], kw["w_hh"])
-    zeros = seqkern.gru_forward(kw["x"], kw["w_ih"], kw["w_hh"], np.zeros(3 * H), np.zeros(3 * H))
+    out = seqkern.gru_forward(kw["x"], kw["w_ih"], kw["w_hh"], linear_before_reset=lbr)
+    zeros = seqkern.gru_forward(kw["x"], kw["w_ih"], kw["w_hh"], np.zeros(3 * H), np.zeros(3 * H),
+                                linear_before_reset=lbr)
     np.testing.assert_array_equal(out.y, zeros.y)
     g = seqkern.gru_backward(out.cache)
     for name in GRAD_FIELDS:
@@ -163,8 +174,12 @@ def test_errors(rng):
         seqkern.gru_forward(x, wi, wh, h0=np.zeros((3, 5)))
     with pytest.raises(ValueError, match=r"gru_forward: lengths must lie in \[0, T\]"):
         seqkern.gru_forward(x, wi, wh, lengths=np.array([1, 4]))
-    with pytest.raises(NotImplementedError, match="linear_before_reset=False"):
-        seqkern.gru_forward(x, wi, wh, linear_before_reset=False)
+    with pytest.raises(TypeError, match="GRUWeights: linear_before_reset must be a bool"):
+        seqkern.gru_forward(x, wi, wh, linear_before_reset=0)
+    with pytest.raises(ValueError, match="GRUWeights: dtype='int8' needs linear_before_reset=True"):
+        seqkern.GRUWeights(wi.astype(np.float32), wh.astype(np.float32), linear_before_reset=False, dtype="int8")
+    with pytest.raises(TypeError, match="linear_before_reset belongs to the GRUWeights"):
+        seqkern.gru_forward(x, seqkern.GRUWeights(wi, wh), linear_before_reset=False)
     out = seqkern.gru_forward(x, wi, wh)
     with pytest.raises(ValueError, match=r"gru_backward: dy must have shape \(T, B, H\)"):
         seqkern.gru_backward(out.cache, dy=np.zeros((3, 2, 4)))
@@ -177,21 +192,23 @@ def test_errors(rng):
         seqkern.gru_forward(x, w, wh)
 
 
+@VARIANTS
 @pytest.mark.parametrize("T,B", [(0, 3), (4, 0), (0, 0)])
-def test_empty(isa, rng, T, B):
+def test_empty(isa, rng, T, B, lbr):
     D, H = 3, 4
     kw = gru_inputs(rng, max(T, 1), max(B, 1), D, H)
     x = np.zeros((T, B, D))
-    out = seqkern.gru_forward(x, kw["w_ih"], kw["w_hh"])
+    out = seqkern.gru_forward(x, kw["w_ih"], kw["w_hh"], linear_before_reset=lbr)
     assert out.y.shape == (T, B, H) and out.h_n.shape == (B, H)
     np.testing.assert_array_equal(out.h_n, 0)
     g = seqkern.gru_backward(out.cache)
     assert g.dx.shape == (T, B, D) and np.all(g.dw_ih == 0)
 
 
+@VARIANTS
 @pytest.mark.parametrize("B", [3, 9, 40])
 @pytest.mark.parametrize("where", ["x", "h0"])
-def test_infinities_give_the_references_values_on_every_path(isa, rng, B, where):
+def test_infinities_give_the_references_values_on_every_path(isa, rng, B, where, lbr):
     # The per-step GEMM (from 8 rows) multiplies the column forms' zero blocks: an infinity there
     # would make 0 * inf = NaN, so such calls run on the tiles, which skip the zero blocks.
     T, D, H = 4, 6, 20
@@ -201,8 +218,8 @@ def test_infinities_give_the_references_values_on_every_path(isa, rng, B, where)
     else:
         kw["h0"][0, 3] = np.inf
     with np.errstate(all="ignore"):
-        expected = ref.gru_forward(**kw)
-    out = seqkern.gru_forward(**kw)
+        expected = ref.gru_forward(**kw, linear_before_reset=lbr)
+    out = seqkern.gru_forward(**kw, linear_before_reset=lbr)
     # The reference mostly stays finite here (sigmoid(inf) = 1, tanh(inf) = 1); the kernels must too.
     for name in ("y", "h_n"):
         assert_close(getattr(out, name), getattr(expected, name), name=name)

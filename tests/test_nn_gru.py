@@ -1,5 +1,6 @@
-"""seqkern.nn.GRU: layer gradients against float64 finite differences, outputs against PyTorch's
-nn.GRU with the same weights, training and save/load of a small model, predict from threads."""
+"""seqkern.nn.GRU: layer gradients against float64 finite differences (both reset variants),
+outputs against PyTorch's nn.GRU with the same weights, training and save/load of a small model,
+predict from threads."""
 
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ def _random_gru(rng, *args, **kw):
     return gru
 
 
+@pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("use_lengths", [True, False])
-def test_gru_grad(rng, return_sequences, use_lengths):
-    gru = _random_gru(rng, 3, 4, 2, True, return_sequences=return_sequences)
+def test_gru_grad(rng, return_sequences, use_lengths, reset_after):
+    gru = _random_gru(rng, 3, 4, 2, True, return_sequences=return_sequences, reset_after=reset_after)
     T, B = 5, 3
     x = rng.standard_normal((T, B, 3))
     lengths = np.array([5, 2, 0]) if use_lengths else None
@@ -41,6 +43,24 @@ def test_gru_dropout_between_layers_grad(rng):
     x = rng.standard_normal((4, 2, 3))
     assert not np.allclose(gru.forward(x), gru.forward(x, training=True))
     _layer_check(gru, x, rng, lengths=np.array([4, 3]), training=True, reseed=11, name="GRU dropout")
+
+
+def test_reset_before_config_and_its_refusals(tmp_path, rng):
+    gru = nn.GRU(5, 8, reset_after=False, seed=0)
+    cfg = gru.get_config()
+    assert cfg["reset_after"] is False and "reset_after" not in nn.GRU(5, 8).get_config()
+    clone = nn.layer_from_config(cfg)
+    assert clone.reset_after is False and clone.get_config() == cfg
+    x = rng.standard_normal((4, 2, 5)).astype(np.float32)
+    clone.set_params(gru.params())
+    np.testing.assert_array_equal(clone.forward(x), gru.forward(x))
+    assert not np.allclose(gru.forward(x), nn.GRU(5, 8, seed=0).forward(x))  # the variants differ
+    with pytest.raises(ValueError, match="GRU: reset_after must be True or False"):
+        nn.GRU(5, 8, reset_after="no")
+    with pytest.raises(ValueError, match="needs reset_after=True"):
+        gru.quantize("int8")
+    with pytest.raises(ValueError, match="reset_after=False"):
+        gru.load_torch({"weight_ih_l0": np.zeros((24, 5))})
 
 
 def test_gru_params_config_and_init():

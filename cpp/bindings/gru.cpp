@@ -1,5 +1,6 @@
 // gru.cpp: the GRU's bindings: gru_weights (the column forms and packed panels, seqkern._gru's
-// GRUWeights keeps them), and gru_forward, gru_step and gru_backward on h_state.h.
+// GRUWeights keeps them), and gru_forward, gru_step and gru_backward on h_state.h, for either
+// family: reset after the product (PyTorch's) or before it (`reset_before`, ops/gru.h).
 #include <cstring>
 
 #include "bindings/check.h"
@@ -25,10 +26,19 @@ struct GruFamily {
   }
 };
 
+// The same arrays; its kernels multiply only the real weights (no zero blocks).
+struct GruResetBeforeFamily : GruFamily {
+  static constexpr bool kZeroBlocks = false;
+  template <typename T>
+  static const GruOps<T>& ops() {
+    return seqkern::bind::ops<T>().gru_rb;
+  }
+};
+
 // (w_ih_c, w_hh_c, bias_c, wih_p, whh_p), frozen, from PyTorch's w_ih (3H, D), w_hh (3H, H),
 // b_ih, b_hh (3H,) or None.
 py::tuple gru_weights(const py::object& wi_obj, const py::object& wh_obj, const py::object& bi_obj,
-                      const py::object& bh_obj) {
+                      const py::object& bh_obj, bool reset_before) {
   const Check c{"GRUWeights"};
   py::array wi = c.array("w_ih", wi_obj), wh = c.array("w_hh", wh_obj);
   c.floating("w_ih", wi);
@@ -55,7 +65,7 @@ py::tuple gru_weights(const py::object& wi_obj, const py::object& wh_obj, const 
       const T y = (i < 2 * H || i >= 3 * H) && bh ? bh[j] : T(0);
       s[i] = x + y;
     }
-    call_kernel(ops<T>().gru.pack, RnnShape{0, 0, D, H}, static_cast<const T*>(a), static_cast<const T*>(b),
+    call_kernel(reset_before ? ops<T>().gru_rb.pack : ops<T>().gru.pack, RnnShape{0, 0, D, H}, static_cast<const T*>(a), static_cast<const T*>(b),
                 wip.mutable_data(), whp.mutable_data());
     for (const py::array* arr : {static_cast<py::array*>(&wic), static_cast<py::array*>(&whc),
                                  static_cast<py::array*>(&bc), static_cast<py::array*>(&wip),
@@ -67,28 +77,38 @@ py::tuple gru_weights(const py::object& wi_obj, const py::object& wh_obj, const 
 }
 
 py::tuple gru_forward(const py::object& x, const py::tuple& weights, const py::object& h0, const py::object& lengths,
-                      bool need_cache) {
-  return h_state_forward<GruFamily>("gru_forward", "GRUWeights", x, weights, h0, lengths, need_cache, 0);
+                      bool need_cache, bool reset_before) {
+  return reset_before
+             ? h_state_forward<GruResetBeforeFamily>("gru_forward", "GRUWeights", x, weights, h0, lengths, need_cache, 0)
+             : h_state_forward<GruFamily>("gru_forward", "GRUWeights", x, weights, h0, lengths, need_cache, 0);
 }
 
-py::array gru_step(const py::tuple& weights, const py::object& x, const py::object& h, const py::object& out) {
-  return h_state_step<GruFamily>("GRUWeights.step", "GRUWeights", weights, x, h, out, 0);
+py::array gru_step(const py::tuple& weights, const py::object& x, const py::object& h, const py::object& out,
+                   bool reset_before) {
+  return reset_before ? h_state_step<GruResetBeforeFamily>("GRUWeights.step", "GRUWeights", weights, x, h, out, 0)
+                      : h_state_step<GruFamily>("GRUWeights.step", "GRUWeights", weights, x, h, out, 0);
 }
 
 py::tuple gru_backward(const py::object& x, const py::tuple& weights, const py::object& lengths,
-                       const py::object& gates, const py::object& hs, const py::object& dy, const py::object& dh) {
-  return h_state_backward<GruFamily>("gru_backward", "GRUWeights", x, weights, lengths, gates, hs, dy, dh, 0);
+                       const py::object& gates, const py::object& hs, const py::object& dy, const py::object& dh,
+                       bool reset_before) {
+  return reset_before ? h_state_backward<GruResetBeforeFamily>("gru_backward", "GRUWeights", x, weights, lengths,
+                                                               gates, hs, dy, dh, 0)
+                      : h_state_backward<GruFamily>("gru_backward", "GRUWeights", x, weights, lengths, gates, hs, dy,
+                                                    dh, 0);
 }
 
 }  // namespace
 
 void bind_gru(py::module_& m) {
-  m.def("gru_weights", &gru_weights, py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"));
+  m.def("gru_weights", &gru_weights, py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
+        py::arg("reset_before") = false);
   m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("lengths"),
-        py::arg("need_cache"));
-  m.def("gru_step", &gru_step, py::arg("weights"), py::arg("x"), py::arg("h"), py::arg("out_h"));
+        py::arg("need_cache"), py::arg("reset_before") = false);
+  m.def("gru_step", &gru_step, py::arg("weights"), py::arg("x"), py::arg("h"), py::arg("out_h"),
+        py::arg("reset_before") = false);
   m.def("gru_backward", &gru_backward, py::arg("x"), py::arg("weights"), py::arg("lengths"), py::arg("gates"),
-        py::arg("hs"), py::arg("dy"), py::arg("dh_n"));
+        py::arg("hs"), py::arg("dy"), py::arg("dh_n"), py::arg("reset_before") = false);
 }
 
 }  // namespace bind

@@ -21,6 +21,7 @@ struct Ops {
   SoftmaxOps<T> softmax;
   LstmOps<T> lstm;
   GruOps<T> gru;
+  GruOps<T> gru_rb;  // reset before the product (kernels/gru_reset_before.cpp)
   RnnOps<T> rnn;
   MatmulOps<T> matmul;
   AttentionOps<T> attention;

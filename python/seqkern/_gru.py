@@ -1,4 +1,5 @@
-"""gru_forward, gru_backward and GRUWeights: the public GRU wrappers (PyTorch's math, reset after)."""
+"""gru_forward, gru_backward and GRUWeights: the public GRU wrappers (PyTorch's math, reset after the
+recurrent product, or ONNX's and Keras's other variant, reset before it)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ class GRUWeights(LowPrecisionAttributes):
         PyTorch's two biases (b_hn stays inside the reset); None means zero.
     linear_before_reset : bool
         True (PyTorch's GRU, Keras ``reset_after=True``, ONNX ``linear_before_reset=1``): the reset
-        gate multiplies ``h W_hnᵀ + b_hn``. The other variant is not implemented by the kernels
-        (``NotImplementedError``); ``seqkern.reference.gru_forward`` computes it.
+        gate multiplies ``h W_hnᵀ + b_hn``. False (ONNX's default ``linear_before_reset=0``, Keras
+        ``reset_after=False``): it multiplies h before the product, ``n = tanh(x W_inᵀ + b_in +
+        (r * h) W_hnᵀ + b_hn)``. Then a step is two products, the second needing the first's r for
+        every unit, which the fused recurrent tiles cannot run: these kernels run each step's two
+        products on the packed GEMM instead (float32/float64 weights only; ``dtype`` must be None).
 
     The object keeps read-only copies (numpy cannot make them writeable again) in the kernels'
     column form: four gate columns r, z, n_x, n_h per unit, so that the recurrent core streams
@@ -35,18 +39,19 @@ class GRUWeights(LowPrecisionAttributes):
     :meth:`step` runs one time step. Wrong dtypes raise ``TypeError``, wrong shapes ``ValueError``.
     """
 
-    __slots__ = ("_arrays", "_w_ih", "_w_hh", "_b_ih", "_b_hh", "_int8")
+    __slots__ = ("_arrays", "_w_ih", "_w_hh", "_b_ih", "_b_hh", "_int8", "_reset_before")
 
     def __init__(self, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset: bool = True, dtype=None) -> None:
-        if not linear_before_reset:
-            raise NotImplementedError(
-                "GRUWeights: linear_before_reset=False (reset before the recurrent product) is not implemented "
-                "by the kernels; seqkern.reference.gru_forward computes it"
-            )
+        if not isinstance(linear_before_reset, (bool, np.bool_)):
+            raise TypeError(f"GRUWeights: linear_before_reset must be a bool, got {linear_before_reset!r}")
         fmt = weight_format("GRUWeights", dtype)
+        self._reset_before = not linear_before_reset
+        if fmt is not None and self._reset_before:
+            raise ValueError(f"GRUWeights: dtype={dtype!r} needs linear_before_reset=True (the low-precision "
+                             "kernels are those of the reset-after GRU)")
         self._int8 = None
         if fmt is None:
-            self._arrays = _core.gru_weights(w_ih, w_hh, b_ih, b_hh)
+            self._arrays = _core.gru_weights(w_ih, w_hh, b_ih, b_hh, self._reset_before)
         else:
             _core.gru_weights(w_ih, w_hh, b_ih, b_hh)  # the checks
             (w_ih, w_hh), forms = low_precision_weights(fmt, w_ih, w_hh)
@@ -93,7 +98,10 @@ class GRUWeights(LowPrecisionAttributes):
     def dtype(self) -> np.dtype:
         return self._arrays[0].dtype
 
-    linear_before_reset = True
+    @property
+    def linear_before_reset(self) -> bool:
+        """True: the reset gate after the recurrent product (PyTorch's GRU); False: before it."""
+        return not self._reset_before
 
     def step(self, x, h, out_h=None) -> np.ndarray:
         """One GRU time step for B rows: ``h_new = step(x, h)``, x (B, D), h (B, H).
@@ -101,12 +109,13 @@ class GRUWeights(LowPrecisionAttributes):
         ``out_h`` (B, H), C-contiguous and writeable, receives the result (it may be ``h``
         itself); without it a new array is returned. No lengths here: every row takes the step.
         """
-        return _core.gru_step(self._arrays, x, h, out_h)
+        return _core.gru_step(self._arrays, x, h, out_h, self._reset_before)
 
     def __repr__(self) -> str:
         return (
             f"GRUWeights(input_size={self.input_size}, hidden_size={self.hidden_size}, dtype={self.dtype}, "
-            f"bias={self._b_ih is not None or self._b_hh is not None})"
+            f"bias={self._b_ih is not None or self._b_hh is not None}"
+            + (", linear_before_reset=False)" if self._reset_before else ")")
         )
 
 
@@ -132,7 +141,8 @@ class GRUGrads(NamedTuple):
 class GRUCache(StateCache):
     """What ``gru_backward`` needs from one ``gru_forward`` call; only ``gru_forward`` makes one.
 
-    It holds, read-only, the gates r, z, n and ``h W_hnᵀ + b_hn`` of every step (T, B, 4*H; 0 past
+    It holds, read-only, the gates r, z, n and ``h W_hnᵀ + b_hn`` (reset before: ``(r * h) W_hnᵀ +
+    b_hn``) of every step (T, B, 4*H; 0 past
     a row's length) and the states h (T+1, B, H), and refers to x, the ``GRUWeights`` and the int64
     lengths. ``gru_backward`` checks every array against the weights again.
     """
@@ -161,6 +171,8 @@ def gru_forward(
         n = tanh(x_t W_inᵀ + b_in + r * (h W_hnᵀ + b_hn))
         h_t = (1 - z) * n + z * h_{t-1},  y_t = h_t
 
+    (with ``linear_before_reset=False``: ``n = tanh(x_t W_inᵀ + b_in + (r * h) W_hnᵀ + b_hn)``).
+
     Rows with ``t >= lengths[b]`` keep h and get y_t = 0.
 
     Parameters
@@ -174,7 +186,7 @@ def gru_forward(
     lengths : integer ndarray (B,), optional
         Valid steps per row, each in [0, T]; all T when None.
     linear_before_reset : bool
-        Only True is implemented by the kernels (see :class:`GRUWeights`).
+        Where the reset gate acts (see :class:`GRUWeights`); a ``GRUWeights`` carries its own.
     need_cache : bool, optional
         Keep what backward needs (the default, except for int8 weights, which keep none); False
         returns ``cache=None``.
@@ -187,7 +199,7 @@ def gru_forward(
     weights = _weights("gru_forward", w_ih, w_hh, b_ih, b_hh, linear_before_reset)
     x = contiguous(x, "gru_forward", "x")
     need_cache = cache_default("gru_forward", need_cache, weights)
-    y, h_n, gates, hs, lens = _core.gru_forward(x, weights._arrays, h0, lengths, need_cache)
+    y, h_n, gates, hs, lens = _core.gru_forward(x, weights._arrays, h0, lengths, need_cache, weights._reset_before)
     cache = GRUCache._make(x, weights, lens, gates, hs) if need_cache else None
     return GRUOutput(y, h_n, cache)
 
@@ -203,7 +215,7 @@ def gru_backward(cache: GRUCache, dy: np.ndarray | None = None, dh_n: np.ndarray
         raise TypeError(f"gru_backward: cache must be the GRUCache from gru_forward, got {type(cache).__name__}")
     dx, dwi, dwh, db, dh0 = _core.gru_backward(
         cache._x, cache._weights._arrays, cache._lengths, cache._gates, cache._h,
-        contiguous(dy, "gru_backward", "dy"), contiguous(dh_n, "gru_backward", "dh_n"),
+        contiguous(dy, "gru_backward", "dy"), contiguous(dh_n, "gru_backward", "dh_n"), cache._weights._reset_before,
     )
     # From the column forms back to PyTorch's: columns r, z, n_x, n_h (see GRUWeights).
     H = dwh.shape[1]

@@ -10,8 +10,8 @@ seqkern's GRU layout is PyTorch's too: ``w_ih`` (3H, D), ``w_hh`` (3H, H), ``b_i
 (3H,), gate rows ordered r, z, n. Every GRU ``from_*`` function returns a dict with the keys
 ``w_ih``, ``w_hh``, ``b_ih``, ``b_hh`` (None where absent) and ``linear_before_reset`` (True: the
 reset gate multiplies ``h W_hnᵀ + b_hn``; False: it multiplies h before the product), ready for
-``seqkern.reference.gru_forward(x, **d)``, and for ``seqkern.gru_forward(x, **d)`` or
-``seqkern.GRUWeights(**d)`` when ``linear_before_reset`` is True (the kernels implement only that).
+``seqkern.gru_forward(x, **d)``, ``seqkern.GRUWeights(**d)`` and
+``seqkern.reference.gru_forward(x, **d)`` (the kernels implement both variants).
 
 seqkern's plain RNN layout is PyTorch's ``nn.RNN`` with the two biases summed: ``w_ih`` (H, D),
 ``w_hh`` (H, H), ``bias`` (H,). Every RNN ``from_*`` function returns a dict with the keys ``w_ih``,

@@ -140,9 +140,10 @@ def torch_gru(torch: Any, w_ih, w_hh, b_ih, b_hh, cell: bool = False) -> Any:
     return module
 
 
-def onnx_gru(ctx: Context, w_ih, w_hh, b_ih, b_hh, x_shape: tuple, with_state: bool, build=None) -> Any:
-    """ONNX's GRU operator with linear_before_reset=1 (PyTorch's math) over our weights (its gate
-    order is z, r, h; ours r, z, n), as an ONNX Runtime session or what ``build`` makes of it."""
+def onnx_gru(ctx: Context, w_ih, w_hh, b_ih, b_hh, x_shape: tuple, with_state: bool, build=None,
+             linear_before_reset: bool = True) -> Any:
+    """ONNX's GRU operator, by default with linear_before_reset=1 (PyTorch's math), over our weights
+    (its gate order is z, r, h; ours r, z, n), as an ONNX Runtime session or what ``build`` makes of it."""
     H = w_hh.shape[1]
     order = [1, 0, 2]
 
@@ -152,7 +153,7 @@ def onnx_gru(ctx: Context, w_ih, w_hh, b_ih, b_hh, x_shape: tuple, with_state: b
     Bias = np.concatenate([b_ih.reshape(3, H)[order].ravel(), b_hh.reshape(3, H)[order].ravel()])
     state = ["h0"] if with_state else []
     node = ctx.onnx.helper.make_node("GRU", ["X", "W", "R", "B", ""] + state, ["Y", "Y_h"], hidden_size=H,
-                                     linear_before_reset=1)
+                                     linear_before_reset=int(linear_before_reset))
     inputs = {"X": x_shape}
     inputs.update({k: (1, x_shape[1], H) for k in state})
     return (build or ort_session)(ctx, node, inputs, ["Y", "Y_h"],

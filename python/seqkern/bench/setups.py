@@ -69,9 +69,9 @@ def _lstm_data(d: dict, rng: np.random.Generator, steps: int | None = None):
 
 def _forward_peers(ctx: Context, impls: dict, x, torch_module: Callable, onnx_graph: Callable) -> dict[str, Callable]:
     """Adds the peers' inference of one recurrent layer over x to ``impls``: the module that
-    ``torch_module(torch)`` makes, under no_grad, and the ONNX operator that ``onnx_graph(build)``
-    makes over the same weights, in ONNX Runtime (``build`` None) and in OpenVINO."""
-    if ctx.torch:
+    ``torch_module(torch)`` makes (None: no PyTorch peer), under no_grad, and the ONNX operator that
+    ``onnx_graph(build)`` makes over the same weights, in ONNX Runtime (``build`` None) and in OpenVINO."""
+    if ctx.torch and torch_module is not None:
         torch, xt = ctx.torch, ctx.torch.from_numpy(x)
         module = torch_module(torch)
 
@@ -219,14 +219,26 @@ def _gru_data(d: dict, rng: np.random.Generator, steps: int | None = None):
     return (x, *w)
 
 
-def setup_gru_forward(d: dict, ctx: Context) -> dict[str, Callable]:
-    """Inference, as for the LSTM: weights prepared once (a GRUWeights), no cache."""
-    x, w_ih, w_hh, b_ih, b_hh = _gru_data(d, ctx.rng)
-    f, weights = seqkern.gru_forward, seqkern.GRUWeights(w_ih, w_hh, b_ih, b_hh)
-    impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
-    impls["numpy"] = lambda: reference.gru_forward(x, w_ih, w_hh, b_ih, b_hh)
-    return _forward_peers(ctx, impls, x, lambda torch: torch_gru(torch, w_ih, w_hh, b_ih, b_hh),
-                          lambda build: onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=False, build=build))
+def _gru_forward_setup(linear_before_reset: bool):
+    """Inference, as for the LSTM: weights prepared once (a GRUWeights), no cache. The variant
+    with the reset before the product has no PyTorch peer (nn.GRU resets after it)."""
+    lbr = linear_before_reset
+
+    def setup(d: dict, ctx: Context) -> dict[str, Callable]:
+        x, w_ih, w_hh, b_ih, b_hh = _gru_data(d, ctx.rng)
+        f, weights = seqkern.gru_forward, seqkern.GRUWeights(w_ih, w_hh, b_ih, b_hh, linear_before_reset=lbr)
+        impls: dict[str, Callable] = {"seqkern": lambda: f(x, weights, need_cache=False)}
+        impls["numpy"] = lambda: reference.gru_forward(x, w_ih, w_hh, b_ih, b_hh, linear_before_reset=lbr)
+        torch_module = (lambda torch: torch_gru(torch, w_ih, w_hh, b_ih, b_hh)) if lbr else None
+        return _forward_peers(ctx, impls, x, torch_module,
+                              lambda build: onnx_gru(ctx, w_ih, w_hh, b_ih, b_hh, x.shape, with_state=False,
+                                                     build=build, linear_before_reset=lbr))
+
+    return setup
+
+
+setup_gru_forward = _gru_forward_setup(True)
+setup_gru_reset_before_forward = _gru_forward_setup(False)
 
 
 def setup_gru_train(d: dict, ctx: Context) -> dict[str, Callable]:

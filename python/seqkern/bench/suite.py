@@ -15,6 +15,7 @@ from .setups import (
     setup_attention_forward,
     setup_attention_train,
     setup_gru_forward,
+    setup_gru_reset_before_forward,
     setup_gru_step,
     setup_gru_train,
     setup_rnn_forward,
@@ -111,6 +112,8 @@ FULL_SHAPES = {
     "lstm_step": [(1, 128, 256)],
     "gru": [(128, 32, 128, 256), (256, 1, 64, 128), (512, 16, 128, 128)],
     "gru_step": [(1, 128, 256)],
+    # reset before the product (ONNX's default GRU): ONNX Runtime, OpenVINO (no PyTorch peer)
+    "gru_reset_before": [(128, 32, 128, 256), (256, 1, 64, 128)],
     "rnn": [(128, 32, 128, 256), (256, 1, 64, 128), (512, 16, 128, 128)],
     "rnn_step": [(1, 128, 256)],
     # bidirectional layers (T, B, D, H, layers): the SST-2 layer, a wider one, one sequence;
@@ -143,6 +146,7 @@ SMOKE_SHAPES = {  # tiny shapes that run every code path in well under a second
     "lstm_step": [(1, 4, 8)],
     "gru": [(3, 16, 4, 8), (3, 1, 4, 8)],
     "gru_step": [(1, 4, 8)],
+    "gru_reset_before": [(3, 16, 4, 8), (3, 1, 4, 8)],
     "rnn": [(3, 16, 4, 8), (3, 1, 4, 8)],
     "rnn_step": [(1, 4, 8)],
     "bilstm": [(3, 16, 4, 8, 1), (3, 1, 4, 8, 2)],
@@ -183,6 +187,10 @@ def build_entries(quick: bool = False, smoke: bool = False) -> list[Entry]:
                                           scaling=big))
         for B, D, H in table[cell + "_step"]:
             add(cell + "_step", (B, D, H), Entry(cell + "_step", dict(B=B, D=D, H=H), step, flops=flops(1, B, D, H)))
+    for T, B, D, H in table["gru_reset_before"]:
+        dims = dict(T=T, B=B, D=D, H=H)
+        add("gru_reset_before", (T, B, D, H), Entry("gru_reset_before_forward", dims, setup_gru_reset_before_forward,
+                                                    flops=gru_flops(T, B, D, H), scaling=B >= 16))
     for T, B, D, H, L in table["bilstm"]:
         dims = dict(T=T, B=B, D=D, H=H, L=L)
         f = 2 * sum(lstm_flops(T, B, D if k == 0 else 2 * H, H) for k in range(L))

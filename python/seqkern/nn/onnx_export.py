@@ -10,7 +10,8 @@ gives: (B, C), or (B, T, C) for a per-token model. Standard operators only (opse
 - ``LSTM``, ``GRU``, ``SimpleRNN``: one ONNX ``LSTM`` / ``GRU`` / ``RNN`` node a layer (both
   directions in one node), ``sequence_lens`` from ``lengths``; gate blocks reordered to ONNX's
   (i, o, f, c for the LSTM, peepholes i, o, f; z, r, h for the GRU, with
-  ``linear_before_reset=1``, PyTorch's and this library's GRU), biases as ONNX's ``[Wb, Rb]``.
+  ``linear_before_reset`` 1, PyTorch's GRU, or 0 for ``reset_after=False``), biases as ONNX's
+  ``[Wb, Rb]``.
 - ``AttentionPool``: a small subgraph, u = tanh(h W^T + b), scores u w_s, the steps past each
   length set to -inf, ``Softmax`` over time, the weighted sum of h.
 - ``MeanPool``, ``Dense`` (``MatMul``, ``Add`` and the activation), ``TimeDistributed(Dense)``;
@@ -82,7 +83,7 @@ def _recurrent(g, layer, x, seq_lens):
     dirs = len(layer.dirs)
     attrs = {"hidden_size": layer.hidden_size, "direction": "bidirectional" if dirs == 2 else "forward"}
     if kind == "GRU":
-        attrs["linear_before_reset"] = 1
+        attrs["linear_before_reset"] = int(layer.reset_after)
     if kind == "RNN":
         attrs["activations"] = [layer.nonlinearity.capitalize()] * dirs
     y_h = None

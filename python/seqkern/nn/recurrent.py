@@ -352,7 +352,9 @@ class LSTM(_Recurrent):
 class GRU(_Recurrent):
     """Stacked, optionally bidirectional GRU over time-major input (T, B, input_size), on
     ``seqkern.gru_forward`` / ``seqkern.gru_backward`` (PyTorch's ``nn.GRU`` math, the reset gate
-    applied after the recurrent product, as Keras' ``reset_after=True``).
+    applied after the recurrent product, as Keras' ``reset_after=True``; with
+    ``reset_after=False``, Keras's other variant and ONNX's default, before it:
+    ``n = tanh(x W_inᵀ + b_in + (r * h) W_hnᵀ + b_hn)``).
 
     Output, layers, directions, ``dropout`` and ``return_sequences`` as :class:`LSTM`.
     Parameters per layer k and direction (suffix ``_reverse``): ``w_ih_l{k}`` (3H, in),
@@ -362,6 +364,31 @@ class GRU(_Recurrent):
     """
 
     gates = 3
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, reset_after=True,
+                 dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
+                 seed=None, weight_format=None):
+        if not isinstance(reset_after, (bool, np.bool_)):
+            raise ValueError(f"GRU: reset_after must be True or False, got {reset_after!r}")
+        self.reset_after = bool(reset_after)
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
+                         return_sequences=return_sequences, return_state=return_state, stateful=stateful,
+                         dtype=dtype, seed=seed, weight_format=weight_format)
+
+    def _cell_config(self):
+        return {} if self.reset_after else {"reset_after": False}
+
+    def quantize(self, weight_format):
+        if weight_format not in (None, "float32") and not self.reset_after:
+            raise ValueError(f"GRU: weight_format={weight_format!r} needs reset_after=True (the low-precision "
+                             "kernels are those of the reset-after GRU)")
+        return super().quantize(weight_format)
+
+    def load_torch(self, state_dict, prefix=""):
+        if not self.reset_after:
+            raise ValueError("GRU.load_torch: PyTorch's GRU resets after the product; this layer has "
+                             "reset_after=False")
+        super().load_torch(state_dict, prefix)
 
     @classmethod
     def _bias_shapes(cls, sfx, H, config):
@@ -380,7 +407,8 @@ class GRU(_Recurrent):
 
     def _weights(self, sfx, fmt=None):
         p = self._p
-        return seqkern.GRUWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"b_ih{sfx}"], p[f"b_hh{sfx}"], dtype=fmt)
+        return seqkern.GRUWeights(p[f"w_ih{sfx}"], p[f"w_hh{sfx}"], p[f"b_ih{sfx}"], p[f"b_hh{sfx}"], dtype=fmt,
+                                  linear_before_reset=self.reset_after)
 
     def _param_grads(self, sfx, g):
         return {f"w_ih{sfx}": g.dw_ih, f"w_hh{sfx}": g.dw_hh, f"b_ih{sfx}": g.db_ih, f"b_hh{sfx}": g.db_hh}
