@@ -65,8 +65,8 @@ py::tuple gru_weights(const py::object& wi_obj, const py::object& wh_obj, const 
       const T y = (i < 2 * H || i >= 3 * H) && bh ? bh[j] : T(0);
       s[i] = x + y;
     }
-    call_kernel(reset_before ? ops<T>().gru_rb.pack : ops<T>().gru.pack, RnnShape{0, 0, D, H}, static_cast<const T*>(a), static_cast<const T*>(b),
-                wip.mutable_data(), whp.mutable_data());
+    call_kernel(reset_before ? ops<T>().gru_rb.pack : ops<T>().gru.pack, RnnShape{0, 0, D, H},
+                static_cast<const T*>(a), static_cast<const T*>(b), wip.mutable_data(), whp.mutable_data());
     for (const py::array* arr : {static_cast<py::array*>(&wic), static_cast<py::array*>(&whc),
                                  static_cast<py::array*>(&bc), static_cast<py::array*>(&wip),
                                  static_cast<py::array*>(&whp)}) {

@@ -242,11 +242,16 @@ void gru_rb_backward(const RnnShape& s, const T* x, const RnnParams<T>& p, const
   using V = Vec<T>;
   constexpr int W = V::W;
   const int64_t T_ = s.T, B = s.B, D = s.D, H = s.H, BH = B * H, H2 = 2 * H, H3 = 3 * H, M = T_ * B;
-  zero(dw_ih, 4 * H * D);
-  zero(dw_hh, 4 * H * H);
+  // The GEMMs below write dx and every non-zero block of dw_ih and dw_hh; the rest is zero.
+  zero(dw_ih + 3 * H * D, H * D);
+  zero(dw_hh + 2 * H * H, H * H);
   zero(dbias, 4 * H);
-  zero(dx, M * D);
-  if (B == 0 || H == 0) return;
+  if (B == 0 || H == 0) {
+    zero(dx, M * D);
+    zero(dw_ih, 3 * H * D);
+    zero(dw_hh, 4 * H * H);
+    return;
+  }
   simd::DenormalGuard guard;
   const int nt = max_threads();
   const V one = V::set1(T(1));
