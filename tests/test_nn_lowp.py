@@ -141,7 +141,8 @@ def test_predictor_and_pickle_keep_the_format():
 
 def test_int8_keeps_the_demo_task_accuracy():
     # The synthetic demo task (word order decides the label): the quantized model's test
-    # accuracy stays within two points of the float32 model's, after the same training.
+    # accuracy stays within two points of the float32 model's, after the same training (its batch
+    # order seeded: unseeded, 12 epochs sometimes left the float32 model short of learning the task).
     tr_texts, tr_labels = synthetic_task(600, seed=11, min_len=20, max_len=40)
     te_texts, te_labels = synthetic_task(300, seed=12, min_len=20, max_len=40)
     vocab = Vocab.build([tokenize(t) for t in tr_texts])
@@ -150,7 +151,7 @@ def test_int8_keeps_the_demo_task_accuracy():
     x_te = [vocab.encode(tokenize(t)) for t in te_texts]
     model = build_model("lstm-attn", len(vocab), len(enc.classes), 24, 32, seed=2)
     model.compile(optimizer=nn.Adam(lr=0.01), loss="sparse_categorical_crossentropy")
-    model.fit(x_tr, enc.transform(tr_labels), epochs=12, batch_size=32)
+    model.fit(x_tr, enc.transform(tr_labels), epochs=20, batch_size=32, verbose=0, seed=5)
     y_te = enc.transform(te_labels)
     acc = {}
     for fmt in (None, "bf16", "int8"):
