@@ -59,8 +59,10 @@ py::array_t<T> frozen(int64_t n) {
   return capsule_owned<T>({n});
 }
 
-// The bf16 panel (ops/lowp.h) from a float panel whose values are bf16 numbers (low 16 bits zero).
-py::array narrow_panel(const Check& c, const char* name, const py::object& obj, int64_t G, int64_t H, int64_t K) {
+// The bf16 panel (ops/lowp.h) from a float panel of C gate columns (in a buffer of G*H*K values)
+// whose values are bf16 numbers (low 16 bits zero).
+py::array narrow_panel(const Check& c, const char* name, const py::object& obj, int64_t G, int64_t C, int64_t H,
+                       int64_t K) {
   py::array a = c.array(name, obj);
   c.dtype_like<float>(name, a, "float32 weights");
   c.shape(name, a, {G * H * K}, "(G*H*K,)");
@@ -71,8 +73,8 @@ py::array narrow_panel(const Check& c, const char* name, const py::object& obj, 
     std::memcpy(&b, src + i, 4);
     if (b & 0xFFFFu) c.value_error(std::string(name) + " holds a value that is not a bfloat16 number");
   }
-  py::array_t<uint16_t> out = frozen<uint16_t>(bf16_panel_size(G, H, K));
-  pack_bf16_pairs(G, H, K, src, out.mutable_data());
+  py::array_t<uint16_t> out = frozen<uint16_t>(bf16_panel_size(C, H, K));
+  pack_bf16_pairs(C, H, K, src, out.mutable_data());
   freeze(out);
   return std::move(out);
 }
@@ -111,17 +113,20 @@ void int8_product(const Check& c, const char* qn, const char* sn, const py::obje
 
 std::shared_ptr<LowpForm> lowp_form(const std::string& fmt, int64_t G, int64_t D, int64_t H,
                                     const py::object& wih_p, const py::object& whh_p, const py::object& q_ih,
-                                    const py::object& s_ih, const py::object& q_hh, const py::object& s_hh) {
+                                    const py::object& s_ih, const py::object& q_hh, const py::object& s_hh,
+                                    int64_t panel_columns) {
   const Check c{"lowp_form"};
   if (G < 1 || D < 0 || H < 1) c.value_error("sizes must be G >= 1, D >= 0, H >= 1");
+  const int64_t C = panel_columns < 0 ? G : panel_columns;
+  if (C < 1 || C > G) c.value_error("panel_columns must be between 1 and gates");
   auto f = std::make_shared<LowpForm>();
   f->G = G;
   f->D = D;
   f->H = H;
   if (fmt == "bf16") {
     f->fmt = LowpForm::bf16;
-    f->wih_b = narrow_panel(c, "wih_p", wih_p, G, H, D);
-    f->whh_b = narrow_panel(c, "whh_p", whh_p, G, H, H);
+    f->wih_b = narrow_panel(c, "wih_p", wih_p, G, C, H, D);
+    f->whh_b = narrow_panel(c, "whh_p", whh_p, G, C, H, H);
   } else if (fmt == "int8") {
     f->fmt = LowpForm::int8;
     if (D > kInt8MaxK || H > kInt8MaxK) {
@@ -146,7 +151,8 @@ void bind_lowp(py::module_& m) {
       .def_property_readonly("sizes", [](const LowpForm& f) { return py::make_tuple(f.G, f.D, f.H); });
   m.def("lowp_form", &lowp_form, py::arg("format"), py::arg("gates"), py::arg("D"), py::arg("H"),
         py::arg("wih_p") = py::none(), py::arg("whh_p") = py::none(), py::arg("q_ih") = py::none(),
-        py::arg("s_ih") = py::none(), py::arg("q_hh") = py::none(), py::arg("s_hh") = py::none());
+        py::arg("s_ih") = py::none(), py::arg("q_hh") = py::none(), py::arg("s_hh") = py::none(),
+        py::arg("panel_columns") = -1);
 }
 
 }  // namespace bind

@@ -6,8 +6,9 @@
 // same for every ISA level so packed weights work at any level. Block j covers units
 // [j*U, j*U + w) with w = min(U, H - j*U). Threads own whole blocks.
 // A cell has G gate columns per unit (the LSTM's i, f, g, o: G = 4). Forward panels (wih_p with
-// K = D, whh_p with K = H): block j's panel starts at j*G*U*K and holds K rows of G*w values,
-// row k = [gate 0 | gate 1 | ...] weights of the block's units for input k. One register tile
+// K = D, whh_p with K = H): block j's panel starts at j*C*U*K and holds K rows of C*w values,
+// row k = [gate 0 | gate 1 | ...] weights of the block's units for input k, C <= G being the
+// gate columns that read the panel's input (panel_columns below). One register tile
 // streams one contiguous panel and produces every gate of the same units, so the cell update
 // runs on the accumulators.
 // Gate pre-activations, the saved gates and da use the natural (B, G*H) order, gate by gate.
@@ -87,6 +88,25 @@ struct CellBase {
   static constexpr int kInputColumns = G;
   static constexpr bool reads_h(int) { return true; }
 };
+
+// The gate columns a panel stores: wih_p (x) only the columns that read x, whh_p (h) only those
+// that read h, in gate order (the GRU's panels hold 3 of its 4 columns, the LSTM's all 4). Block
+// j's panel then starts at j*C*U*K with rows of C*w values, C = panel_columns; gate q sits at
+// panel_slot(q)*w within a row.
+template <typename Cell>
+constexpr bool panel_reads(bool x, int q) {
+  return x ? q < Cell::kInputColumns : Cell::reads_h(q);
+}
+template <typename Cell>
+constexpr int panel_slot(bool x, int q) {
+  int n = 0;
+  for (int i = 0; i < q; ++i) n += panel_reads<Cell>(x, i) ? 1 : 0;
+  return n;
+}
+template <typename Cell>
+constexpr int panel_columns(bool x) {
+  return panel_slot<Cell>(x, Cell::kGates);
+}
 
 inline int64_t num_blocks(int64_t H, int64_t U) { return (H + U - 1) / U; }
 

@@ -12,8 +12,8 @@
 // after step t.
 // Numerics: accumulation in T. With B >= kClaimRowsMax each step computes
 // [x_t | h_{t-1}]·[w_ih | w_hh]ᵀ (one chain over k = 0 .. D+H-1) with the packed GEMM (the weights
-// packed once per call in gate-interleaved order) into a (B, G·H) buffer and the cell adds bias
-// to that. With fewer rows x·w_ihᵀ for all steps is one GEMM up front (into the gates buffer,
+// packed once per call in gate-interleaved order, StepGemm) into a (B, G·H) buffer and the cell
+// adds bias to that. With fewer rows x·w_ihᵀ for all steps is one GEMM up front (into the gates buffer,
 // overwritten in place by the activations) and each step adds bias and h_{t-1}·w_hhᵀ in
 // registers (k increasing, streaming the block's gate-interleaved w_hh panel, see recurrent.h)
 // and runs the cell update on the accumulators.
@@ -161,21 +161,29 @@ void cell_tile(const CellStep<Cell, T>& a, int64_t m0, int64_t j, int64_t kb, in
   }
   // The products with x (kX) or h over a gate-interleaved panel, only for the gate columns that
   // read that input (the others' weights are a zero block, never multiplied).
-  auto reads_of = [](auto kX) {
-    return [](int q) { return decltype(kX)::value ? q < Cell::kInputColumns : Cell::reads_h(q); };
-  };
+  auto reads_of = [](auto kX) { return [](int q) { return panel_reads<Cell>(decltype(kX)::value, q); }; };
+  auto slot_of = [](auto kX) { return [](int q) { return panel_slot<Cell>(decltype(kX)::value, q); }; };
   auto accumulate = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const T* wp, int64_t k0,
                         int64_t k1) {
     const auto reads = reads_of(kX);
-    const T* panel = wp + j * G * U * K;
+    const auto slot = slot_of(kX);
+    constexpr int C = panel_columns<Cell>(decltype(kX)::value);
+    const T* panel = wp + j * C * U * K;
+    // (Unrolled explicitly: with a gate skipped, GCC kept the loop over q rolled and the
+    // accumulators in memory, a store-to-load round trip per multiply-add: 3x slower.)
     for (int64_t k = k0; k < k1; ++k) {
-      const T* wr = panel + k * G * w;
+      const T* wr = panel + k * C * w;
       V wv[G][NV];
+SEQKERN_UNROLL
       for (int q = 0; q < G; ++q)
-        for (int v = 0; v < NV; ++v) wv[q][v] = reads(q) ? io(v).load(wr + q * w + v * W) : V::zero();
+SEQKERN_UNROLL
+        for (int v = 0; v < NV; ++v) wv[q][v] = reads(q) ? io(v).load(wr + slot(q) * w + v * W) : V::zero();
+SEQKERN_UNROLL
       for (int r = 0; r < R; ++r) {
         const V b = V::set1(in[(m0 + r) * sm + k * sk]);
+SEQKERN_UNROLL
         for (int q = 0; q < G; ++q)
+SEQKERN_UNROLL
           for (int v = 0; v < NV; ++v)
             if (reads(q)) acc[r][q][v] = simd::fmadd(b, wv[q][v], acc[r][q][v]);
       }
@@ -186,27 +194,36 @@ void cell_tile(const CellStep<Cell, T>& a, int64_t m0, int64_t j, int64_t kb, in
   auto accumulate_pairs = [&](auto kX, const T* in, int64_t sm, int64_t sk, int64_t K, const uint16_t* wb,
                               int64_t k0, int64_t k1) {
     const auto reads = reads_of(kX);
-    const uint16_t* panel = wb + j * G * U * (K + (K & 1));
+    const auto slot = slot_of(kX);
+    constexpr int C = panel_columns<Cell>(decltype(kX)::value);
+    const uint16_t* panel = wb + j * C * U * (K + (K & 1));
     // The pair of rows (k, k+1), k even; `lo` and `hi` say which of the two to use.
     auto pair = [&](int64_t k, bool lo, bool hi) {
-      const uint16_t* wr = panel + k * G * w;
+      const uint16_t* wr = panel + k * C * w;
       V we[G][NV], wo[G][NV];
+      SEQKERN_UNROLL
       for (int q = 0; q < G; ++q)
+        SEQKERN_UNROLL
         for (int v = 0; v < NV; ++v) {
           we[q][v] = wo[q][v] = V::zero();
           if (!reads(q)) continue;
-          load_pairs<kFull>(kX, wr + 2 * (q * w + v * W), lanes.cnt[v], we[q][v], wo[q][v]);
+          load_pairs<kFull>(kX, wr + 2 * (slot(q) * w + v * W), lanes.cnt[v], we[q][v], wo[q][v]);
         }
+      SEQKERN_UNROLL
       for (int r = 0; r < R; ++r) {
         if (lo) {
           const V b = V::set1(in[(m0 + r) * sm + k * sk]);
+          SEQKERN_UNROLL
           for (int q = 0; q < G; ++q)
+            SEQKERN_UNROLL
             for (int v = 0; v < NV; ++v)
               if (reads(q)) acc[r][q][v] = simd::fmadd(b, we[q][v], acc[r][q][v]);
         }
         if (hi) {
           const V b = V::set1(in[(m0 + r) * sm + (k + 1) * sk]);
+          SEQKERN_UNROLL
           for (int q = 0; q < G; ++q)
+            SEQKERN_UNROLL
             for (int v = 0; v < NV; ++v)
               if (reads(q)) acc[r][q][v] = simd::fmadd(b, wo[q][v], acc[r][q][v]);
         }
@@ -317,6 +334,48 @@ void cell_blocks(const CellStep<Cell, T>& a, int64_t B, int64_t j0, int64_t j1) 
   }
 }
 
+// The forward's per-step product [x_t | h_{t-1}]·[w_ih | w_hh]ᵀ for the GEMM path: the weights'
+// rows in the gate-interleaved block order (block j's columns j*G*U + q*w + r, see recurrent.h),
+// packed once per call, K = D + H.
+template <typename Cell, typename T>
+struct StepGemm {
+  static constexpr int G = Cell::kGates;
+  int64_t H = 0;
+  gemm::PackedB<T> w;
+  // Unit blocks per thread share come in multiples of this, so that a share's first column starts
+  // a packed panel (a GEMM over columns [n0, n1) needs n0 at a panel boundary: with one gate,
+  // blocks of 16 floats and panels of 32, an odd first block would read the wrong panel).
+  int64_t align = 1;
+
+  StepGemm(int64_t D, int64_t H_, const T* w_ih, const T* w_hh) : H(H_) {
+    constexpr int64_t U = kUnits<T>, NR = gemm::PackedB<T>::panel_width;
+    const int64_t KX = D + H;
+    while ((G * U * align) % NR != 0) ++align;
+    simd::Buffer<T> perm(G * H * KX);
+    for (int64_t j = 0; j < num_blocks(H, U); ++j) {
+      const int64_t u0 = j * U, wd = block_width(j, H, U);
+      for (int64_t q = 0; q < G; ++q)
+        for (int64_t r = 0; r < wd; ++r) {
+          const int64_t n = q * H + u0 + r;
+          T* dst = perm.data() + (G * u0 + q * wd + r) * KX;
+          copy_or_zero(dst, w_ih + n * D, D);
+          copy_or_zero(dst + D, w_hh + n * H, H);
+        }
+    }
+    w.pack(true, KX, G * H, perm.data(), KX);
+  }
+
+  int64_t bytes() const { return w.rows() * w.cols() * static_cast<int64_t>(sizeof(T)); }
+
+  // Rows [0, M) of the columns of unit blocks [jb, je) (jb a multiple of align) from A rows
+  // [x_t | h_{t-1}] (stride lda) into pre (stride ldp).
+  void run(int64_t M, const T* A, int64_t lda, T* pre, int64_t ldp, int64_t jb, int64_t je) const {
+    constexpr int64_t U = kUnits<T>;
+    const int64_t c0 = G * jb * U, c1 = G * je * U < G * H ? G * je * U : G * H;
+    if (c1 > c0) gemm::gemm_packed<T>(false, M, T(1), A, lda, w, T(0), pre, ldp, c0, c1);
+  }
+};
+
 // The GEMM path split by batch rows: thread `tid` of `team` runs the rows tid, tid + team, ... of
 // the length order (every row when `order` is null: the identity) through every step on buffers
 // of its own. Rows never depend on each other, so the threads never wait for one another; each
@@ -324,7 +383,7 @@ void cell_blocks(const CellStep<Cell, T>& a, int64_t B, int64_t j0, int64_t j1) 
 // `slot(t)` is the offset of step t's states in the state buffers.
 template <typename Cell, typename T, typename Slot>
 void own_rows_loop(CellStep<Cell, T>& a, int tid, int team, int64_t T_, int64_t B, const T* x, const T* h0,
-                   const int64_t* lengths, const int64_t* order, const gemm::PackedB<T>& w_pk, int64_t ldx,
+                   const int64_t* lengths, const int64_t* order, const StepGemm<Cell, T>& w_pk, int64_t ldx,
                    int64_t ldp, T* const* bufs, Slot slot, T* y, T* gates) {
   const int64_t D = a.D, H = a.H;
   const int64_t rows = (B - tid + team - 1) / team;
@@ -349,7 +408,7 @@ void own_rows_loop(CellStep<Cell, T>& a, int tid, int team, int64_t T_, int64_t 
     const T* xh_t = xh.data() + (t & 1) * rows * ldx;
     T* xh_next = xh.data() + ((t + 1) & 1) * rows * ldx;
     a.h_next = xh_next + D;
-    gemm::gemm_packed<T>(false, active, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp);
+    w_pk.run(active, xh_t, ldx, pre.data(), ldp, 0, num_blocks(H, kUnits<T>));
     if (t + 1 < T_) {
       for (int64_t i = 0; i < active; ++i) copy_or_zero(xh_next + i * ldx, x + ((t + 1) * B + row_of[i]) * D, D);
     }
@@ -358,28 +417,31 @@ void own_rows_loop(CellStep<Cell, T>& a, int tid, int team, int64_t T_, int64_t 
   }
 }
 
-// Packs w_ih (G·H, D) and w_hh (G·H, H) into the gate-interleaved panels of recurrent.h; either
-// output may be nullptr.
+// Packs w_ih (G·H, D) and w_hh (G·H, H) into the gate-interleaved panels of recurrent.h (G·H·D
+// and G·H·H values, the part past the panels' C·H·K zero); either output may be nullptr.
 template <typename Cell, typename T>
 void rnn_pack(const RnnShape& sh, const T* w_ih, const T* w_hh, T* wih_p, T* whh_p) {
   constexpr int G = Cell::kGates;
   const int64_t D = sh.D, H = sh.H, U = kUnits<T>;
-  for (int64_t j = 0; j < num_blocks(H, U); ++j) {
-    const int64_t u0 = j * U, w = block_width(j, H, U);
-    for (int64_t q = 0; q < G; ++q) {
-      for (int64_t r = 0; r < w; ++r) {
-        const int64_t n = q * H + u0 + r;
-        if (wih_p) {
-          T* pi = wih_p + j * G * U * D;
-          for (int64_t k = 0; k < D; ++k) pi[k * G * w + q * w + r] = w_ih[n * D + k];
-        }
-        if (whh_p) {
-          T* ph = whh_p + j * G * U * H;
-          for (int64_t k = 0; k < H; ++k) ph[k * G * w + q * w + r] = w_hh[n * H + k];
+  auto pack = [&](bool x, const T* w_in, int64_t K, T* out) {
+    if (!out) return;
+    const int64_t C = panel_columns<Cell>(x);
+    copy_or_zero(out + C * H * K, static_cast<const T*>(nullptr), (G - C) * H * K);
+    for (int64_t j = 0; j < num_blocks(H, U); ++j) {
+      const int64_t u0 = j * U, w = block_width(j, H, U);
+      T* panel = out + j * C * U * K;
+      for (int q = 0; q < G; ++q) {
+        if (!panel_reads<Cell>(x, q)) continue;
+        const int64_t col = panel_slot<Cell>(x, q) * w;
+        for (int64_t r = 0; r < w; ++r) {
+          const T* row = w_in + (q * H + u0 + r) * K;
+          for (int64_t k = 0; k < K; ++k) panel[k * C * w + col + r] = row[k];
         }
       }
     }
-  }
+  };
+  pack(true, w_ih, D, wih_p);
+  pack(false, w_hh, H, whh_p);
 }
 
 // The entries with int8 weights (lowp_int8.h).
@@ -414,25 +476,14 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
   const bool use_gemm = B >= kClaimRowsMax && !p.tiles_only;
   const int64_t KX = D + H;
   const int64_t ldx = KX % 16 == 0 ? KX + 16 : KX;  // row stride of the A buffers
-  gemm::PackedB<T> w_pk;
+  std::unique_ptr<StepGemm<Cell, T>> w_pk;
   simd::Buffer<T> pre, xh;
   simd::Buffer<int64_t> order;
   int64_t ldp = 0;
   simd::Buffer<T> scratch;
   T* Gx = nullptr;
   if (use_gemm) {
-    simd::Buffer<T> perm(NG * KX);
-    for (int64_t j = 0; j < nb; ++j) {
-      const int64_t u0 = j * U, w = block_width(j, H, U);
-      for (int64_t q = 0; q < G; ++q)
-        for (int64_t r = 0; r < w; ++r) {
-          const int64_t n = q * H + u0 + r;
-          T* dst = perm.data() + (G * u0 + q * w + r) * KX;
-          for (int64_t k = 0; k < D; ++k) dst[k] = p.w_ih[n * D + k];
-          for (int64_t k = 0; k < H; ++k) dst[D + k] = p.w_hh[n * H + k];
-        }
-    }
-    w_pk.pack(true, KX, NG, perm.data(), KX);
+    w_pk.reset(new StepGemm<Cell, T>(D, H, p.w_ih, p.w_hh));
     ldp = (NG + 15) / 16 * 16 + 16;
     if (lengths) {
       // Rows by decreasing length (stable): the rows still running at step t are then the
@@ -475,7 +526,7 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
   // splits alternating in one process: weights of 288-512 KiB took 0.76-0.83x the unit split's
   // time split by rows; 1.5 and 6 MiB (each core streaming all of them from L3) 0.96-1.03x, no
   // gain. Every row is computed the same way either way, so the choice never changes a bit.
-  const int64_t w_bytes = NG * KX * static_cast<int64_t>(sizeof(T));
+  const int64_t w_bytes = use_gemm ? w_pk->bytes() : 0;
   const bool by_rows = use_gemm && nt > 1 && B >= nt * kOwnRowsMin && w_bytes <= cache_bytes(2);
   if (!by_rows && nt > nb) nt = static_cast<int>(nb);
   if (use_gemm && !by_rows) {
@@ -496,8 +547,12 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
   {
     simd::DenormalGuard thread_guard;
     const int tid = simd::team_rank(), team = simd::team_size();
+    // Unit blocks of this thread (in multiples of the GEMM's alignment on the GEMM path).
+    const int64_t align = use_gemm ? w_pk->align : 1;
     int64_t j0, j1;
-    split_range(nb, team, tid, &j0, &j1);
+    split_range((nb + align - 1) / align, team, tid, &j0, &j1);
+    j0 *= align;
+    j1 = j1 * align < nb ? j1 * align : nb;
     int64_t m0, m1;
     split_range(B, team, tid, &m0, &m1);
     // h_{t-1} transposed to (H, B): a tile's rows for one k then share a cache line, where rows
@@ -508,7 +563,7 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
     a.lengths = lengths;
     a.part = part.data();
     if (by_rows) {
-      own_rows_loop(a, tid, team, T_, B, x, h0, lengths, lengths ? order.data() : nullptr, w_pk, ldx, ldp, bufs,
+      own_rows_loop(a, tid, team, T_, B, x, h0, lengths, lengths ? order.data() : nullptr, *w_pk, ldx, ldp, bufs,
                     slot, y, gates);
     } else if (use_gemm) {
       a.pre = pre.data();
@@ -553,8 +608,7 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
       // Unit blocks [jb, je) of a GEMM step, and rows [r0, r1) of x_{t+1} into the next A buffer,
       // which was last read in step t-1.
       auto gemm_blocks = [&](int64_t jb, int64_t je, int64_t r0, int64_t r1) {
-        const int64_t c0 = G * jb * U, c1 = G * je * U < NG ? G * je * U : NG;
-        if (c1 > c0) gemm::gemm_packed<T>(false, active, T(1), xh_t, ldx, w_pk, T(0), pre.data(), ldp, c0, c1);
+        w_pk->run(active, xh_t, ldx, pre.data(), ldp, jb, je);
         if (t + 1 < T_) {
           for (int64_t i = r0; i < r1 && i < active; ++i) {
             const int64_t m = lengths ? order[i] : i;

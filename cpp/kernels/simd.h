@@ -31,6 +31,15 @@
 #include <immintrin.h>
 #define SEQKERN_X86 1
 #endif
+// Unrolls the loop that follows completely (register tiles: the trip counts are template
+// constants, and a loop left rolled keeps its accumulators in memory).
+#if defined(__clang__)
+#define SEQKERN_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define SEQKERN_UNROLL _Pragma("GCC unroll 16")
+#else
+#define SEQKERN_UNROLL
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif

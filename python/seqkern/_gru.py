@@ -58,7 +58,8 @@ class GRUWeights(LowPrecisionAttributes):
             b_ih, b_hh = (None if b is None else np.asarray(b, np.float32) for b in (b_ih, b_hh))
             arrays = _core.gru_weights(w_ih, w_hh, b_ih, b_hh)
             cols = column_int8(forms, [0, 1, 2, None], [0, 1, None, 2]) if fmt == "int8" else None
-            self._arrays = attach_form("GRUWeights", fmt, 4, arrays, cols)
+            # Each panel holds the 3 columns that read its input (n_h reads no x, n_x no h).
+            self._arrays = attach_form("GRUWeights", fmt, 4, arrays, cols, panel_columns=3)
             if fmt == "int8":
                 self._int8 = tuple(frozen_copy(a, a.dtype) for pair in forms for a in pair)
         # What the attributes show: read-only views of the column forms (no second copy).

@@ -164,12 +164,15 @@ def column_int8(forms, rows_ih: list, rows_hh: list):
     return columns(forms[0], rows_ih), columns(forms[1], rows_hh)
 
 
-def attach_form(fn: str, fmt: str, gates: int, arrays: tuple, col_forms):
-    """``arrays`` (w_ih, w_hh, bias, wih_p, whh_p of a float32 layer) with its LowpForm appended."""
+def attach_form(fn: str, fmt: str, gates: int, arrays: tuple, col_forms, panel_columns: int | None = None):
+    """``arrays`` (w_ih, w_hh, bias, wih_p, whh_p of a float32 layer) with its LowpForm appended.
+
+    ``panel_columns``: the gate columns each packed panel stores, when fewer than ``gates``."""
     w_ih, w_hh = arrays[0], arrays[1]
     D, H = w_ih.shape[1], w_hh.shape[1]
     if fmt == "bf16":
-        form = _core_module().lowp_form("bf16", gates, D, H, wih_p=arrays[3], whh_p=arrays[4])
+        form = _core_module().lowp_form("bf16", gates, D, H, wih_p=arrays[3], whh_p=arrays[4],
+                                        panel_columns=gates if panel_columns is None else panel_columns)
     else:
         (q_ih, s_ih), (q_hh, s_hh) = col_forms
         form = _core_module().lowp_form("int8", gates, D, H, q_ih=q_ih, s_ih=s_ih, q_hh=q_hh, s_hh=s_hh)

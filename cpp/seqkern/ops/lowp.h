@@ -4,8 +4,9 @@
 // even), kept as float32 in w_ih and w_hh for the GEMM paths and as 16-bit panels (RnnParams::wih_b,
 // whh_b) for the fused tiles, which widen them in registers. The arithmetic is the float32
 // kernels'. A 16-bit panel is the float panel (kernels/recurrent.h) with rows k and k+1 (k even)
-// interleaved element by element: block j at j·G·16·Kp (Kp = K rounded up to even), the pair at
-// k·G·w, element e of the row at 2e (row k) and 2e + 1 (row k+1; 0 past K) (pack_bf16_pairs).
+// interleaved element by element: block j at j·C·16·Kp (C the panel's gate columns, Kp = K
+// rounded up to even), the pair at k·C·w, element e of the row at 2e (row k) and 2e + 1 (row k+1;
+// 0 past K) (pack_bf16_pairs, called with G = C).
 //
 // int8: each product of a step, x_t·w_ihᵀ and h_{t-1}·w_hhᵀ, in integers (seqkern.reference.lowp
 // is the spec):
