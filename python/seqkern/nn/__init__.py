@@ -18,13 +18,15 @@ Training takes Keras's ``validation_split``, ``sample_weight``, ``class_weight``
 accuracy (``metrics``), per-token outputs for sequence labelling (``TimeDistributed``), and the
 functional API (``functional``: ``Input``, ``Model``, ``Dot``, ``Add``, ``Concatenate``,
 ``Softmax``), and convolution over time (``Conv1D``, ``GlobalMaxPool1D``). ``model.summary()``, ``model.plot_history(path)`` and ``model.to_onnx(path)``
-(``onnx_export``) describe, draw and export a model.
+(``onnx_export``) describe, draw and export a model; ``from_keras(keras_model)`` converts a
+trained Keras ``Sequential`` model.
 """
 
 from . import metrics
 from .callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
                         ReduceLROnPlateau)
 from .functional import Add, Concatenate, Dot, Input, Model, Softmax
+from .keras_import import from_keras
 from .layers import (GRU, LSTM, AttentionPool, Conv1D, Dense, Dropout, Embedding, GlobalMaxPool1D, Layer, MeanPool,
                      SimpleRNN, TimeDistributed, layer_from_config)
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, get_loss
@@ -39,5 +41,5 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "get_optimizer", "global_norm",
     "Sequential", "load_model", "metrics", "Input", "Model", "Dot", "Add", "Concatenate", "Softmax",
     "Callback", "LambdaCallback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau",
-    "LearningRateScheduler", "Predictor",
+    "LearningRateScheduler", "Predictor", "from_keras",
 ]
