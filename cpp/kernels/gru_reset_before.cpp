@@ -59,66 +59,110 @@ void gru_rb_pack(const RnnShape& s, const T* w_ih, const T* w_hh, T* wih_p, T* w
   }
 }
 
-// y (1, N) = a (1, K) · b (K, N), b row-major with row stride ldb, for one row: every y[n] is the
-// GEMM's chain (0, then fmadd(a_k, b_kn, .) for k = 0, 1, ...), so the bits are gemm_mt's, without
-// its packing and tiling, which cost more than a one-row product. Columns in chunks of
-// kRowVectors vectors, held in registers while k runs; the chunks are split over the threads.
+// y (R, N) = a (R, K) · b (K, N) for a few rows (R <= kFewRows), b row-major with row stride ldb:
+// every y[m, n] is the GEMM's chain (0, then fmadd(a_mk, b_kn, .) for k = 0, 1, ...), so the bits
+// are gemm_mt's, without its packing and tiling, which cost more than such a thin product. Columns
+// in chunks of kRowVectors / R vectors per row, held in registers while k runs, so each weight
+// vector is loaded once for all R rows; the chunks are split over the threads.
 constexpr int kRowVectors = 8;
+constexpr int64_t kFewRows = 4;
 
-template <typename T, int NV>
-void row_chunk(int64_t K, int64_t n, const T* a, const T* b, int64_t ldb, T* y) {
+template <typename T, int R, int NV>
+void rows_chunk(int64_t K, int64_t n, const T* a, int64_t lda, const T* b, int64_t ldb, T* y, int64_t ldy) {
   using V = Vec<T>;
   constexpr int W = V::W;
-  V acc[NV];
-  for (int i = 0; i < NV; ++i) acc[i] = V::zero();
+  V acc[R][NV];
+  int cnt[NV];
+SEQKERN_UNROLL
+  for (int i = 0; i < NV; ++i) cnt[i] = static_cast<int>(n - i * W < W ? (n - i * W > 0 ? n - i * W : 0) : W);
+SEQKERN_UNROLL
+  for (int r = 0; r < R; ++r)
+SEQKERN_UNROLL
+    for (int i = 0; i < NV; ++i) acc[r][i] = V::zero();
   for (int64_t k = 0; k < K; ++k) {
-    const V ak = V::set1(a[k]);
     const T* bk = b + k * ldb;
-    for (int i = 0; i < NV; ++i) {
-      const int cnt = static_cast<int>(n - i * W < W ? n - i * W : W);
-      acc[i] = simd::fmadd(ak, V::load_n(bk + i * W, cnt), acc[i]);
+    V bv[NV];
+SEQKERN_UNROLL
+    for (int i = 0; i < NV; ++i) bv[i] = V::load_n(bk + i * W, cnt[i]);
+SEQKERN_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const V ak = V::set1(a[r * lda + k]);
+SEQKERN_UNROLL
+      for (int i = 0; i < NV; ++i) acc[r][i] = simd::fmadd(ak, bv[i], acc[r][i]);
     }
   }
-  for (int i = 0; i < NV; ++i) acc[i].store_n(y + i * W, static_cast<int>(n - i * W < W ? n - i * W : W));
+SEQKERN_UNROLL
+  for (int r = 0; r < R; ++r)
+SEQKERN_UNROLL
+    for (int i = 0; i < NV; ++i) {
+      if (cnt[i] > 0) acc[r][i].store_n(y + r * ldy + i * W, cnt[i]);
+    }
+}
+
+// All N columns of R rows, chunk by chunk: full chunks of NV vectors, the last one a vector at a time.
+template <typename T, int R>
+void rows_columns(int64_t K, int64_t N, const T* a, int64_t lda, const T* b, int64_t ldb, T* y, int64_t ldy,
+                  int64_t c0, int64_t c1) {
+  constexpr int NV = kRowVectors / R;
+  constexpr int64_t chunk = NV * Vec<T>::W;
+  for (int64_t c = c0; c < c1; ++c) {
+    const int64_t n0 = c * chunk, n = N - n0 < chunk ? N - n0 : chunk;
+    if (n == chunk) {
+      rows_chunk<T, R, NV>(K, n, a, lda, b + n0, ldb, y + n0, ldy);
+    } else {
+      for (int64_t j = 0; j < n; j += Vec<T>::W) {
+        const int64_t m = n - j < Vec<T>::W ? n - j : Vec<T>::W;
+        rows_chunk<T, R, 1>(K, m, a, lda, b + n0 + j, ldb, y + n0 + j, ldy);
+      }
+    }
+  }
 }
 
 template <typename T>
-void row_times(int64_t K, int64_t N, const T* a, const T* b, int64_t ldb, T* y, int nthreads) {
-  constexpr int64_t chunk = kRowVectors * Vec<T>::W;
-  const int64_t chunks = (N + chunk - 1) / chunk;
-  auto run = [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t n0 = c * chunk, n = N - n0 < chunk ? N - n0 : chunk;
-      if (n == chunk) {
-        row_chunk<T, kRowVectors>(K, n, a, b + n0, ldb, y + n0);
-      } else {
-        for (int64_t j = 0; j < n; j += Vec<T>::W) {  // the last, partial chunk a vector at a time
-          const int64_t m = n - j < Vec<T>::W ? n - j : Vec<T>::W;
-          row_chunk<T, 1>(K, m, a, b + n0 + j, ldb, y + n0 + j);
-        }
-      }
+void few_rows_times(int64_t M, int64_t K, int64_t N, const T* a, int64_t lda, const T* b, int64_t ldb, T* y,
+                    int64_t ldy, int nthreads) {
+  if (M <= 0 || N <= 0) return;
+  // The chunk width depends on the rows: kRowVectors accumulators in all.
+  auto chunks_of = [&](int64_t rows) {
+    const int64_t chunk = kRowVectors / rows * Vec<T>::W;
+    return (N + chunk - 1) / chunk;
+  };
+  auto run = [&](int64_t rows, const T* ar, T* yr, int64_t c0, int64_t c1) {
+    switch (rows) {
+      case 1: return rows_columns<T, 1>(K, N, ar, lda, b, ldb, yr, ldy, c0, c1);
+      case 2: return rows_columns<T, 2>(K, N, ar, lda, b, ldb, yr, ldy, c0, c1);
+      case 3: return rows_columns<T, 3>(K, N, ar, lda, b, ldb, yr, ldy, c0, c1);
+      default: return rows_columns<T, 4>(K, N, ar, lda, b, ldb, yr, ldy, c0, c1);
     }
   };
-  int nt = gemm::detail::team_size(nthreads, 1, N, K);
-  if (nt > chunks) nt = static_cast<int>(chunks);
+  int nt = gemm::detail::team_size(nthreads, M, N, K);
+  if (nt > chunks_of(M)) nt = static_cast<int>(chunks_of(M));
+  auto part = [&](int t, int team) {
+    const int64_t chunks = chunks_of(M);
+    run(M, a, y, chunks * t / team, chunks * (t + 1) / team);
+  };
   if (nt <= 1) {
-    run(0, chunks);
+    part(0, 1);
     return;
   }
 #pragma omp parallel num_threads(nt)
   {
     simd::DenormalGuard guard;
-    const int t = simd::team_rank(), team = simd::team_size();
-    run(chunks * t / team, chunks * (t + 1) / team);
+    part(simd::team_rank(), simd::team_size());
   }
 }
 
-// y (M, N) = a (M, K) · b (K, N), row strides lda, ldb, ldy: row_times for one row, else the GEMM.
+// y (M, N) = a (M, K) · b (K, N), row strides lda, ldb, ldy: the few-rows product for one row,
+// and for up to kFewRows rows when b is at most kFewRowsBytes, else the GEMM. Measured (Xeon,
+// AVX-512, 1 thread, T=256): 2-4 rows with H = 128 (b of 128 KiB) took 0.55-0.65x the GEMM's
+// time; with H = 256 (b of 256 and 512 KiB) 1.1-1.15x, the GEMM's blocking then paying off.
+constexpr int64_t kFewRowsBytes = 128 << 10;
+
 template <typename T>
 void times(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* y, int64_t ldy,
            int nt) {
-  if (M == 1) {
-    row_times(K, N, a, b, ldb, y, nt);
+  if (M == 1 || (M <= kFewRows && K * N * static_cast<int64_t>(sizeof(T)) <= kFewRowsBytes)) {
+    few_rows_times(M, K, N, a, lda, b, ldb, y, ldy, nt);
   } else {
     gemm::gemm_mt<T>(false, false, M, N, K, T(1), a, lda, b, ldb, T(0), y, ldy, nt);
   }
