@@ -93,6 +93,16 @@ def operand(draw, shape, dtype, *, special=False, wrong=20, scales=(1.0, 1.0, 30
     return draw(layouts(values(draw, shape, dtype, special=special, scales=scales)))
 
 
+def mask_operand(draw, shape, dtype):
+    """A recurrent dropout mask argument: like ``operand`` (wrong dtype, size or rank now and
+    then), with the values of a real mask, 0 and 1/keep."""
+    a = operand(draw, shape, dtype, scales=(1.0,))
+    if a.dtype.kind != "f":
+        return a
+    scale = draw(st.sampled_from([2.0, 1.25]))
+    return np.where(a > 0, scale, 0.0).astype(a.dtype)
+
+
 def finite_pattern_matches(actual, expected):
     """Where the float64 reference is not finite, the kernel has the same value (NaN, +inf or
     -inf), and it is finite everywhere else."""

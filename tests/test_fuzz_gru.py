@@ -10,15 +10,19 @@ from hypothesis import strategies as st
 
 import seqkern
 from seqkern import reference as ref
-from fuzz_support import CASES, floats_ok, fuzz_settings, isa_levels, lengths_arg, lengths_ok, operand, run_checked
+from fuzz_support import (CASES, floats_ok, fuzz_settings, isa_levels, lengths_arg, lengths_ok, mask_operand, operand,
+                          run_checked)
 from test_fuzz_lstm import _compare
 
-GRU_ARGS = ["x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "lengths"]
+GRU_ARGS = ["x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "lengths", "recurrent_mask"]
 SHAPES = {"w_ih": lambda T, B, D, H: (3 * H, D), "w_hh": lambda T, B, D, H: (3 * H, H),
-          "b_ih": lambda T, B, D, H: (3 * H,), "b_hh": lambda T, B, D, H: (3 * H,), "h0": lambda T, B, D, H: (B, H)}
+          "b_ih": lambda T, B, D, H: (3 * H,), "b_hh": lambda T, B, D, H: (3 * H,), "h0": lambda T, B, D, H: (B, H),
+          "recurrent_mask": lambda T, B, D, H: (B, H)}
 
 
-def _valid(x, kw):
+def _valid(x, kw, lbr=True):
+    if "recurrent_mask" in kw and not lbr:
+        return False  # the reset-before GRU takes no mask
     if not floats_ok(x, *(v for k, v in kw.items() if k != "lengths")) or x.ndim != 3:
         return False
     if kw["w_hh"].ndim != 2 or kw["w_ih"].ndim != 2:
@@ -37,13 +41,14 @@ def test_gru_forward_backward_fuzz(data):
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     special = draw(st.integers(0, 5)) == 0
     x = operand(draw, (T, B, D), dtype, special=special)
-    kw = {k: operand(draw, SHAPES[k](T, B, D, H), dtype, special=special and k == "h0")
+    kw = {k: (mask_operand(draw, SHAPES[k](T, B, D, H), dtype) if k == "recurrent_mask"
+              else operand(draw, SHAPES[k](T, B, D, H), dtype, special=special and k == "h0"))
           for k in SHAPES if k in ("w_ih", "w_hh") or draw(st.booleans())}
     if draw(st.booleans()):
         kw["lengths"] = lengths_arg(draw, B, T)
     lbr = draw(st.booleans())  # reset after the product (PyTorch's) or before it
     CASES["gru_forward"] += 1
-    valid = _valid(x, kw)
+    valid = _valid(x, kw, lbr)
     with seqkern.use_isa(draw(isa_levels())):
         out = run_checked(lambda: seqkern.gru_forward(x, **kw, linear_before_reset=lbr), valid,
                           ["GRUWeights", "gru_forward"], GRU_ARGS)

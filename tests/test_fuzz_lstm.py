@@ -19,10 +19,10 @@ from seqkern import convert
 from seqkern import reference as ref
 from fuzz_support import (
     CASES, finite_pattern_matches, floats_ok, fuzz_settings, isa_levels, lengths_arg, lengths_ok,
-    names_an_argument, operand,
+    mask_operand, names_an_argument, operand,
 )
 
-LSTM_ARGS = ["x", "w_ih", "w_hh", "bias", "h0", "c0", "peephole", "lengths"]
+LSTM_ARGS = ["x", "w_ih", "w_hh", "bias", "h0", "c0", "peephole", "lengths", "recurrent_mask"]
 
 
 def _compare(name, actual, expected64, expected32):
@@ -48,9 +48,11 @@ def lstm_case(draw):
     special = draw(st.integers(0, 5)) == 0
     x = operand(draw, (T, B, D), dtype, special=special)
     kw = {"w_ih": operand(draw, (4 * H, D), dtype), "w_hh": operand(draw, (4 * H, H), dtype)}
-    for name, shape in (("bias", (4 * H,)), ("h0", (B, H)), ("c0", (B, H)), ("peephole", (3, H))):
+    for name, shape in (("bias", (4 * H,)), ("h0", (B, H)), ("c0", (B, H)), ("peephole", (3, H)),
+                        ("recurrent_mask", (B, H))):
         if draw(st.booleans()):
-            kw[name] = operand(draw, shape, dtype, special=special and name != "peephole")
+            kw[name] = (mask_operand(draw, shape, dtype) if name == "recurrent_mask"
+                        else operand(draw, shape, dtype, special=special and name != "peephole"))
     if draw(st.booleans()):
         kw["lengths"] = lengths_arg(draw, B, T)
     return x, kw, (T, B, D, H), draw(isa_levels()), draw(st.booleans()), special
@@ -58,7 +60,7 @@ def lstm_case(draw):
 
 def _lstm_valid(x, kw, dims):
     T, B, D, H = dims
-    arrays = [x] + [kw[k] for k in ("w_ih", "w_hh", "bias", "h0", "c0", "peephole") if k in kw]
+    arrays = [x] + [kw[k] for k in ("w_ih", "w_hh", "bias", "h0", "c0", "peephole", "recurrent_mask") if k in kw]
     if not floats_ok(*arrays):
         return False
     w_hh, w_ih = kw["w_hh"], kw["w_ih"]
@@ -67,7 +69,7 @@ def _lstm_valid(x, kw, dims):
     H = w_hh.shape[1]
     T, B = x.shape[:2]
     want = {"w_hh": (4 * H, H), "w_ih": (4 * H, x.shape[2]), "bias": (4 * H,), "h0": (B, H), "c0": (B, H),
-            "peephole": (3, H)}
+            "peephole": (3, H), "recurrent_mask": (B, H)}
     if any(kw[k].shape != s for k, s in want.items() if k in kw):
         return False
     return "lengths" not in kw or lengths_ok(kw["lengths"], B, T)
@@ -84,7 +86,7 @@ def test_lstm_forward_backward_fuzz(case, data):
             if packed:
                 CASES["LSTMWeights"] += 1
                 w = seqkern.LSTMWeights(kw["w_ih"], kw["w_hh"], kw.get("bias"), kw.get("peephole"))
-                rest = {k: v for k, v in kw.items() if k in ("h0", "c0", "lengths")}
+                rest = {k: v for k, v in kw.items() if k in ("h0", "c0", "lengths", "recurrent_mask")}
                 out = seqkern.lstm_forward(x, w, **rest)
             else:
                 out = seqkern.lstm_forward(x, **kw)

@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 
 import seqkern
 from seqkern import reference as ref
-from fuzz_support import CASES, floats_ok, fuzz_settings, isa_levels, lengths_arg, lengths_ok, operand, run_checked
+from fuzz_support import (CASES, floats_ok, fuzz_settings, isa_levels, lengths_arg, lengths_ok, mask_operand, operand,
+                          run_checked)
 from test_fuzz_lstm import _compare
 
-RNN_ARGS = ["x", "w_ih", "w_hh", "bias", "h0", "lengths", "nonlinearity"]
+RNN_ARGS = ["x", "w_ih", "w_hh", "bias", "h0", "lengths", "nonlinearity", "recurrent_mask"]
 SHAPES = {"w_ih": lambda T, B, D, H: (H, D), "w_hh": lambda T, B, D, H: (H, H),
-          "bias": lambda T, B, D, H: (H,), "h0": lambda T, B, D, H: (B, H)}
+          "bias": lambda T, B, D, H: (H,), "h0": lambda T, B, D, H: (B, H),
+          "recurrent_mask": lambda T, B, D, H: (B, H)}
 
 
 def _valid(x, kw, nonlinearity):
@@ -40,7 +42,8 @@ def test_rnn_forward_backward_fuzz(data):
     special = draw(st.integers(0, 5)) == 0
     nonlinearity = draw(st.sampled_from(["tanh", "relu", "tanh", "relu", "sigmoid"]))
     x = operand(draw, (T, B, D), dtype, special=special)
-    kw = {k: operand(draw, SHAPES[k](T, B, D, H), dtype, special=special and k == "h0")
+    kw = {k: (mask_operand(draw, SHAPES[k](T, B, D, H), dtype) if k == "recurrent_mask"
+              else operand(draw, SHAPES[k](T, B, D, H), dtype, special=special and k == "h0"))
           for k in SHAPES if k in ("w_ih", "w_hh") or draw(st.booleans())}
     if draw(st.booleans()):
         kw["lengths"] = lengths_arg(draw, B, T)

@@ -117,3 +117,17 @@ def test_unsupported_layers_raise_naming_them(layers, match):
 def test_not_a_model_raises():
     with pytest.raises(TypeError, match="from_keras"):
         nn.from_keras(42)
+
+
+def test_recurrent_dropout_carries_over(rng):
+    # Keras's recurrent_dropout acts in training only: predictions are unchanged, and the nn
+    # layers train with the same rate (the reset-before GRU, whose kernels take no mask, without).
+    model = _perturbed(keras.Sequential([_inputs(), L.Embedding(V, 8, mask_zero=True),
+                                         L.Bidirectional(L.LSTM(5, recurrent_dropout=0.2, return_sequences=True)),
+                                         L.GRU(4, recurrent_dropout=0.1, return_sequences=True),
+                                         L.GRU(3, reset_after=False, recurrent_dropout=0.3),
+                                         L.Dense(2, activation="softmax")]), rng)
+    ours = nn.from_keras(model)
+    assert [getattr(layer, "recurrent_dropout", None) for layer in ours.layers[1:4]] == [0.2, 0.1, 0.0]
+    ids = _ids(rng)
+    np.testing.assert_allclose(ours.predict(ids), np.asarray(model.predict(ids, verbose=0)), rtol=1e-4, atol=1e-5)

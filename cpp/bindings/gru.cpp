@@ -16,6 +16,7 @@ namespace {
 struct GruFamily {
   static constexpr int kGates = 4;
   static constexpr bool kZeroBlocks = true;
+  static constexpr bool kMasks = true;
   template <typename T>
   static const GruOps<T>& ops() {
     return seqkern::bind::ops<T>().gru;
@@ -29,6 +30,7 @@ struct GruFamily {
 // The same arrays; its kernels multiply only the real weights (no zero blocks).
 struct GruResetBeforeFamily : GruFamily {
   static constexpr bool kZeroBlocks = false;
+  static constexpr bool kMasks = false;
   template <typename T>
   static const GruOps<T>& ops() {
     return seqkern::bind::ops<T>().gru_rb;
@@ -77,10 +79,11 @@ py::tuple gru_weights(const py::object& wi_obj, const py::object& wh_obj, const 
 }
 
 py::tuple gru_forward(const py::object& x, const py::tuple& weights, const py::object& h0, const py::object& lengths,
-                      bool need_cache, bool reset_before) {
-  return reset_before
-             ? h_state_forward<GruResetBeforeFamily>("gru_forward", "GRUWeights", x, weights, h0, lengths, need_cache, 0)
-             : h_state_forward<GruFamily>("gru_forward", "GRUWeights", x, weights, h0, lengths, need_cache, 0);
+                      bool need_cache, bool reset_before, const py::object& mask) {
+  return reset_before ? h_state_forward<GruResetBeforeFamily>("gru_forward", "GRUWeights", x, weights, h0, lengths,
+                                                              need_cache, 0, mask)
+                      : h_state_forward<GruFamily>("gru_forward", "GRUWeights", x, weights, h0, lengths, need_cache, 0,
+                                                   mask);
 }
 
 py::array gru_step(const py::tuple& weights, const py::object& x, const py::object& h, const py::object& out,
@@ -91,11 +94,11 @@ py::array gru_step(const py::tuple& weights, const py::object& x, const py::obje
 
 py::tuple gru_backward(const py::object& x, const py::tuple& weights, const py::object& lengths,
                        const py::object& gates, const py::object& hs, const py::object& dy, const py::object& dh,
-                       bool reset_before) {
+                       bool reset_before, const py::object& mask) {
   return reset_before ? h_state_backward<GruResetBeforeFamily>("gru_backward", "GRUWeights", x, weights, lengths,
-                                                               gates, hs, dy, dh, 0)
+                                                               gates, hs, dy, dh, 0, mask)
                       : h_state_backward<GruFamily>("gru_backward", "GRUWeights", x, weights, lengths, gates, hs, dy,
-                                                    dh, 0);
+                                                    dh, 0, mask);
 }
 
 }  // namespace
@@ -104,11 +107,12 @@ void bind_gru(py::module_& m) {
   m.def("gru_weights", &gru_weights, py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
         py::arg("reset_before") = false);
   m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("lengths"),
-        py::arg("need_cache"), py::arg("reset_before") = false);
+        py::arg("need_cache"), py::arg("reset_before") = false, py::arg("recurrent_mask") = py::none());
   m.def("gru_step", &gru_step, py::arg("weights"), py::arg("x"), py::arg("h"), py::arg("out_h"),
         py::arg("reset_before") = false);
   m.def("gru_backward", &gru_backward, py::arg("x"), py::arg("weights"), py::arg("lengths"), py::arg("gates"),
-        py::arg("hs"), py::arg("dy"), py::arg("dh_n"), py::arg("reset_before") = false);
+        py::arg("hs"), py::arg("dy"), py::arg("dh_n"), py::arg("reset_before") = false,
+        py::arg("recurrent_mask") = py::none());
 }
 
 }  // namespace bind

@@ -6,6 +6,7 @@
 //   params<T>(w, variant)  its Params from the arrays and the caller's variant (RNN: relu)
 //   kZeroBlocks            whether its column forms have zero blocks (then an infinite x or h0
 //                          runs on the fused tiles, RnnParams::tiles_only)
+//   kMasks                 whether its kernels take a recurrent dropout mask (RnnParams::h_mask)
 #pragma once
 
 #include <cmath>
@@ -14,6 +15,7 @@
 
 #include "bindings/check.h"
 #include "bindings/lowp.h"
+#include "bindings/recurrent.h"
 
 namespace seqkern {
 namespace bind {
@@ -80,10 +82,12 @@ bool has_inf(const T* p, int64_t n) {
   return any;
 }
 
-// (y, h_n, gates or None, h of every step or None, int64 lengths or None).
+// (y, h_n, gates or None, h of every step or None, int64 lengths or None, the recurrent mask's
+// own copy or None).
 template <class Fam>
 py::tuple h_state_forward(const char* fn, const char* kind, const py::object& x_obj, const py::tuple& weights,
-                          const py::object& h0_obj, const py::object& lengths_obj, bool need_cache, int variant) {
+                          const py::object& h0_obj, const py::object& lengths_obj, bool need_cache, int variant,
+                          const py::object& mask_obj) {
   constexpr int64_t G = Fam::kGates;
   const Check c{fn};
   const HStateArgs<Fam> w(c, weights, kind, false);
@@ -105,6 +109,11 @@ py::tuple h_state_forward(const char* fn, const char* kind, const py::object& x_
         .check();
     const py::object h0 = optional_operand<T>(c, "h0", h0_obj, {B, H}, "(B, H)");
     const py::object lengths = c.lengths("lengths", lengths_obj, B, T_, "(B,)", "T");
+    if (!mask_obj.is_none() && !Fam::kMasks) {
+      c.value_error("recurrent_mask is not available with linear_before_reset=False (the reset-before GRU)");
+    }
+    const py::object mask = recurrent_mask<T>(c, mask_obj, B, H);
+    if (!mask.is_none() && w.int8()) c.value_error("recurrent_mask needs float weights (int8 weights are for inference)");
     if (w.int8()) {
       // The int8 form is for inference: its steps have no gradient of their own.
       if (need_cache) c.value_error("int8 weights keep no cache (inference only): pass need_cache=False");
@@ -125,13 +134,14 @@ py::tuple h_state_forward(const char* fn, const char* kind, const py::object& x_
     T* last[1] = {h_n.mutable_data()};
     T* states[1] = {hp};
     auto p = Fam::template params<T>(w.template base<T>(), variant);
+    p.h_mask = opt_ptr<T>(mask);
     // An infinity in x or h0 would meet the column forms' zero blocks in the per-step GEMM.
     if (Fam::kZeroBlocks) {
       p.tiles_only = has_inf(ptr<T>(x), T_ * B * D) || (init[0] && has_inf(init[0], B * H));
     }
     call_kernel(Fam::template ops<T>().forward, RnnShape{T_, B, D, H}, ptr<T>(x), p, init,
                 opt_ptr<int64_t>(lengths), y.mutable_data(), last, gp, need_cache ? states : nullptr);
-    return py::make_tuple(y, h_n, gates, hs, lengths);
+    return py::make_tuple(y, h_n, gates, hs, lengths, mask);
   });
 }
 
@@ -177,7 +187,8 @@ py::array h_state_step(const char* fn, const char* kind, const py::tuple& weight
 template <class Fam>
 py::tuple h_state_backward(const char* fn, const char* kind, const py::object& x_obj, const py::tuple& weights,
                            const py::object& lengths_obj, const py::object& gates_obj, const py::object& hs_obj,
-                           const py::object& dy_obj, const py::object& dh_obj, int variant) {
+                           const py::object& dy_obj, const py::object& dh_obj, int variant,
+                           const py::object& mask_obj) {
   constexpr int64_t G = Fam::kGates;
   const std::string g = G == 1 ? "H" : std::to_string(G) + "*H";
   const Check c{fn};
@@ -205,8 +216,12 @@ py::tuple h_state_backward(const char* fn, const char* kind, const py::object& x
     const T* saved[1] = {ptr<T>(hs)};
     const T* d_last[1] = {opt_ptr<T>(dh)};
     T* d_init[1] = {dh0.mutable_data()};
-    call_kernel(Fam::template ops<T>().backward, RnnShape{T_, B, D, H}, ptr<T>(x),
-                Fam::template params<T>(w.template base<T>(), variant), opt_ptr<int64_t>(lengths), ptr<T>(gates),
+    if (!mask_obj.is_none() && !Fam::kMasks) {
+      c.value_error("recurrent_mask is not available with linear_before_reset=False (the reset-before GRU)");
+    }
+    auto p = Fam::template params<T>(w.template base<T>(), variant);
+    p.h_mask = recurrent_mask_ptr<T>(c, "cache recurrent_mask", mask_obj, B, H);
+    call_kernel(Fam::template ops<T>().backward, RnnShape{T_, B, D, H}, ptr<T>(x), p, opt_ptr<int64_t>(lengths), ptr<T>(gates),
                 saved, opt_ptr<T>(dy), d_last, dx.mutable_data(), dwi.mutable_data(), dwh.mutable_data(),
                 db.mutable_data(), d_init, static_cast<T*>(nullptr));
     return py::make_tuple(dx, dwi, dwh, db, dh0);

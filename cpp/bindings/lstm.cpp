@@ -5,6 +5,7 @@
 #include "bindings/families.h"
 #include "bindings/lowp.h"
 #include "bindings/lstm_weights.h"
+#include "bindings/recurrent.h"
 
 namespace seqkern {
 namespace bind {
@@ -26,6 +27,7 @@ struct LstmCache {
 
   py::object x, gates, hs, cs;   // arrays
   py::object weights, lengths;  // the LSTMWeights; int64 (B,) or None
+  py::object mask;              // the recurrent dropout mask (B, H), the cache's own copy, or None
 
   static py::array arr(const py::object& a) { return py::reinterpret_borrow<py::array>(a); }
   int64_t T = 0, B = 0;
@@ -55,7 +57,8 @@ py::object read_only(const py::object& a) {
 enum class Keep { nothing, cache, arrays };
 
 py::tuple forward(const char* fn, const py::object& x_obj, const py::object& w_obj, const py::object& h0_obj,
-                  const py::object& c0_obj, const py::object& lengths_obj, Keep keep_what) {
+                  const py::object& c0_obj, const py::object& lengths_obj, Keep keep_what,
+                  const py::object& mask_obj) {
   const Check c{fn};
   const bool need_cache = keep_what != Keep::nothing;
   const LstmWeightsCore& w = lstm_weights(fn, w_obj);
@@ -78,6 +81,8 @@ py::tuple forward(const char* fn, const py::object& x_obj, const py::object& w_o
     const py::object h0 = optional_operand<T>(c, "h0", h0_obj, {B, H}, "(B, H)");
     const py::object c0 = optional_operand<T>(c, "c0", c0_obj, {B, H}, "(B, H)");
     const py::object lengths = c.lengths("lengths", lengths_obj, B, T_, "(B,)", "T");
+    const py::object mask = recurrent_mask<T>(c, mask_obj, B, H);
+    if (!mask.is_none() && w.int8()) c.value_error("recurrent_mask needs float weights (int8 weights are for inference)");
     if (w.int8()) {
       // The int8 form is for inference: its steps have no gradient of their own.
       if (need_cache) c.value_error("int8 weights keep no cache (inference only): pass need_cache=False");
@@ -97,7 +102,8 @@ py::tuple forward(const char* fn, const py::object& x_obj, const py::object& w_o
       }
     }
     std::vector<py::object> keep;
-    const LstmParams<T> p = w.params<T>(false, keep);
+    LstmParams<T> p = w.params<T>(false, keep);
+    p.h_mask = opt_ptr<T>(mask);
     const T* init[2] = {opt_ptr<T>(h0), opt_ptr<T>(c0)};
     T* last[2] = {h_n.mutable_data(), c_n.mutable_data()};
     T* states[2] = {sp[1], sp[2]};
@@ -114,6 +120,7 @@ py::tuple forward(const char* fn, const py::object& x_obj, const py::object& w_o
       for (const py::object& a : saved) a.attr("setflags")(py::arg("write") = false);
       k->weights = w_obj;
       k->lengths = lengths;
+      k->mask = mask;
       k->T = T_;
       k->B = B;
       k->ready = true;
@@ -124,15 +131,15 @@ py::tuple forward(const char* fn, const py::object& x_obj, const py::object& w_o
 }
 
 py::tuple lstm_forward(const py::object& x, const py::object& w, const py::object& h0, const py::object& c0,
-                       const py::object& lengths, bool need_cache) {
-  return forward("lstm_forward", x, w, h0, c0, lengths, need_cache ? Keep::cache : Keep::nothing);
+                       const py::object& lengths, bool need_cache, const py::object& mask) {
+  return forward("lstm_forward", x, w, h0, c0, lengths, need_cache ? Keep::cache : Keep::nothing, mask);
 }
 
 // (y, h_n, c_n, gates, h, c): the forward with what the backward needs as plain writeable arrays,
 // for callers that keep them themselves (and give them back to lstm_backward_arrays).
 py::tuple lstm_forward_arrays(const py::object& x, const py::object& w, const py::object& h0, const py::object& c0,
-                              const py::object& lengths) {
-  return forward("lstm_forward_arrays", x, w, h0, c0, lengths, Keep::arrays);
+                              const py::object& lengths, const py::object& mask) {
+  return forward("lstm_forward_arrays", x, w, h0, c0, lengths, Keep::arrays, mask);
 }
 
 // The backward from the forward's arrays: `what` names them in errors ("cache " for an LSTMCache's,
@@ -140,7 +147,7 @@ py::tuple lstm_forward_arrays(const py::object& x, const py::object& w, const py
 py::tuple backward_from(const char* fn, const std::string& what, const py::object& x_obj, const py::object& w_obj,
                         const py::object& lengths_obj, const py::object& gates_obj, const py::object& hs_obj,
                         const py::object& cs_obj, const py::object& dy_obj, const py::object& dh_obj,
-                        const py::object& dc_obj) {
+                        const py::object& dc_obj, const py::object& mask_obj) {
   const Check c{fn};
   const LstmWeightsCore& w = lstm_weights(fn, w_obj);
   if (w.int8()) c.value_error("weights: int8 weights have no backward (inference only)");
@@ -172,7 +179,8 @@ py::tuple backward_from(const char* fn, const std::string& what, const py::objec
     py::object dpeep = w.peephole.is_none() ? py::object(py::none()) : py::object(empty<T>({3, H}));
     T* dpp = dpeep.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(dpeep).mutable_data());
     std::vector<py::object> keep;
-    const LstmParams<T> p = w.params<T>(false, keep);
+    LstmParams<T> p = w.params<T>(false, keep);
+    p.h_mask = recurrent_mask_ptr<T>(c, (what + "recurrent_mask").c_str(), mask_obj, B, H);
     const T* saved[2] = {ptr<T>(hs), ptr<T>(cs)};
     const T* d_last[2] = {opt_ptr<T>(dh), opt_ptr<T>(dc)};
     T* d_init[2] = {dh0.mutable_data(), dc0.mutable_data()};
@@ -188,15 +196,16 @@ py::tuple lstm_backward(const LstmCache& cache_in, const py::object& dy_obj, con
                         const py::object& dc_obj) {
   const LstmCache& k = cache_in.require();
   return backward_from("lstm_backward", "cache ", k.x, k.weights, k.lengths, k.gates, k.hs, k.cs, dy_obj, dh_obj,
-                       dc_obj);
+                       dc_obj, k.mask);
 }
 
 // The same backward from arrays the caller keeps (seqkern.torch saves them as tensors, so that
 // PyTorch's version counter sees an in-place change between forward and backward).
 py::tuple lstm_backward_arrays(const py::object& x, const py::object& w, const py::object& lengths,
                                const py::object& gates, const py::object& hs, const py::object& cs,
-                               const py::object& dy, const py::object& dh, const py::object& dc) {
-  return backward_from("lstm_backward_arrays", "", x, w, lengths, gates, hs, cs, dy, dh, dc);
+                               const py::object& dy, const py::object& dh, const py::object& dc,
+                               const py::object& mask) {
+  return backward_from("lstm_backward_arrays", "", x, w, lengths, gates, hs, cs, dy, dh, dc, mask);
 }
 
 const char* CACHE_DOC = R"doc(What ``lstm_backward`` needs from one ``lstm_forward`` call; only ``lstm_forward`` makes one.
@@ -209,7 +218,8 @@ It holds, as its own read-only arrays, in the forward's dtype:
 
 that is 6*T*B*H + 2*B*H values; tanh(c) is recomputed in backward. It also refers, without
 copying, to ``x`` (the C-contiguous input, the caller's own memory when it already was), the
-``LSTMWeights`` and the int64 ``lengths`` (or None). Changing ``x`` or the weights in place
+``LSTMWeights`` and the int64 ``lengths`` (or None), and keeps its own copy of the
+``recurrent_mask`` (or None). Changing ``x`` or the weights in place
 between forward and backward gives the gradients at the new values. The attributes cannot be
 replaced, and ``lstm_backward`` checks the cache again on every call; it never modifies it, so
 one cache can serve any number of backward calls (for example with different upstream
@@ -227,6 +237,7 @@ void bind_lstm(py::module_& m) {
       .def_property_readonly("gates", [](const LstmCache& k) { return read_only(k.require().gates); })
       .def_property_readonly("h", [](const LstmCache& k) { return read_only(k.require().hs); })
       .def_property_readonly("c", [](const LstmCache& k) { return read_only(k.require().cs); })
+      .def_property_readonly("recurrent_mask", [](const LstmCache& k) { return read_only(k.require().mask); })
       .def_property_readonly("nbytes", &LstmCache::nbytes, "Bytes held by the cache's own arrays (gates, h, c).")
       .def("__repr__", [](const LstmCache& k) {
         const py::array& hs = LstmCache::arr(k.require().hs);
@@ -235,12 +246,13 @@ void bind_lstm(py::module_& m) {
                ", nbytes=" + std::to_string(k.nbytes()) + ")";
       });
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"),
-        py::arg("lengths"), py::arg("need_cache"));
+        py::arg("lengths"), py::arg("need_cache"), py::arg("recurrent_mask") = py::none());
   m.def("lstm_forward_arrays", &lstm_forward_arrays, py::arg("x"), py::arg("weights"), py::arg("h0"),
-        py::arg("c0"), py::arg("lengths"));
+        py::arg("c0"), py::arg("lengths"), py::arg("recurrent_mask") = py::none());
   m.def("lstm_backward", &lstm_backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"));
   m.def("lstm_backward_arrays", &lstm_backward_arrays, py::arg("x"), py::arg("weights"), py::arg("lengths"),
-        py::arg("gates"), py::arg("h"), py::arg("c"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"));
+        py::arg("gates"), py::arg("h"), py::arg("c"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
+        py::arg("recurrent_mask") = py::none());
 }
 
 }  // namespace bind

@@ -1,6 +1,7 @@
 // recurrent.h: the checks every recurrent family's weights share (LSTM, GRU).
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <utility>
 
@@ -30,6 +31,34 @@ std::pair<int64_t, int64_t> recurrent_weights(const Check& c, const py::array& w
   c.shape("w_hh", wh, {gates * H, H}, rows_hh.c_str());
   c.shape("w_ih", wi, {gates * H, D}, (rows_ih.substr(0, rows_ih.size() - 1) + ") with H = w_hh.shape[1]").c_str());
   return {D, H};
+}
+
+// recurrent_mask (RnnParams::h_mask): None, or (B, H) of dtype T, finite. Returned as a
+// C-contiguous copy of its own, which the cache keeps: a later change to the caller's array
+// cannot make the backward differ from the forward.
+template <typename T>
+py::object recurrent_mask(const Check& c, const py::object& obj, int64_t B, int64_t H) {
+  if (obj.is_none()) return py::none();
+  const py::array a = operand<T>(c, "recurrent_mask", obj, {B, H}, "(B, H), like h0");
+  py::array_t<T> out = empty<T>({B, H});
+  const T* s = ptr<T>(a);
+  T* d = out.mutable_data();
+  for (int64_t i = 0; i < B * H; ++i) {
+    if (!std::isfinite(s[i])) c.value_error("recurrent_mask must be finite (a dropout mask holds 0 and 1/(1 - p))");
+    d[i] = s[i];
+  }
+  out.attr("setflags")(py::arg("write") = false);
+  return out;
+}
+
+// The same as the backward gets it back (from a cache, or the caller's arrays): checked again
+// against (B, H), not copied.
+template <typename T>
+const T* recurrent_mask_ptr(const Check& c, const char* name, const py::object& obj, int64_t B, int64_t H) {
+  if (obj.is_none()) return nullptr;
+  const py::array a = c.array(name, obj);
+  c.same_as<T>(name, a, {B, H}, "the forward's h0");
+  return ptr<T>(a);
 }
 
 }  // namespace bind

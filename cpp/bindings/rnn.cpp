@@ -15,6 +15,7 @@ namespace {
 struct RnnFamily {
   static constexpr int kGates = 1;
   static constexpr bool kZeroBlocks = false;
+  static constexpr bool kMasks = true;
   template <typename T>
   static const RnnOps<T>& ops() {
     return seqkern::bind::ops<T>().rnn;
@@ -58,8 +59,9 @@ py::tuple rnn_weights(const py::object& wi_obj, const py::object& wh_obj, const 
 }
 
 py::tuple rnn_forward(const py::object& x, const py::tuple& weights, const py::object& h0, const py::object& lengths,
-                      bool need_cache, bool relu) {
-  return h_state_forward<RnnFamily>("rnn_forward", "RNNWeights", x, weights, h0, lengths, need_cache, relu ? 1 : 0);
+                      bool need_cache, bool relu, const py::object& mask) {
+  return h_state_forward<RnnFamily>("rnn_forward", "RNNWeights", x, weights, h0, lengths, need_cache, relu ? 1 : 0,
+                                    mask);
 }
 
 py::array rnn_step(const py::tuple& weights, const py::object& x, const py::object& h, const py::object& out,
@@ -69,9 +71,9 @@ py::array rnn_step(const py::tuple& weights, const py::object& x, const py::obje
 
 py::tuple rnn_backward(const py::object& x, const py::tuple& weights, const py::object& lengths,
                        const py::object& gates, const py::object& hs, const py::object& dy, const py::object& dh,
-                       bool relu) {
+                       bool relu, const py::object& mask) {
   return h_state_backward<RnnFamily>("rnn_backward", "RNNWeights", x, weights, lengths, gates, hs, dy, dh,
-                                     relu ? 1 : 0);
+                                     relu ? 1 : 0, mask);
 }
 
 }  // namespace
@@ -79,10 +81,10 @@ py::tuple rnn_backward(const py::object& x, const py::tuple& weights, const py::
 void bind_rnn(py::module_& m) {
   m.def("rnn_weights", &rnn_weights, py::arg("w_ih"), py::arg("w_hh"), py::arg("bias"));
   m.def("rnn_forward", &rnn_forward, py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("lengths"),
-        py::arg("need_cache"), py::arg("relu"));
+        py::arg("need_cache"), py::arg("relu"), py::arg("recurrent_mask") = py::none());
   m.def("rnn_step", &rnn_step, py::arg("weights"), py::arg("x"), py::arg("h"), py::arg("out_h"), py::arg("relu"));
   m.def("rnn_backward", &rnn_backward, py::arg("x"), py::arg("weights"), py::arg("lengths"), py::arg("gates"),
-        py::arg("hs"), py::arg("dy"), py::arg("dh_n"), py::arg("relu"));
+        py::arg("hs"), py::arg("dy"), py::arg("dh_n"), py::arg("relu"), py::arg("recurrent_mask") = py::none());
 }
 
 }  // namespace bind

@@ -119,7 +119,11 @@ void rnn_backward(const RnnShape& sh, const T* x, const typename Cell::Params& p
   // copied. A cell whose update reads h_{t-1} itself (Cell::kDirectDh) leaves its own term of
   // dh_{t-1} in dh0 (its hook writes it where it read dh), and the product is added to it.
   constexpr bool kDirect = Cell::kDirectDh;
-  simd::Buffer<T> dh_new(lengths || kDirect ? BH : 0);
+  // With a recurrent dropout mask the product's input was h_{t-1}·mask: its gradient is the
+  // product times the mask (and dw_hh's operand the masked states).
+  const T* hm = p.h_mask;
+  const bool via_new = lengths || kDirect || hm;
+  simd::Buffer<T> dh_new(via_new ? BH : 0);
   if (R > 0 && H > 0) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -146,14 +150,18 @@ void rnn_backward(const RnnShape& sh, const T* x, const typename Cell::Params& p
       auto product = [&](int64_t g0, int64_t g1) {
         const int64_t u0 = g0 * GU, u1 = g1 * GU < H ? g1 * GU : H;
         if (u1 <= u0) return;
-        T* out = lengths || kDirect ? dh_new.data() : dh0;
+        T* out = via_new ? dh_new.data() : dh0;
         gemm::gemm_packed<T>(false, B, T(1), da + st.t * B * NG, NG, whh_pk, T(0), out, H, u0, u1);
-        if (lengths || kDirect) {
+        if (via_new) {
           for (int64_t m = 0; m < B; ++m) {
             if (!st.active(m)) continue;
             T* d = dh0 + m * H;
             const T* o = out + m * H;
-            for (int64_t u = u0; u < u1; ++u) d[u] = kDirect ? o[u] + d[u] : o[u];
+            const T* mk = hm ? hm + m * H : nullptr;
+            for (int64_t u = u0; u < u1; ++u) {
+              const T g = mk ? o[u] * mk[u] : o[u];
+              d[u] = kDirect ? g + d[u] : g;
+            }
           }
         }
       };
@@ -178,6 +186,14 @@ void rnn_backward(const RnnShape& sh, const T* x, const typename Cell::Params& p
   const int gt = simd::threads_for(R * NG * (D > H ? D : H), kGemmGrain);
   gemm::gemm_mt<T>(false, false, R, D, NG, T(1), da, NG, p.w_ih, D, T(0), dx, D, gt);
   gemm::gemm_mt<T>(true, false, NG, D, R, T(1), da, NG, x, D, T(0), dw_ih, D, gt);
+  simd::Buffer<T> hs_masked(hm ? R * H : 0);
+  if (hm) {
+    // dw_hh's operand: the states as the products read them (element-wise, any split gives the same bits).
+    T* dst = hs_masked.data();
+#pragma omp parallel for num_threads(gt) if (gt > 1)
+    for (int64_t t = 0; t < T_; ++t) copy_masked(dst + t * BH, hs + t * BH, hm, BH);
+    hs = dst;
+  }
   gemm::gemm_mt<T>(true, false, NG, H, R, T(1), da, NG, hs, H, T(0), dw_hh, H, gt);
 }
 

@@ -75,13 +75,21 @@ void copy_or_zero(T* dst, const T* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src ? src[i] : T(0);
 }
 
+// h as an operand of the recurrent product: src (zeros when nullptr) times the recurrent dropout
+// mask where there is one (RnnParams::h_mask), else src itself.
+template <typename T>
+void copy_masked(T* dst, const T* src, const T* mask, int64_t n) {
+  if (!mask || !src) return copy_or_zero(dst, src, n);
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i] * mask[i];
+}
+
 // What one step of the cell reads and writes; rows are B, all arrays C-contiguous.
 template <typename Cell, typename T>
 struct CellStep {
   static constexpr int G = Cell::kGates, S = Cell::kStates;
   // The layer's sizes and weights; the rest is set per step.
   CellStep(int64_t H_, int64_t D_, const typename Cell::Params& p_)
-      : H(H_), D(D_), p(p_), wih_p(p_.wih_p), whh_p(p_.whh_p), bias(p_.bias) {}
+      : H(H_), D(D_), p(p_), wih_p(p_.wih_p), whh_p(p_.whh_p), bias(p_.bias), h_mask(p_.h_mask) {}
 
   int64_t H = 0, D = 0;
   const typename Cell::Params& p;
@@ -93,11 +101,12 @@ struct CellStep {
   int64_t h_sm = 0, h_sk = 1;
   const T* whh_p = nullptr;  // forward panels, K = H
   const T* bias = nullptr;   // (G·H) natural order, or nullptr
+  const T* h_mask = nullptr;  // (B, H) recurrent dropout mask for h_next, by batch row, or nullptr
   const T* pre = nullptr;    // (B, G·H) h_prev·w_hhᵀ, gate-interleaved columns, row stride ldp, or nullptr
   int64_t ldp = 0;
   const T* prev[S] = {};     // the states before the step (prev[0] = h_{t-1}), (B, H) each
   T* out[S] = {};            // the states after it
-  T* h_next = nullptr;       // a second copy of h_t, row stride ld_next (the next step's A operand), or nullptr
+  T* h_next = nullptr;       // h_t (times h_mask) as the next step's A operand, row stride ld_next, or nullptr
   int64_t ld_next = 0;
   T* y_out = nullptr;        // (B, H), or nullptr
   T* gates_out = nullptr;    // (B, G·H), may equal g_in, or nullptr
@@ -258,7 +267,7 @@ SEQKERN_UNROLL
     if (a.lengths && a.t >= a.lengths[m]) {
       // Past this row's length: carry the states, output 0.
       a.carry(m, u0, w);
-      if (a.h_next) copy_or_zero(a.h_next + ri * a.ld_next + u0, a.prev[0] + o, w);
+      if (a.h_next) copy_masked(a.h_next + ri * a.ld_next + u0, a.prev[0] + o, a.h_mask ? a.h_mask + o : nullptr, w);
       continue;
     }
     for (int v = 0; v < NV; ++v) {
@@ -274,7 +283,7 @@ SEQKERN_UNROLL
       T* gp = a.gates_out ? a.gates_out + m * NG + u0 + v * W : nullptr;
       const V h = Cell::forward(a.p, H, u0 + v * W, gate_acc, prev, out, gp, io(v));
       io(v).store(h, out[0]);
-      if (a.h_next) io(v).store(h, a.h_next + ri * a.ld_next + u0 + v * W);
+      if (a.h_next) io(v).store(a.h_mask ? h * io(v).load(a.h_mask + ov) : h, a.h_next + ri * a.ld_next + u0 + v * W);
       if (a.y_out) io(v).store(h, a.y_out + ov);
     }
   }
@@ -393,7 +402,8 @@ void own_rows_loop(CellStep<Cell, T>& a, int tid, int team, int64_t T_, int64_t 
   simd::Buffer<T> xh(2 * rows * ldx), pre(rows * ldp);
   for (int64_t i = 0; i < rows; ++i) {
     copy_or_zero(xh.data() + i * ldx, x + row_of[i] * D, D);
-    copy_or_zero(xh.data() + i * ldx + D, h0 ? h0 + row_of[i] * H : nullptr, H);
+    copy_masked(xh.data() + i * ldx + D, h0 ? h0 + row_of[i] * H : nullptr,
+                a.h_mask ? a.h_mask + row_of[i] * H : nullptr, H);
   }
   a.pre = pre.data();
   a.ldp = ldp;
@@ -535,7 +545,7 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
     for (int64_t i = 0; i < B; ++i) {
       const int64_t m = lengths ? order[i] : i;
       copy_or_zero(xh.data() + i * ldx, x + m * D, D);
-      copy_or_zero(xh.data() + i * ldx + D, h0 ? h0 + m * H : nullptr, H);
+      copy_masked(xh.data() + i * ldx + D, h0 ? h0 + m * H : nullptr, p.h_mask ? p.h_mask + m * H : nullptr, H);
     }
   }
   // Small batches share each step's unit blocks by claiming (recurrent.h), large ones split
@@ -556,8 +566,10 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
     int64_t m0, m1;
     split_range(B, team, tid, &m0, &m1);
     // h_{t-1} transposed to (H, B): a tile's rows for one k then share a cache line, where rows
-    // H apart (a power of two, often) would fight over the same L1 sets.
-    simd::Buffer<T> h_t(B > 1 && !use_gemm ? BH : 0);
+    // H apart (a power of two, often) would fight over the same L1 sets. (One row is read in
+    // place, unless it is to be masked.)
+    const bool h_copy = B > 1 || p.h_mask;
+    simd::Buffer<T> h_t(h_copy && !use_gemm ? BH : 0);
     simd::Buffer<T> part(use_gemm ? 0 : B * G * U);
     CellStep<Cell, T> a(H, D, p);
     a.lengths = lengths;
@@ -585,7 +597,7 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
         a.h_next = xh_next + D;
       } else {
         a.g_in = Gx + t * B * NG;
-        if (B > 1) {
+        if (h_copy) {
           a.h_rows = h_t.data();
           a.h_sm = 1;
           a.h_sk = B;
@@ -596,11 +608,15 @@ void rnn_forward(const RnnShape& sh, const T* x, const typename Cell::Params& p,
         }
       }
       // Unit blocks [jb, je) of a step without GEMM; h_{t-1} is transposed at the first.
-      bool have_h = B == 1;
+      bool have_h = !h_copy;
       auto tile_blocks = [&](int64_t jb, int64_t je) {
         if (!have_h) {
+          const T* hm = p.h_mask;
           for (int64_t m = 0; m < B; ++m)
-            for (int64_t k = 0; k < H; ++k) h_t[k * B + m] = a.prev[0][m * H + k];
+            for (int64_t k = 0; k < H; ++k) {
+              const T v = a.prev[0][m * H + k];
+              h_t[k * B + m] = hm ? v * hm[m * H + k] : v;
+            }
           have_h = true;
         }
         cell_blocks(a, B, jb, je);

@@ -30,6 +30,7 @@ from ._layers import (
     gru_layers_forward,
     lstm_layers_backward,
     lstm_layers_forward,
+    recurrent_dropout_mask,
     rnn_layers_backward,
     rnn_layers_forward,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "gru_layers_backward",
     "rnn_layers_forward",
     "rnn_layers_backward",
+    "recurrent_dropout_mask",
     "LayersOutput",
     "LayersGrads",
     "LayersCache",

@@ -163,6 +163,7 @@ def gru_forward(
     lengths: np.ndarray | None = None,
     linear_before_reset: bool = True,
     need_cache: bool | None = None,
+    recurrent_mask: np.ndarray | None = None,
 ) -> GRUOutput:
     """GRU over a whole time-major sequence (PyTorch's ``nn.GRU`` math).
 
@@ -191,6 +192,10 @@ def gru_forward(
     need_cache : bool, optional
         Keep what backward needs (the default, except for int8 weights, which keep none); False
         returns ``cache=None``.
+    recurrent_mask : ndarray (B, H), optional
+        Variational recurrent dropout on h_{t-1} in the three recurrent products (not in
+        ``z * h``), as in :func:`seqkern.lstm_forward`; float weights, reset after the product
+        (``linear_before_reset=True``) only.
 
     Returns
     -------
@@ -200,8 +205,9 @@ def gru_forward(
     weights = _weights("gru_forward", w_ih, w_hh, b_ih, b_hh, linear_before_reset)
     x = contiguous(x, "gru_forward", "x")
     need_cache = cache_default("gru_forward", need_cache, weights)
-    y, h_n, gates, hs, lens = _core.gru_forward(x, weights._arrays, h0, lengths, need_cache, weights._reset_before)
-    cache = GRUCache._make(x, weights, lens, gates, hs) if need_cache else None
+    y, h_n, gates, hs, lens, mask = _core.gru_forward(x, weights._arrays, h0, lengths, need_cache,
+                                                      weights._reset_before, recurrent_mask)
+    cache = GRUCache._make(x, weights, lens, gates, hs, mask) if need_cache else None
     return GRUOutput(y, h_n, cache)
 
 
@@ -217,6 +223,7 @@ def gru_backward(cache: GRUCache, dy: np.ndarray | None = None, dh_n: np.ndarray
     dx, dwi, dwh, db, dh0 = _core.gru_backward(
         cache._x, cache._weights._arrays, cache._lengths, cache._gates, cache._h,
         contiguous(dy, "gru_backward", "dy"), contiguous(dh_n, "gru_backward", "dh_n"), cache._weights._reset_before,
+        cache._mask,
     )
     # From the column forms back to PyTorch's: columns r, z, n_x, n_h (see GRUWeights).
     H = dwh.shape[1]

@@ -61,21 +61,21 @@ class _Cell(NamedTuple):
     name: str
     weights: type
     states: int  # 2 for the LSTM (h, c), 1 for the others
-    forward: object  # (x, w, h0, c0, lengths, need_cache) -> (y, h_n, c_n, cache)
+    forward: object  # (x, w, h0, c0, lengths, need_cache, recurrent_mask) -> (y, h_n, c_n, cache)
     backward: object  # (cache, dy, dh_n, dc_n) -> grads with dx, dh0[, dc0]
 
 
-def _lstm_fwd(x, w, h0, c0, lengths, need_cache):
-    return lstm_forward(x, w, h0=h0, c0=c0, lengths=lengths, need_cache=need_cache)
+def _lstm_fwd(x, w, h0, c0, lengths, need_cache, mask):
+    return lstm_forward(x, w, h0=h0, c0=c0, lengths=lengths, need_cache=need_cache, recurrent_mask=mask)
 
 
-def _gru_fwd(x, w, h0, c0, lengths, need_cache):
-    y, h_n, cache = gru_forward(x, w, h0=h0, lengths=lengths, need_cache=need_cache)
+def _gru_fwd(x, w, h0, c0, lengths, need_cache, mask):
+    y, h_n, cache = gru_forward(x, w, h0=h0, lengths=lengths, need_cache=need_cache, recurrent_mask=mask)
     return y, h_n, None, cache
 
 
-def _rnn_fwd(x, w, h0, c0, lengths, need_cache):
-    y, h_n, cache = rnn_forward(x, w, h0=h0, lengths=lengths, need_cache=need_cache)
+def _rnn_fwd(x, w, h0, c0, lengths, need_cache, mask):
+    y, h_n, cache = rnn_forward(x, w, h0=h0, lengths=lengths, need_cache=need_cache, recurrent_mask=mask)
     return y, h_n, None, cache
 
 
@@ -297,6 +297,18 @@ def _masks(fn: str, dropout, seed, dropout_masks, L: int, shape, dtype):
     return dropout_masks_from_seed(seed, dropout, L, shape, dtype)
 
 
+def recurrent_dropout_mask(rate: float, shape, *, seed=None, dtype=np.float32) -> np.ndarray:
+    """A variational recurrent dropout mask of ``shape`` ((B, H), or (layers*dirs, B, H) for the
+    whole-layer functions): ``(rng.random(shape) < 1 - rate) / (1 - rate)`` in ``dtype`` from
+    ``numpy.random.default_rng(seed)``; all ones for rate 0."""
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"recurrent_dropout_mask: rate must be in [0, 1), got {rate}")
+    keep = 1.0 - rate
+    rng = np.random.default_rng(seed)
+    return ((rng.random(shape) < keep) / keep).astype(dtype)
+
+
 def dropout_masks_from_seed(seed, dropout: float, L: int, shape, dtype) -> list:
     """The masks ``dropout`` with ``seed`` draws: for layers 1..L-1 in turn, from one
     ``numpy.random.default_rng(seed)``, ``(rng.random(shape) < 1 - dropout) / (1 - dropout)`` in
@@ -310,7 +322,8 @@ def dropout_masks_from_seed(seed, dropout: float, L: int, shape, dtype) -> list:
 # Forward and backward
 
 
-def _forward(fn, cell: _Cell, x, layers, lengths, h0, c0, dropout, seed, dropout_masks, need_cache, schedule):
+def _forward(fn, cell: _Cell, x, layers, lengths, h0, c0, dropout, seed, dropout_masks, need_cache, schedule,
+             recurrent_masks=None):
     dirs_of = _directions(fn, cell, layers)
     x = np.asarray(x)
     if x.ndim != 3:
@@ -325,6 +338,7 @@ def _forward(fn, cell: _Cell, x, layers, lengths, h0, c0, dropout, seed, dropout
                          f"got {x.shape}")
     h0 = _state(fn, "h0", h0, (L * dirs, B, H), dtype)
     c0 = _state(fn, "c0", c0, (L * dirs, B, H), dtype) if cell.states == 2 else None
+    rmasks = _state(fn, "recurrent_masks", recurrent_masks, (L * dirs, B, H), dtype)
     if lengths is not None:
         lengths = np.asarray(lengths)
         if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
@@ -339,9 +353,10 @@ def _forward(fn, cell: _Cell, x, layers, lengths, h0, c0, dropout, seed, dropout
         w, i = dirs_of[k][j], k * dirs + j
         s0 = None if h0 is None else h0[i]
         s1 = None if c0 is None else c0[i]
+        m = None if rmasks is None else rmasks[i]
         if j == 0:
-            return cell.forward(inp, w, s0, s1, lengths, need_cache)
-        y, h_n, c_n, cache = cell.forward(reverse_within_lengths(inp, rev), w, s0, s1, lengths, need_cache)
+            return cell.forward(inp, w, s0, s1, lengths, need_cache, m)
+        y, h_n, c_n, cache = cell.forward(reverse_within_lengths(inp, rev), w, s0, s1, lengths, need_cache, m)
         return reverse_within_lengths(y, rev), h_n, c_n, cache
 
     caches, h_n, c_n = [], [], []
@@ -418,6 +433,11 @@ _FORWARD_DOC = """{Cell} layers over a time-major sequence in one call: ``torch.
     seed : int, optional
     dropout_masks : list of L-1 ndarrays (T, B, dirs*H), optional
         The caller's own masks (already scaled), instead of ``dropout``.
+    recurrent_masks : ndarray (layers*dirs, B, H), optional
+        Variational recurrent dropout: layer k, direction j's h_{{t-1}} is multiplied by
+        ``recurrent_masks[k*dirs + j]`` where it enters its recurrent product, the same mask at
+        every step (see ``{cell}_forward``'s ``recurrent_mask``; ``recurrent_dropout_mask``
+        draws one).
     need_cache : bool
         Keep what ``{cell}_layers_backward`` needs (default).
     schedule : "auto", "side_by_side" or "sequential"
@@ -433,21 +453,21 @@ _FORWARD_DOC = """{Cell} layers over a time-major sequence in one call: ``torch.
 
 
 def lstm_layers_forward(x, layers, *, lengths=None, h0=None, c0=None, dropout=0.0, seed=None, dropout_masks=None,
-                        need_cache=True, schedule="auto") -> LayersOutput:
+                        need_cache=True, schedule="auto", recurrent_masks=None) -> LayersOutput:
     return _forward("lstm_layers_forward", _LSTM, x, layers, lengths, h0, c0, dropout, seed, dropout_masks,
-                    need_cache, schedule)
+                    need_cache, schedule, recurrent_masks)
 
 
 def gru_layers_forward(x, layers, *, lengths=None, h0=None, dropout=0.0, seed=None, dropout_masks=None,
-                       need_cache=True, schedule="auto") -> LayersOutput:
+                       need_cache=True, schedule="auto", recurrent_masks=None) -> LayersOutput:
     return _forward("gru_layers_forward", _GRU, x, layers, lengths, h0, None, dropout, seed, dropout_masks,
-                    need_cache, schedule)
+                    need_cache, schedule, recurrent_masks)
 
 
 def rnn_layers_forward(x, layers, *, lengths=None, h0=None, dropout=0.0, seed=None, dropout_masks=None,
-                       need_cache=True, schedule="auto") -> LayersOutput:
+                       need_cache=True, schedule="auto", recurrent_masks=None) -> LayersOutput:
     return _forward("rnn_layers_forward", _RNN, x, layers, lengths, h0, None, dropout, seed, dropout_masks,
-                    need_cache, schedule)
+                    need_cache, schedule, recurrent_masks)
 
 
 lstm_layers_forward.__doc__ = _FORWARD_DOC.format(

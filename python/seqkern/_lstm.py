@@ -139,6 +139,7 @@ def lstm_forward(
     peephole: np.ndarray | None = None,
     lengths: np.ndarray | None = None,
     need_cache: bool | None = None,
+    recurrent_mask: np.ndarray | None = None,
 ) -> LSTMOutput:
     """LSTM over a whole time-major sequence.
 
@@ -171,6 +172,13 @@ def lstm_forward(
     need_cache : bool, optional
         Keep what backward needs (the default, except for int8 weights, which keep none); False
         saves memory and time for inference and returns ``cache=None``.
+    recurrent_mask : ndarray (B, H), optional
+        Variational recurrent dropout: multiplies h_{t-1} where it enters the recurrent product
+        (``h_{t-1} w_hh^T`` becomes ``(h_{t-1} * recurrent_mask) w_hh^T``), the same mask at every
+        step, as Keras's ``recurrent_dropout``; the states themselves are not masked. Pass the
+        scaled keep mask (``bernoulli(1 - p) / (1 - p)``, see ``recurrent_dropout_mask``). The
+        cache keeps its own copy, and the backward applies it. Finite, of the weights' dtype;
+        float weights only.
 
     All float arrays must share one dtype (else ``TypeError``); shape mismatches raise
     ``ValueError`` naming the argument.
@@ -185,7 +193,7 @@ def lstm_forward(
     weights = _weights("lstm_forward", w_ih, w_hh, bias, peephole)
     x = contiguous(x, "lstm_forward", "x")
     need_cache = cache_default("lstm_forward", need_cache, weights)
-    return LSTMOutput(*_core.lstm_forward(x, weights, h0, c0, lengths, need_cache))
+    return LSTMOutput(*_core.lstm_forward(x, weights, h0, c0, lengths, need_cache, recurrent_mask))
 
 
 def lstm_backward(

@@ -140,6 +140,7 @@ def rnn_forward(
     lengths: np.ndarray | None = None,
     nonlinearity: str | None = None,
     need_cache: bool | None = None,
+    recurrent_mask: np.ndarray | None = None,
 ) -> RNNOutput:
     """Plain (Elman) RNN over a whole time-major sequence (PyTorch's ``nn.RNN`` math).
 
@@ -166,6 +167,9 @@ def rnn_forward(
     need_cache : bool, optional
         Keep what backward needs (the default, except for int8 weights, which keep none); False
         returns ``cache=None``.
+    recurrent_mask : ndarray (B, H), optional
+        Variational recurrent dropout on h_{t-1} in the recurrent product, as in
+        :func:`seqkern.lstm_forward` (float weights only).
 
     Returns
     -------
@@ -175,8 +179,9 @@ def rnn_forward(
     weights = _weights("rnn_forward", w_ih, w_hh, bias, nonlinearity)
     x = contiguous(x, "rnn_forward", "x")
     need_cache = cache_default("rnn_forward", need_cache, weights)
-    y, h_n, gates, hs, lens = _core.rnn_forward(x, weights._arrays, h0, lengths, need_cache, weights._relu)
-    cache = RNNCache._make(x, weights, lens, gates, hs) if need_cache else None
+    y, h_n, gates, hs, lens, mask = _core.rnn_forward(x, weights._arrays, h0, lengths, need_cache, weights._relu,
+                                                      recurrent_mask)
+    cache = RNNCache._make(x, weights, lens, gates, hs, mask) if need_cache else None
     return RNNOutput(y, h_n, cache)
 
 
@@ -193,7 +198,7 @@ def rnn_backward(cache: RNNCache, dy: np.ndarray | None = None, dh_n: np.ndarray
     w = cache._weights
     dx, dwi, dwh, db, dh0 = _core.rnn_backward(
         cache._x, w._arrays, cache._lengths, cache._gates, cache._h,
-        contiguous(dy, "rnn_backward", "dy"), contiguous(dh_n, "rnn_backward", "dh_n"), w._relu,
+        contiguous(dy, "rnn_backward", "dy"), contiguous(dh_n, "rnn_backward", "dh_n"), w._relu, cache._mask,
     )
     return RNNGrads(dx, dwi, dwh, db, dh0)
 

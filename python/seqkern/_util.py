@@ -67,21 +67,22 @@ def read_only_view(a: np.ndarray) -> np.ndarray:
 
 class StateCache:
     """The cache of a recurrent family whose only state is h (GRU, RNN): x, the weights object, the
-    int64 lengths, the saved gates (T, B, G*H) and the states h (T+1, B, H), read-only. Only the
-    family's forward makes one (``_make``)."""
+    int64 lengths, the saved gates (T, B, G*H), the states h (T+1, B, H) and its own copy of the
+    recurrent dropout mask (B, H) or None, read-only. Only the family's forward makes one
+    (``_make``)."""
 
-    __slots__ = ("_x", "_weights", "_lengths", "_gates", "_h")
+    __slots__ = ("_x", "_weights", "_lengths", "_gates", "_h", "_mask")
     _maker = "the forward function"
 
     def __init__(self, *args) -> None:
         raise TypeError(f"{type(self).__name__}: only {self._maker} makes one")
 
     @classmethod
-    def _make(cls, x, weights, lengths, gates, h):
+    def _make(cls, x, weights, lengths, gates, h, mask=None):
         self = object.__new__(cls)
         for a in (gates, h):
             a.setflags(write=False)
-        for name, value in zip(StateCache.__slots__, (x.view(), weights, lengths, gates, h)):
+        for name, value in zip(StateCache.__slots__, (x.view(), weights, lengths, gates, h, mask)):
             object.__setattr__(self, name, value)
         return self
 
@@ -99,6 +100,10 @@ class StateCache:
     @property
     def h(self) -> np.ndarray:
         return read_only_view(self._h)
+
+    @property
+    def recurrent_mask(self) -> np.ndarray | None:
+        return None if self._mask is None else read_only_view(self._mask)
 
     @property
     def nbytes(self) -> int:

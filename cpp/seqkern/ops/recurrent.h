@@ -33,6 +33,11 @@ struct RnnParams {
   const uint16_t* wih_b = nullptr;
   const uint16_t* whh_b = nullptr;
   const Int8Weights* i8 = nullptr;
+  // Variational recurrent dropout: (B, H), multiplies h_{t-1} where it enters the recurrent
+  // product, the same mask at every step (the states themselves, and the cell's own use of
+  // h_{t-1}, are not masked); nullptr for none. Read by forward and backward (float weights, not
+  // the step, the int8 form or the reset-before GRU: the bindings refuse those).
+  const T* h_mask = nullptr;
 };
 
 template <typename T, typename Params>

@@ -99,6 +99,11 @@ def _recurrent(layer, dtype):
     H = params["w_hh_l0"].shape[1]
     seq = bool(cfg.get("return_sequences", False))
     opts = {k: params.pop(k) for k in ("nonlinearity", "reset_after") if k in params}
+    # recurrent_dropout (training only) carries over where the nn layer has it: every cell but the
+    # reset-before GRU. The input dropout of a single Keras layer has no nn counterpart.
+    rec_dp = float(cfg.get("recurrent_dropout", 0.0) or 0.0)
+    if rec_dp and opts.get("reset_after", True):
+        opts["recurrent_dropout"] = rec_dp
     cls = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}[kind]
     nn_layer = cls(D, H, bidirectional=bidirectional, return_sequences=seq, dtype=dtype, **opts)
     nn_layer.set_params(params)
@@ -160,8 +165,9 @@ def from_keras(model, *, dtype=np.float32) -> Sequential:
     saved ``.keras`` file, loaded with Keras), with its trained weights.
 
     ``predict`` of the result on token ids (B, T) gives Keras's ``predict`` on the same ids, up to
-    float rounding, for the layers listed in this module's documentation. Keras's dropout
-    settings (``dropout``, ``recurrent_dropout``) do not carry over: they act only in training.
+    float rounding, for the layers listed in this module's documentation. A recurrent layer's
+    ``recurrent_dropout`` carries over (it acts in training only; not for a reset-before GRU, whose
+    kernels take no mask); its input ``dropout`` does not.
     """
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         try:

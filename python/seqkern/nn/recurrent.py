@@ -49,8 +49,8 @@ class _Recurrent(Layer):
     gates = 0
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, dropout=0.0,
-                 return_sequences=False, return_state=False, stateful=False, dtype=np.float32, seed=None,
-                 weight_format=None):
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
+                 seed=None, weight_format=None):
         super().__init__(dtype)
         self.weight_format = None
         self._lowp = None  # the low-precision weights objects, built at the first inference
@@ -61,6 +61,11 @@ class _Recurrent(Layer):
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         self.num_layers, self.bidirectional = int(num_layers), bool(bidirectional)
         self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        if not 0.0 <= self.recurrent_dropout < 1.0:
+            raise ValueError(f"{type(self).__name__}: recurrent_dropout must be in [0, 1), got {recurrent_dropout!r}")
+        if self.recurrent_dropout and getattr(self, "reset_after", True) is False:
+            raise ValueError("GRU: recurrent_dropout needs reset_after=True (the reset-before kernels take no mask)")
         self.return_sequences = bool(return_sequences)
         self._gen = _rng(seed)
         H, G = self.hidden_size, self.gates
@@ -104,7 +109,9 @@ class _Recurrent(Layer):
     def get_config(self):
         return {"class": type(self).__name__, "input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bidirectional": self.bidirectional, **self._cell_config(),
-                "dropout": self.dropout, "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "dropout": self.dropout,
+                **({"recurrent_dropout": self.recurrent_dropout} if self.recurrent_dropout else {}),
+                "return_sequences": self.return_sequences, "return_state": self.return_state,
                 "stateful": self.stateful, "dtype": self.dtype.name,
                 **({"weight_format": self.weight_format} if self.weight_format else {})}
 
@@ -206,6 +213,13 @@ class _Recurrent(Layer):
             masks = [(self._gen.random(shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(keep)
                      for _ in range(self.num_layers - 1)]
         kw = {} if states is None else dict(zip(("h0", "c0"), states))
+        if training and self.recurrent_dropout > 0:
+            # Variational: one mask per layer, direction and row for the whole sequence, on h_{t-1}
+            # where it enters the recurrent product, inside the kernels' step (forward and backward).
+            keep = 1.0 - self.recurrent_dropout
+            shape = (self.num_layers * len(self.dirs), B, self.hidden_size)
+            kw["recurrent_masks"] = ((self._gen.random(shape, dtype=np.float32) < keep).astype(self.dtype)
+                                     / self.dtype.type(keep))
         out = self._forward_layers(x, self._layers(), lengths=lengths, dropout_masks=masks, need_cache=cache, **kw)
         final = (out.h_n,) if self.state_count == 1 else (out.h_n, out.c_n)
         if self.stateful:
@@ -287,7 +301,10 @@ class LSTM(_Recurrent):
     Parameters per layer k and direction (suffix ``_reverse``): ``w_ih_l{k}`` (4H, in),
     ``w_hh_l{k}`` (4H, H), ``bias_l{k}`` (4H,), gate rows i, f, g, o, and with ``peephole`` also
     ``peephole_l{k}`` (3, H). The reverse direction runs the same kernel on every sequence reversed
-    within its length. ``dropout`` is applied to the inputs of layers 1.. in training only.
+    within its length. ``dropout`` is applied to the inputs of layers 1.. in training only;
+    ``recurrent_dropout`` (Keras's, variational) to h_{t-1} where it enters the recurrent product,
+    one mask per layer, direction and row for the whole sequence, in training only, inside the
+    kernels' fused step (``recurrent_mask`` of ``seqkern.lstm_forward``).
     ``return_state``: ``forward`` returns ``(output, h_n, c_n)``, states (layers*dirs, B, H);
     ``forward(x, initial_state=[h0, c0])`` starts from given states; ``stateful``: every batch
     starts from the final states of the one before (``reset_states()`` forgets them).
@@ -298,11 +315,11 @@ class LSTM(_Recurrent):
     gates = 4
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, peephole=False,
-                 dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
-                 seed=None, weight_format=None):
+                 dropout=0.0, recurrent_dropout=0.0, return_sequences=False, return_state=False, stateful=False,
+                 dtype=np.float32, seed=None, weight_format=None):
         self.peephole = bool(peephole)
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
-                         return_sequences=return_sequences, return_state=return_state, stateful=stateful,
+                         recurrent_dropout=recurrent_dropout, return_sequences=return_sequences, return_state=return_state, stateful=stateful,
                          dtype=dtype, seed=seed, weight_format=weight_format)
 
     def _cell_config(self):
@@ -356,7 +373,8 @@ class GRU(_Recurrent):
     ``reset_after=False``, Keras's other variant and ONNX's default, before it:
     ``n = tanh(x W_inᵀ + b_in + (r * h) W_hnᵀ + b_hn)``).
 
-    Output, layers, directions, ``dropout`` and ``return_sequences`` as :class:`LSTM`.
+    Output, layers, directions, ``dropout``, ``recurrent_dropout`` and ``return_sequences`` as
+    :class:`LSTM`.
     Parameters per layer k and direction (suffix ``_reverse``): ``w_ih_l{k}`` (3H, in),
     ``w_hh_l{k}`` (3H, H), ``b_ih_l{k}`` and ``b_hh_l{k}`` (3H,), gate rows r, z, n (PyTorch's
     ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``).
@@ -366,13 +384,13 @@ class GRU(_Recurrent):
     gates = 3
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, reset_after=True,
-                 dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
-                 seed=None, weight_format=None):
+                 dropout=0.0, recurrent_dropout=0.0, return_sequences=False, return_state=False, stateful=False,
+                 dtype=np.float32, seed=None, weight_format=None):
         if not isinstance(reset_after, (bool, np.bool_)):
             raise ValueError(f"GRU: reset_after must be True or False, got {reset_after!r}")
         self.reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
-                         return_sequences=return_sequences, return_state=return_state, stateful=stateful,
+                         recurrent_dropout=recurrent_dropout, return_sequences=return_sequences, return_state=return_state, stateful=stateful,
                          dtype=dtype, seed=seed, weight_format=weight_format)
 
     def _cell_config(self):
@@ -425,7 +443,8 @@ class SimpleRNN(_Recurrent):
     ``seqkern.rnn_forward`` / ``seqkern.rnn_backward`` (PyTorch's ``nn.RNN``, Keras' ``SimpleRNN``):
     ``h_t = act(x_t W_ihᵀ + h_{t-1} W_hhᵀ + bias)`` with ``nonlinearity`` "tanh" or "relu".
 
-    Output, layers, directions, ``dropout`` and ``return_sequences`` as :class:`LSTM`.
+    Output, layers, directions, ``dropout``, ``recurrent_dropout`` and ``return_sequences`` as
+    :class:`LSTM`.
     Parameters per layer k and direction (suffix ``_reverse``): ``w_ih_l{k}`` (H, in),
     ``w_hh_l{k}`` (H, H), ``bias_l{k}`` (H,). Init (Keras): Glorot-uniform w_ih, orthogonal w_hh,
     bias 0. ``load_torch`` sums PyTorch's two biases into ``bias_l{k}``.
@@ -434,13 +453,13 @@ class SimpleRNN(_Recurrent):
     gates = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, *, nonlinearity="tanh",
-                 dropout=0.0, return_sequences=False, return_state=False, stateful=False, dtype=np.float32,
-                 seed=None, weight_format=None):
+                 dropout=0.0, recurrent_dropout=0.0, return_sequences=False, return_state=False, stateful=False,
+                 dtype=np.float32, seed=None, weight_format=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"SimpleRNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout=dropout,
-                         return_sequences=return_sequences, return_state=return_state, stateful=stateful,
+                         recurrent_dropout=recurrent_dropout, return_sequences=return_sequences, return_state=return_state, stateful=stateful,
                          dtype=dtype, seed=seed, weight_format=weight_format)
 
     def _cell_config(self):

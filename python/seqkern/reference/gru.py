@@ -22,6 +22,8 @@ __all__ = ["GRUOutput", "GRUGrads", "gru_forward", "gru_backward"]
 #     a_nh = (r * h) W_hn^T + b_hn     n = tanh(x_t W_in^T + b_in + a_nh)
 #   h_t = (1 - z) * n + z * h                                                     y_t = h_t
 # with s the logistic sigmoid. Rows with t >= lengths[b] keep their state and get y_t = 0.
+# Reset after, with a recurrent dropout mask m (B, H): the products read h * m (h W_hr^T, h W_hz^T,
+# h W_hn^T all become (h * m) W^T; the same m every step), while h_t's z * h keeps h itself.
 #
 # Backward, for t = T-1 .. 0 (rows past their length pass dh through unchanged, ignore dy_t and
 # get zero gate gradients), with dh = dy_t + dh_t(from step t+1) and h = h_{t-1}:
@@ -29,6 +31,7 @@ __all__ = ["GRUOutput", "GRUGrads", "gru_forward", "gru_backward"]
 #   reset after:   da_r = da_n * a_nh * r (1 - r)    da_hn = da_n * r
 #                  da_h = [da_r | da_z | da_hn]      (gradient of h w_hh^T + b_hh)
 #                  dh_{t-1} = dh * z + da_h w_hh     dw_hh += da_h^T h
+#                  (with a mask m: dh_{t-1} = dh * z + (da_h w_hh) * m,  dw_hh += da_h^T (h * m))
 #   reset before:  d(r*h) = da_n W_hn                da_r = d(r*h) * h * r (1 - r)
 #                  da_h = [da_r | da_z | da_n]       (gradient of [h W_hr^T | h W_hz^T | (r*h) W_hn^T] + b_hh)
 #                  dh_{t-1} = dh * z + d(r*h) * r + [da_r | da_z] [W_hr; W_hz]
@@ -51,13 +54,15 @@ def _gru_unpack_weights(w_ih, w_hh, b_ih, b_hh, linear_before_reset):
     return w_ih, w_hh, b_ih, b_hh, linear_before_reset
 
 
-def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, lengths=None, linear_before_reset=True):
+def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, lengths=None, linear_before_reset=True,
+                recurrent_mask=None):
     """GRU over a time-major sequence; returns ``(y, h_n, cache)`` (see the math above).
 
     x (T, B, D); w_ih (3H, D); w_hh (3H, H); b_ih, b_hh (3H,) or None (zeros); h0 (B, H) or None
     (zeros); lengths (B,) ints in [0, T] or None (all T); gate rows ordered r, z, n. With
     ``linear_before_reset`` (the default, PyTorch's GRU) the reset gate scales h W_hn^T + b_hn,
-    without it h before the product. Computes in x's dtype. y (T, B, H) is 0 past each row's
+    without it h before the product; recurrent_mask (B, H) or None, reset after only (see
+    above). Computes in x's dtype. y (T, B, H) is 0 past each row's
     length; h_n (B, H) is each row's state after its last step (h0 for length 0).
 
     The cache is a dict with the inputs (``x``, ``w_ih``, ``w_hh``, ``b_ih``, ``b_hh``,
@@ -76,6 +81,9 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, lengths=No
     lens = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
     w_hr, w_hz, w_hn = w_hh[0:H], w_hh[H : 2 * H], w_hh[2 * H :]
     b_hr, b_hz, b_hn = bh[0:H], bh[H : 2 * H], bh[2 * H :]
+    if recurrent_mask is not None and not lbr:
+        raise ValueError("gru_forward: recurrent_mask is not available with linear_before_reset=False")
+    m = None if recurrent_mask is None else np.asarray(recurrent_mask, dtype=dt)
 
     y = np.zeros((T, B, H), dt)
     gates = np.zeros((T, B, 4 * H), dt)
@@ -84,9 +92,10 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, lengths=No
     for t in range(T):
         active = (t < lens)[:, None]
         ax = x[t] @ w_ih.T + bi
-        r = _sigmoid(ax[:, 0:H] + h @ w_hr.T + b_hr)
-        z = _sigmoid(ax[:, H : 2 * H] + h @ w_hz.T + b_hz)
-        a_nh = h @ w_hn.T + b_hn if lbr else (r * h) @ w_hn.T + b_hn
+        hm = h if m is None else h * m  # the products' operand
+        r = _sigmoid(ax[:, 0:H] + hm @ w_hr.T + b_hr)
+        z = _sigmoid(ax[:, H : 2 * H] + hm @ w_hz.T + b_hz)
+        a_nh = hm @ w_hn.T + b_hn if lbr else (r * h) @ w_hn.T + b_hn
         n = np.tanh(ax[:, 2 * H :] + (r * a_nh if lbr else a_nh))
         h_new = (1 - z) * n + z * h
         gates[t] = np.where(active, np.concatenate([r, z, n, a_nh], axis=1), 0)
@@ -95,7 +104,7 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, lengths=No
         hs[t + 1] = h
     cache = {
         "x": x, "w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh,
-        "linear_before_reset": bool(lbr), "lengths": lens, "gates": gates, "h": hs,
+        "linear_before_reset": bool(lbr), "lengths": lens, "gates": gates, "h": hs, "recurrent_mask": m,
     }
     return GRUOutput(y, h.copy(), cache)
 
@@ -109,6 +118,7 @@ def gru_backward(cache, dy=None, dh_n=None):
     """
     x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
     gates, hs, lens, lbr = cache["gates"], cache["h"], cache["lengths"], cache["linear_before_reset"]
+    m = cache.get("recurrent_mask")
     dt = x.dtype
     T, B, _ = x.shape
     H = w_hh.shape[1]
@@ -141,8 +151,8 @@ def gru_backward(cache, dy=None, dh_n=None):
         db_ih += da_x.sum(axis=0)
         db_hh += da_h.sum(axis=0)
         if lbr:
-            dw_hh += da_h.T @ h
-            dh_prev = dh_t * z + da_h @ w_hh
+            dw_hh += da_h.T @ (h if m is None else h * m)
+            dh_prev = dh_t * z + (da_h @ w_hh if m is None else (da_h @ w_hh) * m)
         else:
             dw_hh[: 2 * H] += da_h[:, : 2 * H].T @ h
             dw_hh[2 * H :] += da_h[:, 2 * H :].T @ (r * h)

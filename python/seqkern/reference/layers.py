@@ -2,7 +2,8 @@
 
 ``lstm_layers_forward(x, layers, ...)`` is ``torch.nn.LSTM(num_layers=len(layers),
 bidirectional=len(layers[0]) == 2)``: layer k reads layer k-1's output (the two directions'
-outputs side by side, forward first), times its dropout mask; the reverse direction of a layer
+outputs side by side, forward first), times its dropout mask; ``recurrent_masks`` (layers*dirs,
+B, H) holds each layer and direction's recurrent dropout mask; the reverse direction of a layer
 runs the same cell on every row reversed within its own length and its output is reversed back.
 h_n (layers*dirs, B, H) holds layer k, direction j at row k*dirs + j. ``layers`` holds one entry a
 layer: a weights object (anything the single-layer reference accepts as ``w_ih``) or a pair
@@ -49,7 +50,7 @@ def _as_pairs(layers):
     return [tuple(entry) if isinstance(entry, (list, tuple)) else (entry,) for entry in layers]
 
 
-def _layers_forward(run, states, x, layers, lengths, init, dropout, seed, dropout_masks):
+def _layers_forward(run, states, x, layers, lengths, init, dropout, seed, dropout_masks, recurrent_masks=None):
     layers = _as_pairs(layers)
     L, dirs = len(layers), len(layers[0])
     T, B, _ = x.shape
@@ -66,7 +67,8 @@ def _layers_forward(run, states, x, layers, lengths, init, dropout, seed, dropou
         for j in range(dirs):
             start = [None if s is None else s[k * dirs + j] for s in init]
             xs = inp if j == 0 else reversed_within_lengths(inp, lengths)
-            out = run(xs, layers[k][j], start, lengths)
+            m = None if recurrent_masks is None else recurrent_masks[k * dirs + j]
+            out = run(xs, layers[k][j], start, lengths, m)
             y = out[0] if j == 0 else reversed_within_lengths(out[0], lengths)
             outs.append(y)
             for s in range(states):
@@ -108,11 +110,11 @@ def _layers_backward(back, states, cache, dy, d_finals):
 
 
 def lstm_layers_forward(x, layers, *, lengths=None, h0=None, c0=None, dropout=0.0, seed=None, dropout_masks=None,
-                        need_cache=True, schedule="auto"):
+                        need_cache=True, schedule="auto", recurrent_masks=None):
     """Stacked, optionally bidirectional LSTM; returns ``(y, h_n, c_n, cache)``."""
-    def run(xs, w, start, lens):
-        return lstm_forward(xs, w, h0=start[0], c0=start[1], lengths=lens)
-    out = _layers_forward(run, 2, x, layers, lengths, (h0, c0), dropout, seed, dropout_masks)
+    def run(xs, w, start, lens, m):
+        return lstm_forward(xs, w, h0=start[0], c0=start[1], lengths=lens, recurrent_mask=m)
+    out = _layers_forward(run, 2, x, layers, lengths, (h0, c0), dropout, seed, dropout_masks, recurrent_masks)
     return out if need_cache else out._replace(cache=None)
 
 
@@ -122,11 +124,11 @@ def lstm_layers_backward(cache, dy=None, dh_n=None, dc_n=None):
 
 
 def gru_layers_forward(x, layers, *, lengths=None, h0=None, dropout=0.0, seed=None, dropout_masks=None,
-                       need_cache=True, schedule="auto"):
+                       need_cache=True, schedule="auto", recurrent_masks=None):
     """Stacked, optionally bidirectional GRU; returns ``(y, h_n, None, cache)``."""
-    def run(xs, w, start, lens):
-        return gru_forward(xs, w, h0=start[0], lengths=lens)
-    out = _layers_forward(run, 1, x, layers, lengths, (h0,), dropout, seed, dropout_masks)
+    def run(xs, w, start, lens, m):
+        return gru_forward(xs, w, h0=start[0], lengths=lens, recurrent_mask=m)
+    out = _layers_forward(run, 1, x, layers, lengths, (h0,), dropout, seed, dropout_masks, recurrent_masks)
     return out if need_cache else out._replace(cache=None)
 
 
@@ -136,12 +138,12 @@ def gru_layers_backward(cache, dy=None, dh_n=None):
 
 
 def rnn_layers_forward(x, layers, *, lengths=None, h0=None, dropout=0.0, seed=None, dropout_masks=None,
-                       need_cache=True, schedule="auto"):
+                       need_cache=True, schedule="auto", recurrent_masks=None):
     """Stacked, optionally bidirectional plain RNN (each weights object's nonlinearity); returns
     ``(y, h_n, None, cache)``."""
-    def run(xs, w, start, lens):
-        return rnn_forward(xs, w, h0=start[0], lengths=lens)
-    out = _layers_forward(run, 1, x, layers, lengths, (h0,), dropout, seed, dropout_masks)
+    def run(xs, w, start, lens, m):
+        return rnn_forward(xs, w, h0=start[0], lengths=lens, recurrent_mask=m)
+    out = _layers_forward(run, 1, x, layers, lengths, (h0,), dropout, seed, dropout_masks, recurrent_masks)
     return out if need_cache else out._replace(cache=None)
 
 

@@ -17,6 +17,9 @@ __all__ = ["LSTMOutput", "LSTMGrads", "lstm_forward", "lstm_backward"]
 #   c_t = f * c_{t-1} + i * g
 #   o = s(a_o + p_o * c_t)        h_t = o * tanh(c_t)            y_t = h_t
 # with s the logistic sigmoid. Rows with t >= lengths[b] keep their state and get y_t = 0.
+# With a recurrent dropout mask m (B, H), the product reads h_{t-1} * m in place of h_{t-1}
+# (the same m at every step; the states are not masked), and in the backward dh_{t-1} = (da
+# w_hh) * m and dw_hh += da^T (h_{t-1} * m).
 #
 # Backward, for t = T-1 .. 0 (rows past their length pass dh and dc through unchanged and get
 # da = 0), with dh = dy_t + dh_t(from step t+1), dc = dc_t(from step t+1):
@@ -59,11 +62,13 @@ def _lstm_cell(a, c, p, H):
     return i, f, g, o, c_new, h_new
 
 
-def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=None, lengths=None):
+def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=None, lengths=None,
+                 recurrent_mask=None):
     """LSTM over a time-major sequence; returns ``(y, h_n, c_n, cache)`` (see the math above).
 
     x (T, B, D); w_ih (4H, D); w_hh (4H, H); bias (4H,) or None; h0, c0 (B, H) or None (zeros);
-    peephole (3, H) or None; lengths (B,) ints in [0, T] or None (all T). Computes in x's dtype.
+    peephole (3, H) or None; lengths (B,) ints in [0, T] or None (all T); recurrent_mask (B, H)
+    or None (see above). Computes in x's dtype.
     The cache is a dict with the inputs, the post-activation gates (T, B, 4H) and the cell
     states c_{-1..T-1} as ``c`` (T+1, B, H), and the hidden states ``h`` (T+1, B, H).
     """
@@ -77,6 +82,7 @@ def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=No
     b = np.zeros(4 * H, dt) if bias is None else np.asarray(bias)
     p = None if peephole is None else np.asarray(peephole)
     lens = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+    m = None if recurrent_mask is None else np.asarray(recurrent_mask, dtype=dt)
 
     y = np.zeros((T, B, H), dt)
     gates = np.zeros((T, B, 4 * H), dt)
@@ -85,7 +91,7 @@ def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=No
     hs[0], cs[0] = h, c
     for t in range(T):
         active = (t < lens)[:, None]
-        a = x[t] @ w_ih.T + h @ w_hh.T + b
+        a = x[t] @ w_ih.T + (h if m is None else h * m) @ w_hh.T + b
         i, f, g, o, c_new, h_new = _lstm_cell(a, c, p, H)
         gates[t] = np.concatenate([i, f, g, o], axis=1)
         y[t] = np.where(active, h_new, 0)
@@ -94,7 +100,7 @@ def lstm_forward(x, w_ih, w_hh=None, bias=None, h0=None, c0=None, *, peephole=No
         hs[t + 1], cs[t + 1] = h, c
     cache = {
         "x": x, "w_ih": w_ih, "w_hh": w_hh, "bias": bias, "peephole": peephole,
-        "lengths": lens, "gates": gates, "h": hs, "c": cs,
+        "lengths": lens, "gates": gates, "h": hs, "c": cs, "recurrent_mask": m,
     }
     return LSTMOutput(y, h.copy(), c.copy(), cache)
 
@@ -108,6 +114,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
     gates, hs, cs, lens = cache["gates"], cache["h"], cache["c"], cache["lengths"]
     peephole = cache["peephole"]
+    m = cache.get("recurrent_mask")
     dt = x.dtype
     T, B, _ = x.shape
     H = w_hh.shape[1]
@@ -136,11 +143,11 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
         dc_prev = dc_t * f + da_i * p[0] + da_f * p[1]
         dx[t] = da @ w_ih
         dw_ih += da.T @ x[t]
-        dw_hh += da.T @ hs[t]
+        dw_hh += da.T @ (hs[t] if m is None else hs[t] * m)
         dbias += da.sum(axis=0)
         dp[0] += (da_i * c_prev).sum(axis=0)
         dp[1] += (da_f * c_prev).sum(axis=0)
         dp[2] += (da_o * c_t).sum(axis=0)
-        dh = np.where(active, da @ w_hh, dh)
+        dh = np.where(active, da @ w_hh if m is None else (da @ w_hh) * m, dh)
         dc = np.where(active, dc_prev, dc)
     return LSTMGrads(dx, dw_ih, dw_hh, dbias, dh, dc, None if peephole is None else dp)

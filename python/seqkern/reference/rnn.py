@@ -19,6 +19,8 @@ __all__ = ["RNNOutput", "RNNGrads", "rnn_forward", "rnn_backward"]
 #   da = dh * (1 - h_t^2) (tanh)   or   dh * [a_t > 0] (relu)
 #   dx_t = da W_ih    dh_{t-1} = da W_hh    dw_ih += da^T x_t    dw_hh += da^T h_{t-1}
 #   dbias += sum_b da
+# With a recurrent dropout mask m (B, H): the product reads h_{t-1} * m (the same m every step),
+# and dh_{t-1} = (da W_hh) * m, dw_hh += da^T (h_{t-1} * m).
 
 RNNOutput = namedtuple("RNNOutput", ["y", "h_n", "cache"])
 RNNGrads = namedtuple("RNNGrads", ["dx", "dw_ih", "dw_hh", "dbias", "dh0"])
@@ -29,11 +31,12 @@ def _check_nonlinearity(nonlinearity):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
 
 
-def rnn_forward(x, w_ih, w_hh=None, bias=None, h0=None, *, lengths=None, nonlinearity="tanh"):
+def rnn_forward(x, w_ih, w_hh=None, bias=None, h0=None, *, lengths=None, nonlinearity="tanh", recurrent_mask=None):
     """Plain RNN over a time-major sequence; returns ``(y, h_n, cache)`` (see the math above).
 
     x (T, B, D); w_ih (H, D); w_hh (H, H); bias (H,) or None (zeros); h0 (B, H) or None (zeros);
-    lengths (B,) ints in [0, T] or None (all T). Computes in x's dtype. y (T, B, H) is 0 past each
+    lengths (B,) ints in [0, T] or None (all T); recurrent_mask (B, H) or None (see above).
+    Computes in x's dtype. y (T, B, H) is 0 past each
     row's length; h_n (B, H) is each row's state after its last step (h0 for length 0). An object
     with w_ih, w_hh, bias and nonlinearity attributes (an RNN weights object) may stand in for
     the arrays.
@@ -51,6 +54,7 @@ def rnn_forward(x, w_ih, w_hh=None, bias=None, h0=None, *, lengths=None, nonline
     h = np.zeros((B, H), dt) if h0 is None else np.array(h0, dtype=dt)
     b = np.zeros(H, dt) if bias is None else np.asarray(bias)
     lens = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+    m = None if recurrent_mask is None else np.asarray(recurrent_mask, dtype=dt)
 
     y = np.zeros((T, B, H), dt)
     pre = np.zeros((T, B, H), dt)
@@ -58,7 +62,7 @@ def rnn_forward(x, w_ih, w_hh=None, bias=None, h0=None, *, lengths=None, nonline
     hs[0] = h
     for t in range(T):
         active = (t < lens)[:, None]
-        a = x[t] @ w_ih.T + h @ w_hh.T + b
+        a = x[t] @ w_ih.T + (h if m is None else h * m) @ w_hh.T + b
         h_new = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
         pre[t] = np.where(active, a, 0)
         y[t] = np.where(active, h_new, 0)
@@ -66,7 +70,7 @@ def rnn_forward(x, w_ih, w_hh=None, bias=None, h0=None, *, lengths=None, nonline
         hs[t + 1] = h
     cache = {
         "x": x, "w_ih": w_ih, "w_hh": w_hh, "bias": bias, "nonlinearity": nonlinearity,
-        "lengths": lens, "a": pre, "h": hs,
+        "lengths": lens, "a": pre, "h": hs, "recurrent_mask": m,
     }
     return RNNOutput(y, h.copy(), cache)
 
@@ -79,6 +83,7 @@ def rnn_backward(cache, dy=None, dh_n=None):
     """
     x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
     pre, hs, lens = cache["a"], cache["h"], cache["lengths"]
+    m = cache.get("recurrent_mask")
     dt = x.dtype
     T, B, _ = x.shape
     H = w_hh.shape[1]
@@ -98,7 +103,7 @@ def rnn_backward(cache, dy=None, dh_n=None):
         da = np.where(active, da, 0)
         dx[t] = da @ w_ih
         dw_ih += da.T @ x[t]
-        dw_hh += da.T @ hs[t]
+        dw_hh += da.T @ (hs[t] if m is None else hs[t] * m)
         dbias += da.sum(axis=0)
-        dh = np.where(active, da @ w_hh, dh)
+        dh = np.where(active, da @ w_hh if m is None else (da @ w_hh) * m, dh)
     return RNNGrads(dx, dw_ih, dw_hh, dbias, dh)
